@@ -1,0 +1,8 @@
+"""aiaic: audio-infused automatic image colorization (Zhao, Chen, Zhao, Zhang).
+
+Library packages: `aiaic.data` (extraction, splits, loaders), `aiaic.models` (colour space,
+guidance, encoders, backbones), `aiaic.train` (stages, loop, checkpoints, DDP), `aiaic.eval`
+(metrics, reports). `aiaic.cli` holds the thin Typer entry points.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,14 @@
+"""`aiaic-train` (not yet built)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(name="aiaic-train", help="Not yet built.")
+
+
+@app.command()
+def main() -> None:
+    """Not yet built."""
+    typer.echo("aiaic-train: not yet built", err=True)
+    raise typer.Exit(1)

@@ -1,0 +1,160 @@
+"""Recipes (`pipelines/*.toml`) and typed, frozen config dataclasses.
+
+A recipe is a TOML file with one table per concern: `[extract]`, `[split]`, `[model]`, `[train]`
+(shared training settings) and `[train.<stage>]`, `[eval]`, `[colorize]`. A command builds its config
+from the recipe's table, then applies the flags the user gave (a flag left at None does not
+override). Unknown keys are errors, never silently ignored. The resulting config is saved beside
+every output (`config_to_dict`) and identified by `recipe_hash`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiaic.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_recipe(path: str | Path | None) -> dict[str, Any]:
+    """Read a TOML recipe; None gives an empty recipe (all defaults)."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: recipe file not found")
+    try:
+        with p.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from e
+
+
+def recipe_section(recipe: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The table `name` (dotted for nesting, e.g. "train.stage1") or {} when absent.
+
+    Nested tables inside the returned section are dropped, so `[train]` does not carry its stage tables.
+    """
+    node: Any = recipe
+    for part in name.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return {}
+        node = node[part]
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"recipe entry [{name}] is not a table")
+    return {k: v for k, v in node.items() if not isinstance(v, Mapping)}
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        for a in args:
+            try:
+                return _coerce(name, a, value)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name}: cannot use {value!r} as {tp}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{name}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        items = [_coerce(name, inner, v) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is Path:
+        return Path(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def build_config(cls: type[T], section: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> T:
+    """Build the frozen dataclass `cls` from a recipe section, then from flags (None = not given).
+
+    Raises ConfigError for unknown keys or values of the wrong type; `__post_init__` validates ranges.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    merged: dict[str, Any] = {}
+    for source_name, source in (("recipe", section), ("flags", overrides or {})):
+        for key, value in source.items():
+            k = key.replace("-", "_")
+            if k not in fields:
+                raise ConfigError(
+                    f"unknown {source_name} setting '{key}' for {cls.__name__}; known: {sorted(fields)}"
+                )
+            if value is None:
+                continue
+            merged[k] = _coerce(f"{cls.__name__}.{k}", hints[k], value)
+    try:
+        return cls(**merged)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{cls.__name__}: {e}") from e
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """A JSON-safe copy of a config dataclass (paths as strings, tuples as lists)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, Mapping):
+        return {str(k): config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, Path):
+        return str(cfg)
+    return cfg
+
+
+def recipe_hash(obj: Any) -> str:
+    """A short stable hash (12 hex digits) of a config or mapping: canonical JSON, sha256."""
+    text = json.dumps(config_to_dict(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON under a temporary name in the same directory, fsync, then rename."""
+    import os
+
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as f:
+        json.dump(config_to_dict(obj), f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)

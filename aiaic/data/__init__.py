@@ -1,0 +1,1 @@
+"""Data: sources (VGGSound, AVE, folder), decoding, audio features, shard writing, splits, loaders."""

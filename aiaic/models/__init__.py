@@ -1,0 +1,1 @@
+"""Models: Lab colour space, guidance (SG/DSG), semantic and audio encoders, relevance net, backbones."""

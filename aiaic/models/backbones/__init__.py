@@ -1,0 +1,1 @@
+"""Colorization backbones: a name-to-builder registry (`aiaic.models.backbones.registry`)."""
