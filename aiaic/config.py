@@ -70,8 +70,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             raise ConfigError(f"{name}: {value!r} is not one of {list(typing.get_args(tp))}")
         return value
     if origin in (tuple, list):
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
+        type_args = typing.get_args(tp)
+        inner = type_args[0] if type_args else Any
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):

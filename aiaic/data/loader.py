@@ -1,0 +1,432 @@
+"""Streaming loaders: WebDataset shards -> batches of Lab images, normalised log-mels and negatives.
+
+A split directory (contract #2, `SPLIT/manifest.json`) or plain shard URL patterns are read as a
+stream assembled from small, named, picklable stages (`aiaic.data.loader_stages`, after open_clip's
+`get_wds_dataset`)::
+
+    ShardStage     shards shuffled with (seed, epoch), the same order on every rank (train only;
+                   eval keeps the manifest order), then split by rank, then by loader worker;
+                   repeated pass after pass, so no worker ever runs dry
+    ReadStage      tar -> raw samples (jpg/png/webp, json, cls, mel.npy; pcm.npy is skipped)
+    ShuffleStage   seeded sample shuffle buffer (train only)
+    QuotaStage     exactly this worker's share of the epoch (see "Batches per epoch")
+    DecodeStage    image: train = resize short side + random crop + horizontal flip, eval = resize
+                   short side + centre crop; mel normalised per band; audio_mask drawn with mask_prob
+    NegativeStage  neg_mel: the mel of a recent sample from another video (seeded pool)
+    batched        collate: RGB -> CIE Lab (aiaic.models.lab) -> L_n, ab_n
+
+Batch (contract #3): "L" float32 [B, 1, H, W] = (L - 50) / 50; "ab" [B, 2, H, W] = ab / 110; "rgb"
+[B, 3, H, W] in [0, 1]; "mel" and "neg_mel" float32 [B, 1, 64, 97] normalised with the train mel
+statistics (zeros where a sample has no audio); "has_audio", "audio_mask" bool [B]; "label" int64 [B];
+"key" and "video_id" list[str].
+
+Batches per epoch (`len(loader)`, equal on every rank):
+- train: N = max(1, samples // (world_size * batch_size)) full batches per rank; worker w of W makes
+  N // W (+1 for w < N % W) of them, reading its shards pass after pass (a new seeded order each pass)
+  until its quota is full, so an unbalanced shard split repeats a few samples but never hangs.
+- eval: every sample exactly once over ranks and workers when the data divides evenly. With local
+  shards, their sample counts are read from the tar headers: worker w makes ceil(its samples /
+  batch_size) batches (the last may be partial), N is the largest rank total, and a rank with fewer
+  batches pads with full batches repeated from its own first samples (a warning says so); with a single
+  rank nothing is ever repeated or dropped. With remote URLs (no counts) each worker gets the train-style
+  quota of ceil(samples / (world_size * batch_size)) batches: a worker with fewer samples repeats its
+  first ones, one with more skips its tail; both are logged as warnings.
+
+Determinism: the same (seed, epoch, rank, world_size, workers, config) gives the same batches in the
+same order with the same crops, flips, masks and negatives; another epoch reshuffles. Loader workers are
+started with 'spawn' (or 'forkserver'), never fork, so a script that builds a loader with workers > 0
+must guard its entry point with `if __name__ == "__main__":` (console scripts and `python -m` do);
+workers start on the first iteration and stay until `close()`, `set_epoch` reaching them through a
+shared value. Images are decoded with PIL and audio never touches torchaudio. Usage::
+
+    source = open_split(Path("data/split"), "train")
+    loader = make_loader(source, LoaderConfig(image_size=64, batch_size=16, workers=2, epoch=0),
+                         rank=rank, world_size=world_size)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for batch in loader: ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing as mp
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import braceexpand
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader
+from webdataset.tariterators import base_plus_ext
+
+from aiaic.data.loader_stages import (
+    N_MELS,
+    DecodeStage,
+    EpochBox,
+    NegativeStage,
+    Plan,
+    QuotaStage,
+    ReadStage,
+    ShardStage,
+    ShuffleStage,
+    collate,
+    worker_init,
+)
+from aiaic.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How batches are made. Sizes in pixels; `mask_prob` in [0, 1]."""
+
+    image_size: int = 64  # output H = W (pixels)
+    batch_size: int = 16  # samples per batch per rank
+    workers: int = 0  # loader worker processes per rank (0 = in the calling process)
+    train: bool = True  # train: shuffle, random crop + flip, full batches; eval: centre crop, in order
+    seed: int = 0  # base seed of every random choice (>= 0)
+    epoch: int = 0  # epoch of the first iteration (`set_epoch` changes it)
+    mask_prob: float = 0.0  # probability that a sample's audio_mask is True
+    shuffle_buffer: int = 256  # train: samples in the seeded shuffle buffer per worker (0 = off)
+    neg_pool: int = 64  # recent audio clips a negative is drawn from (never the sample's own video)
+    neg_other_label: bool = False  # prefer negatives of another label (the paper: any other video)
+    train_resize: float = 1.0  # train: short side resized to round(image_size * train_resize), then crop
+    flip: bool = True  # train: random horizontal flip
+    start_method: Literal["spawn", "forkserver"] = "spawn"  # worker start method (never fork)
+    prefetch: int = 2  # batches prefetched per worker
+    fast_jpeg: bool = True  # train: JPEG decoded at a reduced DCT scale when still >= the needed size
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.epoch >= 0, f"epoch must be >= 0, got {self.epoch}"),
+            (0.0 <= self.mask_prob <= 1.0, f"mask_prob must be in [0, 1], got {self.mask_prob}"),
+            (self.shuffle_buffer >= 0, f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}"),
+            (self.neg_pool >= 1, f"neg_pool must be >= 1, got {self.neg_pool}"),
+            (self.train_resize >= 1.0, f"train_resize must be >= 1, got {self.train_resize}"),
+            (self.start_method in ("spawn", "forkserver"), f"start_method {self.start_method!r}"),
+            (self.prefetch >= 1, f"prefetch must be >= 1, got {self.prefetch}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"loader: {message}")
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """Shards of one split and what the loader needs to know about them.
+
+    `mel_mean`/`mel_std`: per-band train statistics of the log-mel (64 floats each).
+    `shard_samples`: samples per shard where known (else counted from local tars when needed).
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    samples: int
+    mel_mean: tuple[float, ...]
+    mel_std: tuple[float, ...]
+    shard_samples: tuple[int, ...] | None = None
+    label_ids: dict[str, int] = field(default_factory=dict, compare=False)
+    mel_config: dict[str, Any] = field(default_factory=dict, compare=False)
+    origin: str = ""  # the manifest or pattern it came from (for messages)
+
+    def mel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) as float32 tensors [64]."""
+        return torch.tensor(self.mel_mean, dtype=torch.float32), torch.tensor(
+            self.mel_std, dtype=torch.float32
+        )
+
+
+def _stats(values: Any, what: str, origin: str) -> tuple[float, ...]:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(N_MELS, float(arr))
+    if arr.shape != (N_MELS,) or not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{origin}: {what} must be {N_MELS} finite floats (or one), got shape {arr.shape}")
+    if what == "mel_std" and np.any(arr <= 0):
+        raise ConfigError(f"{origin}: mel_std must be > 0 in every band, got min {arr.min()}")
+    return tuple(float(v) for v in arr)
+
+
+def open_split(split_dir: Path, split: str) -> SplitSource:
+    """Read `split_dir/manifest.json` (contract #2) and return the shards and stats of `split`."""
+    split_dir = Path(split_dir)
+    path = split_dir / "manifest.json"
+    if not path.is_file():
+        raise InputError(split_dir, "no manifest.json: not a split directory (run `aiaic-data split`)")
+    try:
+        manifest = json.loads(path.read_text())
+        entry = manifest["splits"].get(split)
+        stats = manifest["audio_stats"]
+        if entry is None:
+            raise ConfigError(f"{path}: no split {split!r}; it has {sorted(manifest['splits'])}")
+        shards = [str(s) for s in entry["shards"]]
+        samples = int(entry["samples"])
+        mean, std = stats["mel_mean"], stats["mel_std"]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(path, f"not a valid split manifest: {type(e).__name__}: {e}") from e
+    missing = [s for s in shards if not (split_dir / s).is_file()]
+    if missing:
+        raise InputError(
+            split_dir / missing[0], f"shard listed in the manifest is missing ({len(missing)} missing)"
+        )
+    if not shards or samples <= 0:
+        raise InputError(path, f"split {split!r} has no samples")
+    counts = entry.get("shard_samples")
+    return SplitSource(
+        name=split,
+        urls=tuple(str(split_dir / s) for s in shards),
+        samples=samples,
+        mel_mean=_stats(mean, "mel_mean", str(path)),
+        mel_std=_stats(std, "mel_std", str(path)),
+        shard_samples=tuple(int(c) for c in counts) if counts is not None else None,
+        label_ids={str(k): int(v) for k, v in manifest.get("label_ids", {}).items()},
+        mel_config=dict(manifest.get("mel_config", {})),
+        origin=str(path),
+    )
+
+
+def open_shards(
+    patterns: str | Sequence[str],
+    *,
+    mel_mean: float | Sequence[float],
+    mel_std: float | Sequence[float],
+    samples: int | None = None,
+    name: str = "shards",
+) -> SplitSource:
+    """A source from shard URL patterns with brace notation (`dir/train-{000000..000007}.tar`).
+
+    Without a manifest the mel statistics must be given (64 per-band floats, or one scalar for all
+    bands). `samples` defaults to the count read from the tar headers (local files only).
+    """
+    pats = [patterns] if isinstance(patterns, str) else list(patterns)
+    urls = tuple(u for p in pats for u in braceexpand.braceexpand(p))
+    if not urls:
+        raise ConfigError(f"no shards in {pats}")
+    for u in urls:
+        local = _local_path(u)
+        if local is not None and not Path(local).is_file():
+            raise InputError(u, "shard not found")
+    counts = None
+    if samples is None:
+        counts = shard_sample_counts(urls)
+        if counts is None:
+            raise ConfigError(f"{pats}: remote shards: give samples= (the total sample count)")
+        samples = sum(counts)
+    if samples <= 0:
+        raise InputError(pats[0], "the shards hold no samples")
+    origin = ",".join(pats)
+    return SplitSource(
+        name=name,
+        urls=urls,
+        samples=int(samples),
+        mel_mean=_stats(mel_mean, "mel_mean", origin),
+        mel_std=_stats(mel_std, "mel_std", origin),
+        shard_samples=counts,
+        origin=origin,
+    )
+
+
+def _local_path(url: str) -> str | None:
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return parsed.path if parsed.scheme == "file" else url
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _count_tar(path: str, size: int, mtime_ns: int) -> int:
+    keys = set()
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if member.isreg():
+                    prefix, _ = base_plus_ext(member.name)
+                    if prefix is not None:
+                        keys.add(prefix)
+    except (tarfile.TarError, OSError) as e:
+        raise InputError(path, f"cannot read shard: {e}") from e
+    return len(keys)
+
+
+def shard_sample_counts(urls: Sequence[str]) -> tuple[int, ...] | None:
+    """Samples per shard read from the tar headers (local files only; None when any URL is remote)."""
+    paths = []
+    for url in urls:
+        path = _local_path(url)
+        if path is None:
+            return None
+        paths.append(path)
+    counts = []
+    for path in paths:
+        try:
+            st = Path(path).stat()
+        except OSError as e:
+            raise InputError(path, f"cannot read shard: {e}") from e
+        counts.append(_count_tar(path, st.st_size, st.st_mtime_ns))
+    return tuple(counts)
+
+
+def normalize_mel(mel: Any, mean: Any, std: Any) -> torch.Tensor:
+    """(mel - mean[band]) / std[band] for log-mel [..., 64, 97]; mean and std [64] (or scalars)."""
+    m = torch.as_tensor(mel, dtype=torch.float32)
+    mu = torch.as_tensor(mean, dtype=torch.float32, device=m.device)
+    sd = torch.as_tensor(std, dtype=torch.float32, device=m.device)
+    if mu.ndim == 1:
+        if m.ndim < 2 or m.shape[-2] != mu.shape[0]:
+            raise ValueError(f"normalize_mel: mel {tuple(m.shape)} has no band axis of {mu.shape[0]} at -2")
+        mu, sd = mu.reshape(-1, 1), sd.reshape(-1, 1)
+    return (m - mu) / sd
+
+
+def _split_batches(n: int, workers: int) -> tuple[int, ...]:
+    """n batches dealt round-robin to workers (the order a DataLoader reads them in)."""
+    return tuple(n // workers + (1 if w < n % workers else 0) for w in range(workers))
+
+
+def _plan_quotas(
+    source: SplitSource, cfg: LoaderConfig, world_size: int, slots: int
+) -> tuple[tuple[int, ...], ...]:
+    b = cfg.batch_size
+    if cfg.train:
+        n = max(1, source.samples // (world_size * b))
+        return tuple(_split_batches(n, slots) for _ in range(world_size))
+    counts = source.shard_samples or shard_sample_counts(source.urls)
+    if counts is None:  # remote shards: uniform quota, documented remainder behaviour
+        n = max(1, math.ceil(source.samples / (world_size * b)))
+        if n < slots:
+            log.warning(
+                "%d batches per rank for %d workers: the shards of idle workers are skipped", n, slots
+            )
+        return tuple(_split_batches(n, slots) for _ in range(world_size))
+    if sum(counts) != source.samples:
+        raise InputError(
+            source.origin,
+            f"split {source.name!r} lists {source.samples} samples but its shards hold {sum(counts)}",
+        )
+    by_url = dict(zip(source.urls, counts, strict=True))
+    probe = Plan(source.urls, 0, world_size, slots, cfg.seed, False, b, (), EpochBox(0))
+    samples = [
+        [sum(by_url[u] for u in probe.shards_of(0, r, w)) for w in range(slots)] for r in range(world_size)
+    ]
+    quotas = [[math.ceil(c / b) for c in row] for row in samples]
+    n = max(sum(row) for row in quotas)
+    for r, row in enumerate(quotas):
+        pad = n - sum(row)
+        live = [w for w in range(slots) if samples[r][w] > 0]
+        if pad and not live:
+            raise ConfigError(
+                f"{source.origin}: rank {r} of {world_size} gets no samples (its shards are empty)"
+            )
+        if pad:
+            log.warning("rank %d pads %d batch(es) with repeated samples to match the other ranks", r, pad)
+        for _ in range(pad):
+            w = min(live, key=lambda k: (row[k], k))
+            row[w] += 1
+    return tuple(tuple(row) for row in quotas)
+
+
+class StreamLoader:
+    """Iterable of batch dicts (contract #3); `len()` = batches per epoch on this rank."""
+
+    def __init__(self, source: SplitSource, cfg: LoaderConfig, rank: int, world_size: int):
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"loader: rank {rank} is not in [0, world_size={world_size})")
+        slots = max(1, cfg.workers)
+        if len(source.urls) < world_size * slots:
+            raise ConfigError(
+                f"{source.origin}: {len(source.urls)} shard(s) for {world_size} rank(s) x {slots} loader "
+                f"worker(s): every worker needs a shard; use fewer workers or re-split into >= "
+                f"{world_size * slots} shards (4x that is better)"
+            )
+        self.source, self.cfg, self.rank, self.world_size = source, cfg, rank, world_size
+        ctx = mp.get_context(cfg.start_method) if cfg.workers > 0 else None
+        epoch = ctx.Value("i", cfg.epoch) if ctx is not None else EpochBox(cfg.epoch)
+        quotas = _plan_quotas(source, cfg, world_size, slots)
+        self.plan = Plan(
+            source.urls, rank, world_size, slots, cfg.seed, cfg.train, cfg.batch_size, quotas, epoch
+        )
+        self.batches = sum(quotas[rank])
+        mean = np.asarray(source.mel_mean, dtype=np.float32).reshape(-1, 1)
+        std = np.asarray(source.mel_std, dtype=np.float32).reshape(-1, 1)
+        self.dataset = wds.DataPipeline(
+            ShardStage(self.plan),
+            ReadStage(),
+            ShuffleStage(self.plan, cfg.shuffle_buffer if cfg.train else 0),
+            QuotaStage(self.plan),
+            DecodeStage(self.plan, cfg, mean, std),
+            NegativeStage(self.plan, cfg.neg_pool, cfg.neg_other_label),
+            wds.batched(cfg.batch_size, collation_fn=collate, partial=True),
+        )
+        self._ctx = ctx
+        self._loader: DataLoader | None = None
+
+    @property
+    def epoch(self) -> int:
+        return int(self.plan.epoch.value)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of the next iteration (seeds shard order, shuffles, crops, masks)."""
+        if epoch < 0:
+            raise ConfigError(f"loader: epoch must be >= 0, got {epoch}")
+        self.plan.epoch.value = int(epoch)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        if self.cfg.workers == 0:
+            return iter(self.dataset)
+        if self._loader is None:  # workers start on first use and stay until close()
+            self._loader = DataLoader(
+                self.dataset,
+                batch_size=None,
+                num_workers=self.cfg.workers,
+                multiprocessing_context=self._ctx,
+                persistent_workers=True,
+                prefetch_factor=self.cfg.prefetch,
+                worker_init_fn=worker_init,
+            )
+        return iter(self._loader)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        count = 0
+        for batch in self._batches():
+            count += 1
+            yield batch
+        if count != self.batches:
+            raise RuntimeError(f"loader made {count} batches on rank {self.rank}, planned {self.batches}")
+
+    def close(self) -> None:
+        """Stop the worker processes (also done at garbage collection); iterating again restarts them."""
+        if self._loader is not None:
+            it = getattr(self._loader, "_iterator", None)
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+            self._loader = None
+
+    def __enter__(self) -> StreamLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_loader(
+    source: SplitSource, cfg: LoaderConfig, *, rank: int = 0, world_size: int = 1
+) -> StreamLoader:
+    """The loader of `source` for one rank; `len()` is the same on every rank (see the module docstring)."""
+    return StreamLoader(source, cfg, rank, world_size)

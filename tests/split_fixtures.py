@@ -1,0 +1,181 @@
+"""Tiny split directories (contract #2) with known content, for loader and trainer tests.
+
+    from tests.split_fixtures import write_split_dir, read_split
+    root = write_split_dir(tmp_path / "split", classes=2, videos_per_class=3, seconds=4, size=64,
+                           shards_per_split=4)
+    source = open_split(root, "train")
+
+Every sample is one second of one video. Its frame (RGB uint8, `size` high and `round(size * aspect)`
+wide) is the class colour `CLASS_RGB[c]` times a left-to-right brightness ramp, plus seeded noise that
+makes every frame unique; its audio is a tone (plus faint noise) whose frequency is unique per (video,
+second), so a mel identifies its sample. `silent_videos` videos have no audio (no mel.npy/pcm.npy,
+has_audio false).
+Shards are written with `aiaic.data.sample.encode_sample` and `webdataset.TarWriter`, samples shuffled
+with `seed` and dealt round-robin, so shard sizes differ by at most one. The manifest's audio_stats are
+the per-band mean/std of the train mels over samples and frames.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+
+from aiaic.data.audio import MelConfig, log_mel
+from aiaic.data.sample import DecodedSample, decode_sample, encode_sample, sample_key
+
+CLASS_NAMES = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "purple")
+CLASS_RGB = (
+    (0.9, 0.15, 0.1),
+    (0.15, 0.8, 0.2),
+    (0.15, 0.25, 0.9),
+    (0.9, 0.85, 0.1),
+    (0.1, 0.85, 0.85),
+    (0.85, 0.1, 0.8),
+    (0.95, 0.55, 0.1),
+    (0.5, 0.15, 0.7),
+)
+SAMPLE_RATE = 16000
+
+
+def video_id(c: int, v: int) -> str:
+    """Ids of odd videos begin with '-' (as some YouTube ids do)."""
+    return f"{'-' if v % 2 else ''}{CLASS_NAMES[c]}{v:02d}"
+
+
+def frame(c: int, v: int, t: int, size: int, aspect: float, seed: int) -> np.ndarray:
+    """The RGB uint8 frame [size, round(size*aspect), 3] of second t of video v of class c."""
+    w = round(size * aspect)
+    ramp = np.linspace(0.35, 1.0, w)[None, :, None]
+    base = np.asarray(CLASS_RGB[c])[None, None, :] * ramp * 255.0
+    noise = np.random.default_rng([seed, c, v, t]).normal(0.0, 12.0, (size, w, 3))
+    return np.clip(np.round(base + noise), 0, 255).astype(np.uint8)
+
+
+def tone(c: int, v: int, t: int, videos_per_class: int) -> np.ndarray:
+    """One second of 16 kHz mono: a sine unique to (class, video, second) plus faint seeded noise."""
+    index = (c * videos_per_class + v) * 16 + t
+    f = 200.0 * 2.0 ** (index / 40.0)
+    n = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    noise = np.random.default_rng([c, v, t]).normal(0.0, 0.01, SAMPLE_RATE)
+    return (0.3 * np.sin(2 * np.pi * f * n) + noise).astype(np.float32)
+
+
+def write_split_dir(
+    root: Path,
+    *,
+    videos_per_class: int = 3,
+    classes: int = 2,
+    seconds: int = 4,
+    size: int = 64,
+    shards_per_split: int | dict[str, int] = 4,
+    val_videos_per_class: int = 1,
+    ood_classes: int = 0,
+    silent_videos: int = 0,
+    aspect: float = 1.25,
+    image_format: str = "png",
+    with_pcm: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write `root/{train,val[,ood]}/*.tar` and `root/manifest.json`; return root.
+
+    Per class the last `val_videos_per_class` videos go to val, the others to train; the last
+    `ood_classes` classes go entirely to "ood". The first `silent_videos` videos of every split have
+    no audio. Splits: train (and val, ood when non-empty).
+    """
+    root = Path(root)
+    mel_cfg = MelConfig()
+    id_classes = classes - ood_classes
+    members: dict[str, list[tuple[int, int]]] = {"train": [], "val": [], "ood": []}
+    for c in range(classes):
+        for v in range(videos_per_class):
+            if c >= id_classes:
+                members["ood"].append((c, v))
+            elif v >= videos_per_class - val_videos_per_class:
+                members["val"].append((c, v))
+            else:
+                members["train"].append((c, v))
+    manifest_splits = {}
+    train_mels = []
+    for split, videos in members.items():
+        if not videos:
+            continue
+        n_shards = shards_per_split[split] if isinstance(shards_per_split, dict) else shards_per_split
+        silent = set(videos[:silent_videos])
+        samples = []
+        for c, v in videos:
+            vid = video_id(c, v)
+            for t in range(seconds):
+                has_audio = (c, v) not in silent
+                pcm = tone(c, v, t, videos_per_class) if has_audio else None
+                mel = log_mel(pcm, mel_cfg) if pcm is not None else None
+                if mel is not None and split == "train":
+                    train_mels.append(mel.astype(np.float16).astype(np.float64))
+                meta = {
+                    "dataset": "fixture", "video_id": vid, "source": f"{CLASS_NAMES[c]}/{vid}.mp4",
+                    "label": CLASS_NAMES[c], "label_id": c, "segment": t, "frame_time": t + 0.5,
+                    "audio_start": float(t), "audio_end": float(t + 1), "in_event": True,
+                    "has_audio": has_audio, "fps": 10.0, "width": round(size * aspect), "height": size,
+                    "sample_rate": SAMPLE_RATE, "channels": 1, "duration": float(seconds),
+                    "split": split, "recipe_hash": "fixture",
+                }  # fmt: skip
+                samples.append(
+                    encode_sample(
+                        sample_key(vid, 0, t),
+                        frame(c, v, t, size, aspect, seed),
+                        meta,
+                        mel=mel,
+                        pcm=pcm if with_pcm else None,
+                        image_format=image_format,
+                    )
+                )
+        order = np.random.default_rng([seed, len(split)]).permutation(len(samples))
+        (root / split).mkdir(parents=True, exist_ok=True)
+        names = [f"{split}/{split}-{i:06d}.tar" for i in range(n_shards)]
+        for i, name in enumerate(names):
+            with wds.TarWriter(str(root / name)) as sink:
+                for j in order[i::n_shards]:
+                    sink.write(samples[j])
+        manifest_splits[split] = {
+            "samples": len(samples),
+            "videos": len(videos),
+            "categories": len({c for c, _ in videos}),
+            "shards": names,
+        }
+    stack = np.stack(train_mels)  # [N, 64, 97]
+    mel_mean = stack.mean(axis=(0, 2))
+    mel_std = stack.std(axis=(0, 2))
+    manifest = {
+        "format_version": 1,
+        "recipe": {"fixture": True},
+        "seed": seed,
+        "source_shards": [],
+        "id_categories": list(CLASS_NAMES[:id_classes]),
+        "ood_categories": list(CLASS_NAMES[id_classes:classes]),
+        "label_ids": {CLASS_NAMES[c]: c for c in range(classes)},
+        "splits": manifest_splits,
+        "audio_stats": {
+            "mel_mean": [float(x) for x in mel_mean],
+            "mel_std": [float(x) for x in mel_std],
+            "mel_mean_scalar": float(stack.mean()),
+            "mel_std_scalar": float(stack.std()),
+            "computed_on": "train",
+            "samples": len(train_mels),
+        },
+        "mel_config": mel_cfg.to_dict(),
+        "created": "fixture",
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return root
+
+
+def read_split(root: Path, split: str) -> dict[str, DecodedSample]:
+    """Every sample of a split, decoded with `aiaic.data.sample.decode_sample`, by key."""
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    out = {}
+    for shard in manifest["splits"][split]["shards"]:
+        for raw in wds.WebDataset(str(Path(root) / shard), shardshuffle=False):
+            out[raw["__key__"]] = decode_sample(raw)
+    return out

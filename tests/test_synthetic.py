@@ -1,0 +1,142 @@
+"""The synthetic corpus: the colour follows the class, the grey content does not, the sound does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from skimage import color
+
+from aiaic.data.synthetic import (
+    CHROMA,
+    CLASS_HUES,
+    L_MAX,
+    L_MIN,
+    SAMPLE_RATE,
+    class_ab,
+    class_names,
+    class_tone,
+    make_disambiguation_corpus,
+)
+
+CLASSES, VIDEOS, SECONDS, FPS = 4, 3, 4, 10
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    return make_disambiguation_corpus(out, classes=CLASSES, videos_per_class=VIDEOS, seconds=SECONDS, fps=FPS)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Frames uint8 [N, H, W, 3] and mono PCM at SAMPLE_RATE, decoded with PyAV."""
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        rs = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        chunks = []
+        for f in c.decode(audio=0):
+            chunks += [r.to_ndarray().reshape(-1) for r in rs.resample(f)]
+        chunks += [r.to_ndarray().reshape(-1) for r in rs.resample(None)]
+    return np.stack(frames), np.concatenate(chunks)
+
+
+def _features(corpus: Path):
+    rows = []
+    for k, name in enumerate(class_names(CLASSES)):
+        videos = sorted((corpus / name).glob("*.mp4"))
+        assert len(videos) == VIDEOS
+        for v in videos:
+            frames, pcm = _decode(v)
+            rows.append((k, name, v, frames, pcm))
+    return rows
+
+
+def test_layout_and_stream_format(corpus):
+    assert sorted(p.name for p in corpus.iterdir()) == sorted(class_names(CLASSES))
+    path = corpus / "red" / "red_000.mp4"
+    with av.open(str(path)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        assert v.codec_context.name == "h264" and v.codec_context.pix_fmt == "yuv420p"
+        assert (v.codec_context.width, v.codec_context.height) == (64, 64)
+        assert a.codec_context.name == "aac" and a.codec_context.sample_rate == SAMPLE_RATE
+    frames, pcm = _decode(path)
+    assert frames.shape == (SECONDS * FPS, 64, 64, 3)
+    assert abs(len(pcm) - SECONDS * SAMPLE_RATE) <= 2048
+
+
+def test_colour_is_the_class_hue_and_grey_content_does_not_tell_the_class(corpus):
+    rows = _features(corpus)
+    lum_feats, ab_feats, labels = [], [], []
+    for k, name, _, frames, _ in rows:
+        lab = color.rgb2lab(frames[FPS // 2 :: FPS].astype(np.float64) / 255.0)  # middle frame of each second
+        a, b = lab[..., 1].mean(), lab[..., 2].mean()
+        hue = np.rad2deg(np.arctan2(b, a)) % 360
+        # the decoded colour is the class hue, saturated
+        assert abs((hue - CLASS_HUES[name] + 180) % 360 - 180) < 8, (name, hue)
+        assert np.hypot(a, b) > 0.75 * CHROMA
+        for frame_lab in lab:
+            L = frame_lab[..., 0]
+            assert L_MIN - 4 < L.mean() < L_MAX + 4
+            lum_feats.append([L.mean(), L.std(), *np.percentile(L, [10, 50, 90])])
+            ab_feats.append([frame_lab[..., 1].mean(), frame_lab[..., 2].mean()])
+            labels.append(k)
+    labels_arr = np.array(labels)
+
+    def loo_nearest_centroid(feats: np.ndarray) -> float:
+        correct = 0
+        for i in range(len(feats)):
+            keep = np.arange(len(feats)) != i
+            cents = [feats[keep & (labels_arr == c)].mean(0) for c in range(CLASSES)]
+            correct += int(np.argmin([np.linalg.norm(feats[i] - c) for c in cents]) == labels_arr[i])
+        return correct / len(feats)
+
+    # colour identifies the class perfectly; luminance statistics do no better than near chance
+    assert loo_nearest_centroid(np.array(ab_feats)) == 1.0
+    assert loo_nearest_centroid(np.array(lum_feats)) < 0.5
+    # and the per-class mean luminance is the same within the frame-to-frame spread
+    means = np.array(lum_feats)[:, 0]
+    per_class = [means[labels_arr == c].mean() for c in range(CLASSES)]
+    assert np.ptp(per_class) < 0.5 * means.std()
+
+
+def test_dominant_audio_frequency_identifies_the_class(corpus):
+    rows = _features(corpus)
+    freqs = np.fft.rfftfreq(SAMPLE_RATE, 1 / SAMPLE_RATE)
+    for _, name, path, _, pcm in rows:
+        f0 = class_tone(name).f0
+        for s in range(SECONDS - 1):  # every whole second (the AAC tail may be short)
+            spec = np.abs(np.fft.rfft(pcm[s * SAMPLE_RATE : (s + 1) * SAMPLE_RATE]))
+            peak = freqs[spec.argmax()]
+            assert abs(peak - f0) < 0.03 * f0, (path, s, peak, f0)
+    f0s = [class_tone(n).f0 for n in class_names(len(CLASS_HUES))]
+    assert min(np.diff(sorted(f0s)) / np.array(sorted(f0s))[:-1]) > 0.3  # tones well apart
+
+
+def test_class_table_is_in_gamut_and_well_separated():
+    angles = sorted(CLASS_HUES.values())
+    gaps = np.diff(angles + [angles[0] + 360])
+    assert gaps.min() >= 25
+    first4 = sorted(CLASS_HUES[n] for n in class_names(4))
+    assert np.diff(first4 + [first4[0] + 360]).min() >= 55
+    for name in CLASS_HUES:
+        a, b = class_ab(name)
+        L = np.linspace(L_MIN, L_MAX, 41)
+        lab = np.stack([L, np.full_like(L, a), np.full_like(L, b)], -1)[None]
+        back = color.rgb2lab(np.clip(color.lab2rgb(lab), 0, 1))
+        np.testing.assert_allclose(back, lab, atol=1.0, err_msg=name)
+    with pytest.raises(ValueError):
+        class_names(len(CLASS_HUES) + 1)
+
+
+def test_same_seed_same_bytes_other_seed_other_content(tmp_path):
+    a = make_disambiguation_corpus(tmp_path / "a", classes=2, videos_per_class=1, seconds=2, seed=3)
+    b = make_disambiguation_corpus(tmp_path / "b", classes=2, videos_per_class=1, seconds=2, seed=3)
+    c = make_disambiguation_corpus(tmp_path / "c", classes=2, videos_per_class=1, seconds=2, seed=4)
+    for name in class_names(2):
+        rel = Path(name) / f"{name}_000.mp4"
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+        assert (a / rel).read_bytes() != (c / rel).read_bytes()
+    assert not list(tmp_path.rglob(".*tmp*"))
