@@ -13,7 +13,6 @@ import typer
 
 from aiaic.cli._common import console, setup_logging, user_errors
 from aiaic.config import build_config
-from aiaic.data.inspect import InspectConfig, inspect_data, report_lines
 
 
 def inspect(
@@ -30,6 +29,8 @@ def inspect(
 ) -> None:
     """Show what a data folder holds: counts per split and category, failures, random samples."""
     setup_logging(verbose)
+    from aiaic.data.inspect import InspectConfig, inspect_data, report_lines  # heavy: loaded on use
+
     with user_errors():
         cfg = build_config(
             InspectConfig,

@@ -17,8 +17,6 @@ import typer
 
 from aiaic.cli._common import console, setup_logging, user_errors
 from aiaic.config import build_config, load_recipe, recipe_section
-from aiaic.data.categories import write_category_lists
-from aiaic.data.split import SplitConfig, run_split
 from aiaic.errors import ConfigError
 
 
@@ -85,6 +83,10 @@ def split(
             "class_list": class_list,
             "list_name": list_name,
         }
+        # imported here: `aiaic-data extract` should not pay for torch/webdataset at start-up
+        from aiaic.data.categories import write_category_lists
+        from aiaic.data.split import SplitConfig, run_split
+
         cfg = build_config(SplitConfig, recipe_section(load_recipe(config), "split"), flags)
         if cfg.class_list is not None:
             if cfg.categories is None or cfg.out is None:

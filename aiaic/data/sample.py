@@ -98,7 +98,7 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 def decode_sample(sample: dict[str, Any]) -> DecodedSample:
-    """Decode a raw webdataset sample (values are bytes, as `wds.WebDataset(...)` yields without .decode())."""
+    """Decode a raw webdataset sample (bytes values, as `wds.WebDataset(url)` yields without `.decode()`)."""
     image_field = next((f for f in IMAGE_FORMATS if f in sample), None)
     if image_field is None:
         raise ValueError(f"sample {sample.get('__key__')!r} has no image field")
