@@ -1,14 +1,78 @@
-"""`aiaic-colorize` (not yet built)."""
+r"""`aiaic-colorize`: colour grey photos and old films (guided by their own soundtrack) with a trained run.
+
+    aiaic-colorize ../shared/data/images/bw --run runs/demo -o out/ --audio dog_barking.wav
+    aiaic-colorize ../shared/data/clips/moviepy/chaplin_bw_film.mp4 --run runs/demo -o out/chaplin.mp4
+    aiaic-colorize film.mkv --run runs/vgg -o out/ --device cuda --batch-size 32 \
+        --config pipelines/vggsound.toml
+
+Images keep their full resolution and luminance; videos keep size, frame count, frame rate, length
+and their audio stream. Flags override the recipe's [colorize] table.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(name="aiaic-colorize", help="Not yet built.")
+from aiaic.cli._common import setup_logging, user_errors
+from aiaic.config import build_config, load_recipe, recipe_section
+
+app = typer.Typer(
+    name="aiaic-colorize", help="Colorize images and videos with a trained run.", add_completion=False
+)
 
 
 @app.command()
-def main() -> None:
-    """Not yet built."""
-    typer.echo("aiaic-colorize: not yet built", err=True)
-    raise typer.Exit(1)
+def colorize(
+    inputs: list[Path] = typer.Argument(None, help="Image or video files, or folders (recursive)."),
+    run: Path = typer.Option(None, "--run", help="Training run directory (aiaic-train --out)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder, or output file for a single input."),
+    audio: Path = typer.Option(
+        None, "--audio", help="Audio file (any PyAV-readable) guiding images (and videos)."
+    ),
+    audio_start: float = typer.Option(
+        None, "--audio-start", help="Start (s) of the one-second window (default: middle)."
+    ),
+    no_audio: bool = typer.Option(None, "--no-audio/--with-audio", help="Visual backbone alone (r = 0)."),
+    variant: str = typer.Option(None, "--variant", help="Model variant of the run (default full)."),
+    device: str = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Frames per forward pass (default 8)."),
+    max_seconds: float = typer.Option(
+        None, "--max-seconds", help="Colour only the first seconds of each video."
+    ),
+    smooth_seconds: float = typer.Option(
+        None, "--smooth-seconds", help="Cross-fade width between seconds (0..1, default 0.5)."
+    ),
+    overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace existing outputs."),
+    config: Path = typer.Option(
+        None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[colorize] table."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Colorize INPUT... into OUT; writes OUT/colorize-summary.json with the config used."""
+    setup_logging(verbose)
+    with user_errors():
+        from aiaic.colorize.config import ColorizeConfig
+        from aiaic.colorize.run import colorize as run_colorize
+
+        flags = {
+            "inputs": list(inputs) if inputs else None,
+            "run": run,
+            "out": out,
+            "audio": audio,
+            "audio_start": audio_start,
+            "no_audio": no_audio,
+            "variant": variant,
+            "device": device,
+            "batch_size": batch_size,
+            "max_seconds": max_seconds,
+            "smooth_seconds": smooth_seconds,
+            "overwrite": overwrite,
+        }
+        cfg = build_config(ColorizeConfig, recipe_section(load_recipe(config), "colorize"), flags)
+        run_colorize(cfg)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Colorize images and videos (with their soundtracks) using a trained run."""

@@ -1,0 +1,74 @@
+"""`ColorizeConfig`: everything `aiaic-colorize` needs, from the recipe's [colorize] table and the flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aiaic.errors import ConfigError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv")
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov")
+
+
+@dataclass(frozen=True)
+class ColorizeConfig:
+    """Settings of one colorize call. Units: seconds, dBFS, frames.
+
+    inputs: image or video files, or folders (searched recursively).
+    run: training run directory (contract #4); variant: which model of it colours ("full" default).
+    out: output folder, or an output file when there is exactly one input file.
+    audio: a file whose one-second window guides every image (and every second of a video, replacing
+      its own soundtrack); audio_start: where that window starts (default: the middle of the audio).
+    no_audio: colour with the visual backbone alone (r = 0); a video's soundtrack is still copied.
+    smooth_seconds: width of the cross-fade between one second's guidance and the next (0 = none,
+      1 = linear from one second's centre to the next; each faded frame runs the model twice).
+    silence_db: a second whose RMS is at or below this level (dBFS) counts as silent (r = 0).
+    max_seconds: colour only the first seconds of each video (None = all of it).
+    crf / preset: libx264 quality and speed for video output.
+    """
+
+    inputs: tuple[Path, ...] = ()
+    run: Path | None = None
+    out: Path | None = None
+    variant: str = "full"
+    audio: Path | None = None
+    audio_start: float | None = None
+    no_audio: bool = False
+    device: str = "auto"
+    batch_size: int = 8
+    smooth_seconds: float = 0.5
+    silence_db: float = -60.0
+    max_seconds: float | None = None
+    crf: int = 18
+    preset: str = "veryfast"
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.smooth_seconds <= 1.0:
+            raise ValueError(f"smooth_seconds must be in [0, 1], got {self.smooth_seconds}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if self.audio is not None and self.no_audio:
+            raise ValueError("--audio and --no-audio exclude each other")
+        if self.audio_start is not None and self.audio is None:
+            raise ValueError("--audio-start needs --audio")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be in [0, 51], got {self.crf}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)

@@ -1,0 +1,76 @@
+"""Audio guidance inputs and one batched colorize step, written against contract #4's `InferenceModel`.
+
+`InferenceModel` (aiaic/train/inference.py) provides `image_size`, `mel_config`, `normalize_mel(raw
+log-mel [..., 64, 97]) -> tensor` and `predict(L_n [B, 1, S, S], mel [B, 1, 64, 97] normalised,
+has_audio bool [B]) -> (ab_n [B, 2, S, S], r [B])`, with r = 0 where has_audio is False.
+
+Images go through `predict` (the contract). Videos compute the guidance (c, r) once per second with
+`InferenceModel.guidance` and colour each frame with `predict_guided`, so the audio networks run
+once per second, not once per frame, and the guidance can be smoothed over time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aiaic.colorize.audio import is_silent
+from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
+from aiaic.data.audio import log_mel
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """One second's guidance: normalised mel [1, n_mels, frames] (zeros when absent) and has_audio."""
+
+    mel: torch.Tensor
+    has_audio: bool
+    why: str  # "audio", "silent", "missing", "disabled"
+
+
+def no_guidance(model, why: str) -> Guidance:
+    cfg = model.mel_config
+    return Guidance(torch.zeros(1, cfg.n_mels, cfg.frames), False, why)
+
+
+def guidance_from_pcm(model, pcm: np.ndarray | None, silence_db: float) -> Guidance:
+    """Guidance for one second of mono PCM at the model's sample rate (None = no audio)."""
+    if pcm is None:
+        return no_guidance(model, "missing")
+    if is_silent(pcm, silence_db):
+        return no_guidance(model, "silent")
+    mel = torch.from_numpy(log_mel(pcm, model.mel_config))
+    norm = torch.as_tensor(model.normalize_mel(mel), dtype=torch.float32).reshape(1, *mel.shape)
+    return Guidance(norm, True, "audio")
+
+
+@torch.no_grad()
+def colorize_batch(
+    model, frames: np.ndarray, guidance: list[Guidance], device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Colorize uint8 frames [B, H, W, 3] (or grey [B, H, W]) at full resolution with `model.predict`.
+
+    Returns (uint8 RGB [B, H, W, 3] whose L equals the input's, r float [B]).
+    """
+    if len(guidance) != len(frames):
+        raise ValueError(f"{len(frames)} frames but {len(guidance)} guidance entries")
+    L_full = luminance_uint8(frames, device)
+    L_n = model_input(L_full, model.image_size)
+    mel = torch.stack([g.mel for g in guidance]).to(device)  # [B, 1, n_mels, frames]
+    has_audio = torch.tensor([g.has_audio for g in guidance], dtype=torch.bool, device=device)
+    ab_n, r = model.predict(L_n, mel, has_audio)
+    return join_full_resolution(L_full, ab_n.float()), r.float().reshape(-1).cpu().numpy()
+
+
+@torch.no_grad()
+def colorize_guided(
+    model, frames: np.ndarray, c: torch.Tensor | None, r: torch.Tensor, device: torch.device
+) -> np.ndarray:
+    """Colorize uint8 frames [B, H, W, 3] with given guidance c [B, cond_dim] (or None) and r [B]
+    (`InferenceModel.predict_guided`); returns uint8 RGB [B, H, W, 3] with the input's L."""
+    L_full = luminance_uint8(frames, device)
+    L_n = model_input(L_full, model.image_size)
+    ab_n = model.predict_guided(L_n, None if c is None else c.to(device), r.to(device))
+    return join_full_resolution(L_full, ab_n.float())

@@ -1,0 +1,436 @@
+"""Colorize a video frame by frame, guided second by second by its own soundtrack, keeping that soundtrack.
+
+    frames (PyAV decode, streamed in batches)  ->  L -> model -> ab -> joined with the frame's own L
+    soundtrack (decoded lazily)                ->  second i's log-mel -> guidance for frames in [i, i+1)
+    output: H.264, the input's size, frame count, timestamps (so frame rate and length), and the
+            original audio packets remuxed unchanged (re-encoded to AAC only where the container
+            refuses the codec; the result says which).
+
+Times are seconds from the video stream's start. A frame at time t belongs to second floor(t).
+Second i's guidance (c_i, r_i) comes from its audio and its key frame (the frame nearest i + 0.5 s,
+the pairing the model was trained on) through `InferenceModel.guidance`, once per second. Near a
+second boundary k (|t - k| < smooth_seconds / 2) a frame's guidance is the linear mix of seconds
+k-1 and k, so colours do not jump from one second to the next. Seconds that are silent
+(RMS <= silence_db) or have no audio have r = 0 (the backbone alone).
+Memory holds one batch of frames, a few seconds of audio and the encoder's own buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from aiaic.colorize.audio import Soundtrack
+from aiaic.colorize.compose import luminance_uint8, model_input
+from aiaic.colorize.config import ColorizeConfig
+from aiaic.colorize.guided import Guidance, colorize_guided, guidance_from_pcm, no_guidance
+from aiaic.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac", "mp2"})  # audio MP4 players take
+
+
+@dataclass
+class VideoResult:
+    """What one video colorize produced (written into the summary)."""
+
+    source: str
+    output: str
+    frames: int
+    width: int
+    height: int
+    fps: float
+    duration: float  # seconds, last frame end - first frame start
+    audio: str  # "copied (<codec>)", "re-encoded to aac (<reason>)", "none (...)"
+    guided_seconds: int
+    silent_seconds: int
+    unguided_seconds: int
+    mean_r: float
+    frames_per_second: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _open_input(src: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    try:
+        container = av.open(str(src))
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(src, f"cannot open as video ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise InputError(src, "has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def audio_codec_name(stream) -> str:
+    """The codec's canonical name ("mp3", not the decoder's "mp3float")."""
+    codec = stream.codec_context.codec
+    return getattr(codec, "canonical_name", None) or codec.name
+
+
+def output_suffix(src: Path) -> str:
+    """".mp4", or ".mkv" where the input's audio codec is not one MP4 players expect (e.g. Vorbis,
+    PCM), so the soundtrack can be copied unchanged into a file that plays. An input that cannot
+    be probed gets ".mp4" (colorizing it reports the real error)."""
+    try:
+        with av.open(str(src)) as c:
+            if not c.streams.audio:
+                return ".mp4"
+            return ".mp4" if audio_codec_name(c.streams.audio[0]) in MP4_AUDIO else ".mkv"
+    except (av.error.FFmpegError, OSError):
+        return ".mp4"
+
+
+def _rate(stream) -> Fraction:
+    for r in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if r:
+            return Fraction(r)
+    return Fraction(25, 1)
+
+
+def _open_output(dst: Path, in_v, in_a, cfg: ColorizeConfig, copy_audio: bool):
+    """Open `dst` with an H.264 stream like `in_v` and an audio stream (copied, or AAC); header written."""
+    oc = av.open(str(dst), "w")
+    width, height = in_v.codec_context.width, in_v.codec_context.height
+    ov = oc.add_stream("libx264", rate=_rate(in_v))
+    ov.width, ov.height = width, height
+    ov.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    ov.time_base = in_v.time_base
+    ov.codec_context.time_base = in_v.time_base
+    ov.options = {"crf": str(cfg.crf), "preset": cfg.preset}
+    oa = None
+    try:
+        if in_a is not None:
+            if copy_audio:
+                oa = oc.add_stream_from_template(in_a)
+            else:
+                layout = "mono" if in_a.layout.nb_channels == 1 else "stereo"
+                oa = oc.add_stream("aac", rate=in_a.rate, layout=layout)
+        oc.start_encoding()
+    except (av.error.FFmpegError, ValueError):
+        oc.close()
+        raise
+    return oc, ov, oa
+
+
+class KeyFrames:
+    """The key frame of each second (decoded frame whose time is nearest to i + 0.5 s, by pts), as
+    L_n [1, 1, S, S] at the model's size. A second decoder reads ahead of the colouring pass; only
+    one candidate frame per second is held."""
+
+    def __init__(self, src: Path, origin: float, size: int, device: torch.device):
+        self.container, stream = _open_input(src)
+        self._frames = self.container.decode(stream)
+        self.origin, self.size, self.device = origin, size, device
+        self.done: dict[int, torch.Tensor] = {}
+        self._cur: tuple[int, float, av.VideoFrame] | None = None  # (second, distance, frame)
+        self._eof = False
+
+    def _finish(self) -> None:
+        if self._cur is not None:
+            sec, _, frame = self._cur
+            L = luminance_uint8(frame.to_ndarray(format="rgb24")[None], self.device)
+            self.done[sec] = model_input(L, self.size)
+            self._cur = None
+
+    def get(self, i: int) -> torch.Tensor | None:
+        """L_n of second i's key frame, or None when the video has no frame in [i, i + 1)."""
+        while i not in self.done and not self._eof:
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                self._eof = True
+                self._finish()
+                break
+            if frame.time is None:
+                continue
+            t = float(frame.time) - self.origin
+            sec = max(0, int(math.floor(t)))
+            if self._cur is not None and sec != self._cur[0]:
+                self._finish()
+            dist = abs(t - (sec + 0.5))
+            if self._cur is None or dist < self._cur[1]:
+                self._cur = (sec, dist, frame)
+            if sec > i:
+                break
+        for k in [k for k in self.done if k < i - 1]:
+            del self.done[k]
+        return self.done.get(i)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class _SecondGuide:
+    """Per second: the audio guidance inputs, then (c, r) from the model; computed once, dropped later."""
+
+    def __init__(
+        self,
+        model,
+        soundtrack: Soundtrack | None,
+        fixed: Guidance | None,
+        keys: KeyFrames,
+        cfg: ColorizeConfig,
+        device: torch.device,
+    ):
+        self.model, self.soundtrack, self.fixed, self.keys, self.cfg = model, soundtrack, fixed, keys, cfg
+        self.device = device
+        self.cache: dict[int, tuple[torch.Tensor | None, float, str]] = {}
+        self.counts = {"audio": 0, "silent": 0, "missing": 0, "disabled": 0}
+
+    def __call__(self, i: int) -> tuple[torch.Tensor | None, float, str]:
+        """(c [cond_dim] or None, r, why) of second i."""
+        if i not in self.cache:
+            if self.fixed is not None:
+                g = self.fixed
+            elif self.soundtrack is None:
+                g = no_guidance(self.model, "disabled" if self.cfg.no_audio else "missing")
+            else:
+                g = guidance_from_pcm(self.model, self.soundtrack.second(i), self.cfg.silence_db)
+            self.counts[g.why] += 1
+            c, r = None, 0.0
+            if g.has_audio:
+                key = self.keys.get(i)
+                if key is not None:
+                    c_b, r_b = self.model.guidance(
+                        key, g.mel[None].to(self.device), torch.tensor([True], device=self.device)
+                    )
+                    c = None if c_b is None else c_b[0]
+                    r = float(r_b[0])
+            self.cache[i] = (c, r, g.why)
+        return self.cache[i]
+
+    def forget_before(self, i: int) -> None:
+        for k in [k for k in self.cache if k < i - 1]:
+            del self.cache[k]
+        if self.soundtrack is not None:
+            self.soundtrack.release_before(i - 1)
+
+
+def frame_weights(t: float, smooth: float, last_second: int | None) -> list[tuple[float, int]]:
+    """[(weight, second)] of a frame at t seconds: second floor(t), cross-faded linearly with its
+    neighbour within smooth / 2 of a second boundary (weights sum to 1)."""
+    i = max(0, int(math.floor(t)))
+    half = smooth / 2.0
+    frac = t - i
+    if smooth > 0 and frac < half and i >= 1:
+        alpha = (frac + half) / smooth
+        return [(1.0 - alpha, i - 1), (alpha, i)]
+    if smooth > 0 and frac > 1.0 - half and (last_second is None or i + 1 <= last_second):
+        alpha = (frac - (1.0 - half)) / smooth
+        return [(1.0 - alpha, i), (alpha, i + 1)]
+    return [(1.0, i)]
+
+
+def mix_guidance(weights: list[tuple[float, int]], guide: _SecondGuide) -> tuple[torch.Tensor | None, float]:
+    """Time-smoothed guidance: r = sum w_k r_k; c = the w-weighted mean of the seconds that have c."""
+    r = 0.0
+    cs, ws = [], []
+    for w, sec in weights:
+        c_k, r_k, _ = guide(sec)
+        r += w * r_k
+        if c_k is not None:
+            cs.append(c_k)
+            ws.append(w)
+    if not cs or sum(ws) <= 0:
+        return None, 0.0
+    c = torch.stack(cs) * torch.tensor(ws, dtype=cs[0].dtype, device=cs[0].device)[:, None]
+    return c.sum(dim=0) / sum(ws), r
+
+
+def colorize_video(
+    src: Path,
+    dst: Path,
+    model,
+    cfg: ColorizeConfig,
+    device: torch.device,
+    fixed_audio: np.ndarray | None = None,
+    on_frames: Callable[[int], None] | None = None,
+) -> VideoResult:
+    """Colorize `src` into `dst` (see the module docstring). `fixed_audio`: one PCM window for all seconds."""
+    src, dst = Path(src), Path(dst)
+    with contextlib.ExitStack() as stack:
+        ic, in_v = _open_input(src)
+        stack.callback(ic.close)
+        return _colorize_open_video(src, dst, ic, in_v, model, cfg, device, fixed_audio, on_frames, stack)
+
+
+def _colorize_open_video(
+    src: Path,
+    dst: Path,
+    ic: av.container.InputContainer,
+    in_v,
+    model,
+    cfg: ColorizeConfig,
+    device: torch.device,
+    fixed_audio: np.ndarray | None,
+    on_frames: Callable[[int], None] | None,
+    stack: contextlib.ExitStack,
+) -> VideoResult:
+    """The body of `colorize_video`; every container opened here is closed by `stack`."""
+    in_a = ic.streams.audio[0] if ic.streams.audio else None
+    tb = in_v.time_base or Fraction(1, 90000)
+    width, height = in_v.codec_context.width, in_v.codec_context.height
+    rate = _rate(in_v)  # read now: stream objects must not be touched after the container closes
+    in_codec = audio_codec_name(in_a) if in_a is not None else None
+    origin = float(in_v.start_time * tb) if in_v.start_time is not None else 0.0
+    if in_v.duration:
+        video_end = float(in_v.duration * tb)
+    elif ic.duration:
+        video_end = ic.duration / 1e6
+    else:
+        video_end = None
+    if cfg.max_seconds is not None:
+        video_end = cfg.max_seconds if video_end is None else min(video_end, cfg.max_seconds)
+    last_second = None if video_end is None else max(0, math.ceil(video_end - 1e-6) - 1)
+
+    soundtrack = Soundtrack(src, origin, model.mel_config, keep_packets=True) if in_a is not None else None
+    if soundtrack is not None:
+        stack.callback(soundtrack.close)
+    if fixed_audio is not None:
+        fixed = guidance_from_pcm(model, fixed_audio, cfg.silence_db)
+    elif cfg.no_audio:
+        fixed = no_guidance(model, "disabled")
+    else:
+        fixed = None
+    if cfg.no_audio:
+        log.info("%s: --no-audio: the visual backbone alone colours it (r = 0); its audio is still kept", src)
+    elif fixed is None and soundtrack is None:
+        log.info("%s has no audio stream: the visual backbone alone colours it (r = 0)", src)
+    keys = KeyFrames(src, origin, model.image_size, device)
+    stack.callback(keys.close)
+    guide = _SecondGuide(model, None if fixed is not None else soundtrack, fixed, keys, cfg, device)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    audio_mode = "none (the input has no audio stream)"
+    try:
+        oc, ov, oa = _open_output(dst, in_v, in_a, cfg, copy_audio=True)
+        if oa is not None:
+            audio_mode = f"copied ({in_codec})"
+    except (av.error.FFmpegError, ValueError) as e:
+        if in_a is None:
+            raise InputError(dst, f"cannot write video output ({e})") from e
+        dst.unlink(missing_ok=True)
+        try:
+            oc, ov, oa = _open_output(dst, in_v, in_a, cfg, copy_audio=False)
+        except (av.error.FFmpegError, ValueError) as e2:
+            raise InputError(dst, f"cannot write video output ({e2})") from e2
+        audio_mode = f"re-encoded to aac ({in_codec} cannot be copied into {dst.suffix}: {e})"
+        log.warning("%s: audio %s", dst, audio_mode)
+        soundtrack.keep_frames = True  # type: ignore[union-attr]
+    stack.callback(oc.close)
+    copy = audio_mode.startswith("copied")
+
+    def mux_audio(limit: float | None) -> None:
+        if soundtrack is None:
+            return
+        if copy:
+            while soundtrack.pending:
+                p = soundtrack.pending.popleft()
+                if limit is not None and p.pts is not None and float(p.pts * p.time_base) - origin >= limit:
+                    continue
+                p.stream = oa
+                oc.mux(p)
+        else:
+            soundtrack.pending.clear()
+            while soundtrack.decoded_frames:
+                f = soundtrack.decoded_frames.popleft()
+                if limit is not None and f.time is not None and f.time - origin >= limit:
+                    continue
+                f.pts = None
+                oc.mux(oa.encode(f))
+
+    frames_done, r_sum, last_pts = 0, 0.0, None
+    first_t, last_t = None, 0.0
+    t_start = time.perf_counter()
+    batch: list[tuple[av.VideoFrame, float]] = []
+
+    def flush_batch() -> None:
+        nonlocal frames_done, r_sum, last_pts
+        if not batch:
+            return
+        rgbs = np.stack([f.to_ndarray(format="rgb24") for f, _ in batch])
+        if soundtrack is not None:
+            soundtrack.ensure(batch[-1][1] + 2.0)  # decode audio a little ahead for muxing
+        mixes = [mix_guidance(frame_weights(t, cfg.smooth_seconds, last_second), guide) for _, t in batch]
+        r = np.array([m[1] for m in mixes], dtype=np.float64)
+        if all(m[0] is None for m in mixes):
+            c = None
+        else:  # frames without guidance get c = 0 and r = 0: DSG then leaves the backbone unchanged
+            dim = next(m[0] for m in mixes if m[0] is not None).shape[-1]
+            c = torch.stack([m[0] if m[0] is not None else torch.zeros(dim, device=device) for m in mixes])
+        out = colorize_guided(model, rgbs, c, torch.tensor(r, dtype=torch.float32), device)
+        for (frame, _), rgb in zip(batch, out, strict=True):
+            of = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            pts = frame.pts
+            if pts is None or (last_pts is not None and pts <= last_pts):
+                pts = 0 if last_pts is None else last_pts + max(1, int(round(1 / (rate * tb))))
+            of.pts, of.time_base = pts, tb
+            last_pts = pts
+            oc.mux(ov.encode(of))
+        frames_done += len(batch)
+        r_sum += float(r.sum())
+        guide.forget_before(int(batch[-1][1]))
+        mux_audio(cfg.max_seconds)
+        if on_frames is not None:
+            on_frames(len(batch))
+        batch.clear()
+
+    try:
+        for frame in ic.decode(in_v):
+            t = (float(frame.time) if frame.time is not None else frames_done / float(rate)) - origin
+            if cfg.max_seconds is not None and t >= cfg.max_seconds:
+                break
+            first_t = t if first_t is None else first_t
+            last_t = t
+            batch.append((frame, t))
+            if len(batch) >= cfg.batch_size:
+                flush_batch()
+        flush_batch()
+        oc.mux(ov.encode(None))
+        if soundtrack is not None:
+            for _ in soundtrack.drain():
+                mux_audio(cfg.max_seconds)
+                if cfg.max_seconds is not None and soundtrack.last_time >= cfg.max_seconds:
+                    break
+            mux_audio(cfg.max_seconds)
+            if not copy:
+                oc.mux(oa.encode(None))
+    except av.error.FFmpegError as e:
+        raise InputError(src, f"video cannot be decoded or encoded ({e})") from e
+    oc.close()  # finish the file before it is checked (closing twice is harmless)
+    if frames_done == 0:
+        dst.unlink(missing_ok=True)
+        raise InputError(src, "no video frames could be decoded")
+    elapsed = time.perf_counter() - t_start
+    fps = float(rate)
+    counts = guide.counts
+    return VideoResult(
+        source=str(src),
+        output=str(dst),
+        frames=frames_done,
+        width=width,
+        height=height,
+        fps=fps,
+        duration=(last_t - (first_t or 0.0)) + 1.0 / fps,
+        audio=audio_mode,
+        guided_seconds=counts["audio"],
+        silent_seconds=counts["silent"],
+        unguided_seconds=counts["missing"] + counts["disabled"],
+        mean_r=r_sum / frames_done,
+        frames_per_second=frames_done / elapsed if elapsed > 0 else float("inf"),
+    )

@@ -1,0 +1,372 @@
+"""`run_eval(cfg)`: the paper's evaluation of a training run on split shards (DESIGN section 3).
+
+    aiaic-eval --run runs/demo --shards shards/split --split val --split ood --out reports/demo
+
+For every requested split and variant (baseline, full, missing_audio, no_r, e2e) the samples are
+streamed from the split's shards (memory does not grow with the split), put through the protocol
+(`aiaic.eval.protocol`) and scored with PSNR, SSIM, LPIPS and colourfulness. Splits the manifest
+lacks and variants the run cannot provide (a stage not trained) are listed in `unavailable` with
+the reason, never dropped silently. Two reference rows come for free: "grey_input" (ab = 0) and
+the ground truth's own colourfulness.
+
+Outputs in `out/`: metrics.json, per_image.csv, grids/<split>.png, report.md, eval-config.json.
+metrics.json = {split: {variant: {"psnr", "ssim", "lpips" (null when unavailable), "colorfulness",
+"n", "mean_r", "psnr_capped"}}, "splits": [...], "variants": [...], "reference": {split: {...}},
+"unavailable": {"splits": {...}, "variants": {...}}, "lpips": LpipsStatus, "protocol": {...},
+"provenance": {...}}.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
+from aiaic.colorize.config import resolve_device
+from aiaic.config import config_to_dict, write_json_atomic
+from aiaic.data.sample import decode_sample
+from aiaic.errors import ConfigError, InputError, RunError
+from aiaic.eval import protocol
+from aiaic.eval.grid import GridRow, write_grid
+from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
+from aiaic.eval.provenance import provenance
+from aiaic.eval.report import write_report
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("baseline", "full", "missing_audio", "no_r", "e2e")
+DEFAULT_SPLITS = ("val", "ood", "test")
+PSNR_CAP = 100.0  # dB; identical images (PSNR = inf) enter split means as this value
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of one evaluation.
+
+    run: training run directory (contract #4). shards: split directory holding manifest.json.
+    out: output directory. splits / variants: what to evaluate (those not available are listed).
+    lpips_weights: an ImageNet AlexNet state dict (else the torch hub cache; else LPIPS unavailable).
+    save_images: samples per split shown in the grid. batch_size: samples per forward pass.
+    max_samples: evaluate only the first N samples of each split (None = all).
+    """
+
+    run: Path | None = None
+    shards: Path | None = None
+    out: Path | None = None
+    splits: tuple[str, ...] = DEFAULT_SPLITS
+    variants: tuple[str, ...] = VARIANTS
+    lpips_weights: Path | None = None
+    save_images: int = 8
+    device: str = "auto"
+    batch_size: int = 16
+    max_samples: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad:
+            raise ValueError(f"unknown variants {bad}; known: {list(VARIANTS)}")
+        if not self.variants or not self.splits:
+            raise ValueError("at least one split and one variant are needed")
+        if self.batch_size < 1 or self.save_images < 0:
+            raise ValueError("batch_size must be >= 1 and save_images >= 0")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
+
+
+class _Accumulator:
+    """Running sums of one (split, variant): memory is constant in the number of images."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "colorfulness": 0.0, "r": 0.0}
+        self.capped = 0
+
+    def add(self, m: dict) -> None:
+        self.n += 1
+        p = m["psnr"]
+        if math.isinf(p):
+            self.capped += 1
+            p = PSNR_CAP
+        self.sums["psnr"] += p
+        self.sums["ssim"] += m["ssim"]
+        self.sums["colorfulness"] += m["colorfulness"]
+        self.sums["r"] += m.get("r") or 0.0
+        if m.get("lpips") is not None:
+            self.sums["lpips"] += m["lpips"]
+
+    def result(self, with_lpips: bool) -> dict:
+        n = max(self.n, 1)
+        return {
+            "psnr": self.sums["psnr"] / n,
+            "ssim": self.sums["ssim"] / n,
+            "lpips": self.sums["lpips"] / n if with_lpips else None,
+            "colorfulness": self.sums["colorfulness"] / n,
+            "mean_r": self.sums["r"] / n,
+            "n": self.n,
+            "psnr_capped": self.capped,
+        }
+
+
+class _GridPicker:
+    """Up to n grid rows, spread over labels: the first sample of each new label is taken, and the
+    first other samples fill what is left. Holds at most 2 n rows."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.first: list[GridRow] = []
+        self.extra: list[GridRow] = []
+        self.labels: set[str] = set()
+
+    def wants(self, label: str) -> bool:
+        return (label not in self.labels and len(self.first) < self.n) or len(self.extra) < self.n
+
+    def add(self, row: GridRow) -> None:
+        if row.label not in self.labels and len(self.first) < self.n:
+            self.labels.add(row.label)
+            self.first.append(row)
+        elif len(self.extra) < self.n:
+            self.extra.append(row)
+
+    def rows(self) -> list[GridRow]:
+        return (self.first + self.extra)[: self.n]
+
+
+def read_manifest(shards: Path) -> dict:
+    path = Path(shards) / "manifest.json"
+    if not path.is_file():
+        raise InputError(path, "split manifest not found (make it with aiaic-data split)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"not valid JSON ({e})") from e
+    if not isinstance(manifest.get("splits"), dict):
+        raise InputError(path, "has no 'splits' table")
+    return manifest
+
+
+def _split_urls(shards: Path, split: str, entry: dict) -> list[str]:
+    urls = []
+    for rel in entry.get("shards", []):
+        p = Path(shards) / rel
+        if not p.is_file():
+            raise InputError(p, f"shard of split '{split}' listed in the manifest is missing")
+        urls.append(str(p))
+    return urls
+
+
+def _batches(urls: list[str], batch_size: int, limit: int | None):
+    """Decoded samples of the shards, in shard order, in lists of `batch_size`."""
+    batch, seen = [], 0
+    for url in urls:
+        for raw in wds.WebDataset(
+            url, shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
+        ):
+            try:
+                batch.append(decode_sample(raw))
+            except (ValueError, KeyError, OSError) as e:
+                raise InputError(url, f"sample {raw.get('__key__')!r} cannot be decoded ({e})") from e
+            seen += 1
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+            if limit is not None and seen >= limit:
+                if batch:
+                    yield batch
+                return
+    if batch:
+        yield batch
+
+
+def _load_variants(cfg: EvalConfig, run: Path, device: torch.device) -> tuple[dict, dict]:
+    from aiaic.train.inference import load_inference  # contract #4
+
+    models, missing = {}, {}
+    for v in cfg.variants:
+        try:
+            models[v] = load_inference(run, v, device)
+        except RunError as e:
+            missing[v] = str(e)
+            log.warning("variant %s not available: %s", v, e)
+    if not models:
+        raise RunError(
+            f"{cfg.run}: none of the variants {list(cfg.variants)} can be loaded: "
+            + "; ".join(f"{k}: {m}" for k, m in missing.items())
+        )
+    return models, missing
+
+
+@torch.no_grad()
+def _score_batch(samples, models, lpips_metric, device):
+    """Per-image metrics of one batch for every variant and the grey reference."""
+    gts = np.stack([protocol.protocol_image(s.image) for s in samples])  # [B, 256, 256, 3]
+    L = luminance_uint8(gts, device)
+    has = torch.tensor(
+        [bool(s.meta.get("has_audio", s.mel is not None)) and s.mel is not None for s in samples]
+    )
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    grey = join_full_resolution(L, torch.zeros(len(samples), 2, 1, 1, device=device))
+    preds["grey_input"] = (grey, np.zeros(len(samples)))
+    for name, model in models.items():
+        mel = torch.stack(
+            [
+                torch.as_tensor(model.normalize_mel(s.mel), dtype=torch.float32)[None]
+                if s.mel is not None
+                else torch.zeros(1, model.mel_config.n_mels, model.mel_config.frames)
+                for s in samples
+            ]
+        )
+        ab_n, r = model.predict(model_input(L, model.image_size), mel.to(device), has.to(device))
+        preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
+    rows: dict[str, list[dict]] = {}
+    for name, (images, r) in preds.items():
+        lp = lpips_metric.distance(images, gts) if lpips_metric is not None else [None] * len(samples)
+        rows[name] = [
+            {
+                "psnr": psnr(images[i], gts[i]),
+                "ssim": ssim(images[i], gts[i]),
+                "colorfulness": colorfulness(images[i]),
+                "lpips": None if lp[i] is None else float(lp[i]),
+                "r": float(r[i]),
+            }
+            for i in range(len(samples))
+        ]
+    return gts, preds, rows, has.numpy()
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """Evaluate (see the module docstring); returns the metrics.json content."""
+    if cfg.run is None or cfg.shards is None or cfg.out is None:
+        raise ConfigError("--run, --shards and --out are required")
+    run, shards, out = Path(cfg.run), Path(cfg.shards), Path(cfg.out)
+    if not run.is_dir():
+        raise InputError(run, "run directory not found")
+    manifest = read_manifest(shards)
+    device = resolve_device(cfg.device)
+    unavailable: dict[str, dict[str, str]] = {"splits": {}, "variants": {}}
+    splits = []
+    for split in cfg.splits:
+        entry = manifest["splits"].get(split)
+        if entry is None:
+            unavailable["splits"][split] = (
+                f"not in {shards / 'manifest.json'} (splits there: {sorted(manifest['splits'])})"
+            )
+        elif not entry.get("shards") or not entry.get("samples"):
+            unavailable["splits"][split] = "the manifest lists no samples for it"
+        else:
+            splits.append(split)
+    for split, why in unavailable["splits"].items():
+        log.warning("split %s not available: %s", split, why)
+    if not splits:
+        raise InputError(
+            shards,
+            f"none of the splits {list(cfg.splits)} can be evaluated: "
+            + "; ".join(f"{k}: {m}" for k, m in unavailable["splits"].items()),
+        )
+    urls = {s: _split_urls(shards, s, manifest["splits"][s]) for s in splits}
+    models, unavailable["variants"] = _load_variants(cfg, run, device)
+    lpips_metric, lpips_status = load_lpips(cfg.lpips_weights, device)
+    if not lpips_status.available:
+        log.warning("LPIPS unavailable: %s", lpips_status.reason)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "eval-config.json", cfg)
+    names = list(models)
+    results: dict = {}
+    reference: dict = {}
+    grids: dict[str, str] = {}
+    csv_path = out / "per_image.csv"
+    tmp_csv = csv_path.with_name(f".{csv_path.name}.tmp")
+    fields = ["split", "variant", "key", "label", "has_audio", "r", "psnr", "ssim", "lpips", "colorfulness"]
+    columns = [
+        ("grey_input", "grey input"),
+        ("baseline", "baseline"),
+        ("full", "audio-infused"),
+        ("ground_truth", "ground truth"),
+    ]
+    with (
+        tmp_csv.open("w", newline="") as fh,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not cfg.progress,
+        ) as progress,
+    ):
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for split in splits:
+            total = manifest["splits"][split]["samples"]
+            total = min(total, cfg.max_samples) if cfg.max_samples else total
+            task = progress.add_task(f"eval {split}", total=total)
+            acc = {n: _Accumulator() for n in ["grey_input", *names]}
+            gt_colour, gt_n = 0.0, 0
+            grid = _GridPicker(cfg.save_images)
+            for batch in _batches(urls[split], cfg.batch_size, cfg.max_samples):
+                gts, preds, rows, has = _score_batch(batch, models, lpips_metric, device)
+                for i, s in enumerate(batch):
+                    label = str(s.meta.get("label", s.label_id))
+                    for name, per in rows.items():
+                        acc[name].add(per[i])
+                        writer.writerow(
+                            {
+                                "split": split,
+                                "variant": name,
+                                "key": s.key,
+                                "label": label,
+                                "has_audio": bool(has[i]),
+                                **per[i],
+                            }
+                        )
+                    gt_colour += colorfulness(gts[i])
+                    gt_n += 1
+                    if grid.wants(label):
+                        imgs = {n: preds[n][0][i] for n in preds} | {"ground_truth": gts[i]}
+                        r_full = float(preds["full"][1][i]) if "full" in preds else None
+                        grid.add(GridRow(s.key, label, imgs, r_full))
+                progress.advance(task, len(batch))
+            with_lpips = lpips_metric is not None
+            results[split] = {n: acc[n].result(with_lpips) for n in names}
+            reference[split] = {
+                "grey_input": acc["grey_input"].result(with_lpips),
+                "ground_truth_colorfulness": gt_colour / max(gt_n, 1),
+            }
+            if grid.rows():
+                path = write_grid(
+                    grid.rows(),
+                    columns,
+                    out / "grids" / f"{split}.png",
+                    f"{split}: grey input | baseline | audio-infused (r) | ground truth",
+                )
+                grids[split] = str(path.relative_to(out))
+            if gt_n == 0:
+                raise InputError(shards, f"split '{split}' yielded no samples from {urls[split]}")
+    tmp_csv.replace(csv_path)
+    metrics = {
+        **results,
+        "splits": splits,
+        "variants": names,
+        "reference": reference,
+        "unavailable": unavailable,
+        "lpips": lpips_status.to_dict(),
+        "protocol": protocol.describe(),
+        "grids": grids,
+        "provenance": provenance(run, shards, manifest, models),
+        "config": config_to_dict(cfg),
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    write_report(metrics, out / "report.md")
+    log.info("wrote %s, %s, %s and %d grid(s)", out / "metrics.json", out / "report.md", csv_path, len(grids))
+    return metrics
