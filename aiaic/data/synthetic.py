@@ -12,7 +12,27 @@ classes x videos x seconds samples::
     from aiaic.data.synthetic import make_disambiguation_corpus
     make_disambiguation_corpus(Path("data/synth"), classes=4, videos_per_class=4, seconds=10)
 
-The output is a deterministic function of the arguments (the same seed gives the same bytes).
+Scene groups (``scene_groups``, default 1). With one group every class shares the same kind of grey
+content, so the grey frame says nothing about which sound belongs to it: a relevance net
+r = sigmoid(w * cos(h_a(audio), h_v(grey frame)) + b), trained to score a true audio-visual pair above
+audio taken from another video, cannot do better than r = 0.5 on such data. With ``scene_groups=G`` the
+classes are dealt to groups round-robin (class k -> group k % G) and each group has its own kind of grey
+content (`SCENE_STYLES`: 0 "blobs" = the smooth texture with discs and rectangles above, 1 "stripes" =
+near-horizontal sinusoidal stripes with a 5-7 px period, 2 "grain" = 2 px checker-like random blocks,
+3 "rings" = concentric rings with a 10-14 px period), clearly different in spatial frequency and gradient
+orientation. Within a group the grey content is drawn by the same class-blind generator, so the frame
+tells the group but never the class inside the group: the colour within a group is still audio-only,
+while a sound of a class from another group visibly does not belong to the frame. Hues and sounds per
+class are unchanged; with the `CLASS_HUES` order and round-robin dealing, the classes of one group have
+far-apart hues (4 classes in 2 groups: red/green 125 degrees apart, yellow/blue 160 degrees apart).
+At most ``min(classes, len(SCENE_STYLES))`` groups. ``scene_groups=1`` hands the encoder exactly the same
+frames and audio as before groups existed (group 0 is the original content, and a group-0 class gets the
+same frames and sound for every `scene_groups`).
+
+The frames and audio handed to the encoder are a deterministic function of the arguments. The encoded
+files are byte-identical for small corpora, but libx264's output was seen to vary slightly between runs
+for larger ones (a few pixels by a few levels, also before scene groups existed), so compare decoded
+content, not bytes, when a corpus has more than a few videos.
 """
 
 from __future__ import annotations
@@ -107,6 +127,53 @@ def _grey_pattern(rng: np.random.Generator, side: int) -> np.ndarray:
     return L_MIN + (L_MAX - L_MIN) * smooth
 
 
+def _stripes_pattern(rng: np.random.Generator, side: int) -> np.ndarray:
+    """Near-horizontal sinusoidal stripes (period 5-7 px, tilt +-15 degrees): CIE L float64 [side, side]."""
+    period = rng.uniform(5.0, 7.0)
+    tilt = np.deg2rad(rng.uniform(-15.0, 15.0))
+    contrast = rng.uniform(0.7, 1.0)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64)
+    across = yy * np.cos(tilt) + xx * np.sin(tilt)  # distance across the stripes, px
+    wave = np.sin(2 * np.pi * across / period + rng.uniform(0, 2 * np.pi))
+    return L_MIN + (L_MAX - L_MIN) * (0.5 + 0.5 * contrast * wave)
+
+
+def _grain_pattern(rng: np.random.Generator, side: int) -> np.ndarray:
+    """Checker-like grain of random 2 px blocks (isotropic, high frequency): CIE L float64 [side, side]."""
+    blocks = rng.uniform(0.0, 1.0, size=(side // 2 + 1, side // 2 + 1))
+    grain = np.repeat(np.repeat(blocks, 2, axis=0), 2, axis=1)[:side, :side]
+    return L_MIN + (L_MAX - L_MIN) * grain
+
+
+def _rings_pattern(rng: np.random.Generator, side: int) -> np.ndarray:
+    """Concentric sinusoidal rings (period 10-14 px) around a random centre: CIE L float64 [side, side]."""
+    period = rng.uniform(10.0, 14.0)
+    cy, cx = rng.uniform(0, side, size=2)
+    contrast = rng.uniform(0.7, 1.0)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64)
+    wave = np.sin(2 * np.pi * np.hypot(yy - cy, xx - cx) / period + rng.uniform(0, 2 * np.pi))
+    return L_MIN + (L_MAX - L_MIN) * (0.5 + 0.5 * contrast * wave)
+
+
+# Kinds of grey content, one per scene group (index = group); each maps (rng, side) -> L [side, side].
+SCENE_STYLES: tuple[str, ...] = ("blobs", "stripes", "grain", "rings")
+_STYLE_FUNCS = (_grey_pattern, _stripes_pattern, _grain_pattern, _rings_pattern)
+
+
+def class_groups(classes: int, scene_groups: int = 1) -> list[int]:
+    """Scene group of each of the first `classes` classes: class k -> group k % scene_groups.
+
+    `scene_groups` must be in 1..min(classes, len(SCENE_STYLES)) so that every group has a class.
+    """
+    class_names(classes)  # validates classes
+    if not 1 <= scene_groups <= min(classes, len(SCENE_STYLES)):
+        raise ValueError(
+            f"scene_groups must be in 1..{min(classes, len(SCENE_STYLES))} for {classes} classes "
+            f"({len(SCENE_STYLES)} scene styles exist), got {scene_groups}"
+        )
+    return [k % scene_groups for k in range(classes)]
+
+
 def _lab_lut(name: str, steps: int = 401) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 for L on a grid over [L_MIN, L_MAX] at the class's (a, b): ([steps], [steps, 3])."""
     grid = np.linspace(L_MIN, L_MAX, steps)
@@ -117,14 +184,18 @@ def _lab_lut(name: str, steps: int = 401) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _video_frames(
-    rng: np.random.Generator, lut: np.ndarray, *, seconds: int, size: int, fps: int
+    rng: np.random.Generator, lut: np.ndarray, *, seconds: int, size: int, fps: int, style: int = 0
 ) -> np.ndarray:
-    """uint8 RGB frames [seconds * fps, size, size, 3]: one grey pattern per second, drifting, tinted."""
+    """uint8 RGB frames [seconds * fps, size, size, 3]: one grey pattern per second, drifting, tinted.
+
+    `style` indexes `SCENE_STYLES` (the kind of grey content); 0 is the original blobs.
+    """
+    pattern = _STYLE_FUNCS[style]
     margin = max(4, size // 4)
     frames = np.empty((seconds * fps, size, size, 3), np.uint8)
     steps = lut.shape[0]
     for s in range(seconds):
-        big = _grey_pattern(rng, size + 2 * margin)
+        big = pattern(rng, size + 2 * margin)
         start = rng.integers(0, margin + 1, size=2)
         velocity = rng.uniform(-margin / fps, margin / fps, size=2)
         for f in range(fps):
@@ -192,6 +263,7 @@ def make_disambiguation_corpus(
     size: int = 64,
     fps: int = 10,
     seed: int = 0,
+    scene_groups: int = 1,
 ) -> Path:
     """Write `classes` x `videos_per_class` synthetic videos to ``out_dir/<class>/<class>_<nnn>.mp4``.
 
@@ -203,6 +275,9 @@ def make_disambiguation_corpus(
         size: frame width and height in pixels (even, >= 16).
         fps: video frame rate (frames per second).
         seed: the corpus is a deterministic function of the arguments.
+        scene_groups: number of scene groups (1..min(classes, 4)); class k gets the grey content of
+            group k % scene_groups (`SCENE_STYLES`), so the grey frame tells the group, never the class
+            within it. 1 (the default) gives one kind of content for all classes, as before.
     Returns:
         `out_dir`.
     """
@@ -211,17 +286,18 @@ def make_disambiguation_corpus(
         raise ValueError("videos_per_class, seconds and fps must be >= 1")
     if size < 16 or size % 2:
         raise ValueError(f"size must be even and >= 16 (yuv420p), got {size}")
+    groups = class_groups(classes, scene_groups)
     out_dir = Path(out_dir)
     for k, name in enumerate(names):
         class_dir = out_dir / name
         class_dir.mkdir(parents=True, exist_ok=True)
         _, lut = _lab_lut(name)
         for v in range(videos_per_class):
-            # the grey content's generator does not see the class (same statistics for all classes);
-            # the audio's generator does, so its noise and jitter differ
+            # the grey content's generator does not see the class, only its group's style (same
+            # statistics for all classes of a group); the audio's generator does, so noise and jitter differ
             grey_rng = np.random.default_rng([seed, 1, k * videos_per_class + v])
             audio_rng = np.random.default_rng([seed, 2, k, v])
-            frames = _video_frames(grey_rng, lut, seconds=seconds, size=size, fps=fps)
+            frames = _video_frames(grey_rng, lut, seconds=seconds, size=size, fps=fps, style=groups[k])
             pcm = _audio(audio_rng, class_tone(name), seconds)
             _write_mp4(class_dir / f"{name}_{v:03d}.mp4", frames, pcm, fps)
     return out_dir

@@ -72,7 +72,8 @@ def hub_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_CACHE_FILE
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -192,7 +193,7 @@ def load_lpips(
             path,
             f"LPIPS weights did not fill the network: unexpected {result.unexpected_keys}, unset {leftover}",
         )
-    digest = _sha256(path)
+    digest = sha256_file(path)
     official = digest.startswith(ALEXNET_SHA256_PREFIX)
     if not official:
         reason += (

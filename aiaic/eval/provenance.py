@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import time
@@ -10,14 +9,7 @@ from pathlib import Path
 
 import aiaic
 from aiaic.config import recipe_hash
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from aiaic.eval.perceptual import sha256_file
 
 
 def git_commit() -> dict:
@@ -52,7 +44,7 @@ def _stage_record(stage_dir: Path) -> dict:
                 rec[key] = cfg[key]
     weights = stage_dir / "model.safetensors"
     if weights.is_file():
-        rec["weights_sha256"] = _sha256(weights)
+        rec["weights_sha256"] = sha256_file(weights)
     return rec
 
 

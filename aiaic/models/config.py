@@ -1,0 +1,74 @@
+"""`ModelConfig`: every size and choice of the audio-infused colorizer, from the recipe's `[model]` table.
+
+The model library knows nothing about training; `aiaic.train` builds a model from this config and
+saves it (as JSON) beside every set of weights, so a run can be rebuilt exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of every component (DESIGN section 4).
+
+    Attributes:
+        backbone: name in `aiaic.models.backbones.registry` ("unet" is the compact CPU U-Net).
+        base_channels: width of the backbone's first level (U-Net: doubles per level, capped at 4x).
+        depth: number of 2x downsamplings in the backbone (image side must be a multiple of 2**depth).
+        norm: normalisation after each backbone conv: "batch", "group" or "none".
+        guide_at: the insertion point in C: -1 = after its last upsampling block (full resolution;
+            the default), 0 = after its bottleneck block (H / 2**depth), k = after its k-th
+            upsampling block (H / 2**(depth - k)).
+        semantic_channels: output channels of E_s's four conv-ReLU-pool blocks.
+        semantic_dim: length of f_v and f_a (both L2-normalised).
+        cond_dim: length of c = MLP(f).
+        guidance_hidden: hidden width of gamma(c) and beta(c) (each two FC layers).
+        a2v_hidden: hidden width of A2V (two FC layers, 512 -> a2v_hidden -> semantic_dim).
+        relevance_dim: length of the relevance heads' embeddings h_a and h_v.
+        relevance_hidden: hidden width of those heads.
+        relevance_image_encoder: "backbone" (the backbone's encoder E, trained on grey frames in
+            stage 1: per-channel mean and std of its deepest features), "semantic" (the stage-1 E_s fed
+            the grey frame as RGB) or "vgg19" (ImageNet VGG-19 features from `vgg19_weights`).
+        relevance_audio_encoder: "audio" (the stage-2 E_a) or "vggsound" (ResNet-18 from `vggsound_weights`).
+        vgg19_weights / vggsound_weights: files for the optional pretrained encoders (never downloaded).
+    """
+
+    backbone: str = "unet"
+    base_channels: int = 32
+    depth: int = 3
+    norm: Literal["batch", "group", "none"] = "batch"
+    guide_at: int = -1
+    semantic_channels: tuple[int, ...] = (32, 64, 128, 256)
+    semantic_dim: int = 128
+    cond_dim: int = 128
+    guidance_hidden: int = 128
+    a2v_hidden: int = 256
+    relevance_dim: int = 64
+    relevance_hidden: int = 128
+    relevance_image_encoder: Literal["backbone", "semantic", "vgg19"] = "backbone"
+    relevance_audio_encoder: Literal["audio", "vggsound"] = "audio"
+    vgg19_weights: Path | None = None
+    vggsound_weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.base_channels < 4:
+            raise ValueError(f"base_channels must be >= 4, got {self.base_channels}")
+        if not 1 <= self.depth <= 6:
+            raise ValueError(f"depth must be in 1..6, got {self.depth}")
+        if not -1 <= self.guide_at <= self.depth:
+            raise ValueError(f"guide_at must be in -1..depth={self.depth}, got {self.guide_at}")
+        if len(self.semantic_channels) != 4:
+            raise ValueError(f"semantic_channels needs four entries (four blocks), got "
+                             f"{self.semantic_channels}")
+        for name in ("semantic_dim", "cond_dim", "guidance_hidden", "a2v_hidden", "relevance_dim",
+                     "relevance_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.relevance_image_encoder == "vgg19" and self.vgg19_weights is None:
+            raise ValueError("relevance_image_encoder = 'vgg19' needs vgg19_weights (a file path)")
+        if self.relevance_audio_encoder == "vggsound" and self.vggsound_weights is None:
+            raise ValueError("relevance_audio_encoder = 'vggsound' needs vggsound_weights (a file path)")

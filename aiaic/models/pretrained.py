@@ -1,0 +1,143 @@
+"""Optional pretrained encoders for the relevance net, read from files the user names (never downloaded).
+
+- ImageNet VGG-19 (torchvision `vgg19-dcbb9e9d.pth`: a bare state dict; the `features.*` keys are
+  used, `classifier.*` dropped) for the image side E_v.
+- The public VGGSound ResNet-18 (hche11/VGGSound model H, `H.pth.tar`: a dict with the weights under
+  `model_state_dict`, every key prefixed `audnet.`; a `module.` prefix is stripped too) for the audio
+  side E_a'. After stripping the prefix the keys are torchvision ResNet-18's with a one-channel stem;
+  the 309-class `fc` is dropped.
+
+Files are read with `torch.load(weights_only=True)`, so no arbitrary object is ever unpickled. Keys
+and shapes are checked against the model; a mismatch raises `InputError` naming the file and the keys.
+The VGGSound network was trained on 257-bin log spectrograms of 10 s; here it reads our log-mel
+[1, 64, 97] (it is fully convolutional), so treat it as an initialisation, not a calibrated classifier.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from aiaic.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from aiaic.models.colorizer import AudioInfusedColorizer
+
+log = logging.getLogger(__name__)
+
+_WRAPPERS = ("model_state_dict", "state_dict", "params", "model")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a checkpoint file safely and unwrap the usual containers -> {key: tensor}."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "pretrained weights file not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        raise InputError(p, f"cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}"
+                         ) from e
+    for _ in range(2):
+        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in _WRAPPERS if k in obj and isinstance(obj[k], Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise InputError(p, "holds no state dict (expected a mapping of parameter names to tensors)")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise InputError(p, "holds no tensors")
+    return state
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        detail = []
+        if missing:
+            detail.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if wrong:
+            k = wrong[0]
+            detail.append(f"{len(wrong)} with wrong shapes (e.g. {k}: file {list(state[k].shape)}, "
+                          f"model {list(own[k].shape)})")
+        raise InputError(path, f"not a {what} checkpoint: " + "; ".join(detail))
+    module.load_state_dict(dict(state), strict=True)
+
+
+def vggsound_to_resnet18(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Key mapping: strip `module.` and `audnet.` prefixes, drop the classifier `fc.*`."""
+    s = _strip_prefix(state, "module.")
+    s = _strip_prefix(s, "audnet.")
+    return {k: v for k, v in s.items() if not k.startswith("fc.")}
+
+
+def load_vggsound_audio(encoder: nn.Module, path: str | Path) -> None:
+    """Load the VGGSound ResNet-18 into an `AudioEncoder` (its `.net`), strictly after key mapping."""
+    p = Path(path)
+    state = vggsound_to_resnet18(read_state_dict(p))
+    target: nn.Module = getattr(encoder, "net", encoder)
+    _load_checked(target, state, p, "VGGSound ResNet-18 (one-channel stem)")
+    log.info("relevance net audio encoder: VGGSound ResNet-18 from %s (%d tensors)", p, len(state))
+
+
+def vgg19_to_features(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Key mapping: strip `module.`, keep torchvision VGG-19's `features.*`, drop `classifier.*`."""
+    s = _strip_prefix(state, "module.")
+    return {k: v for k, v in s.items() if k.startswith("features.")}
+
+
+def load_vgg19_image(module: nn.Module, path: str | Path) -> None:
+    """Load ImageNet VGG-19 conv weights into a `VGG19Features`, strictly after key mapping."""
+    p = Path(path)
+    state = vgg19_to_features(read_state_dict(p))
+    _load_checked(module, state, p, "torchvision VGG-19")
+    log.info("relevance net image encoder: ImageNet VGG-19 from %s (%d tensors)", p, len(state))
+
+
+def load_relevance_encoders(model: AudioInfusedColorizer) -> list[str]:
+    """Initialise the relevance net's encoders from the files in `model.config`; log what serves.
+
+    Returns one line per encoder saying where its weights come from (also logged at INFO).
+    """
+    cfg = model.config
+    lines = []
+    if model.relevance_image is not None:
+        if cfg.vgg19_weights is None:
+            raise ConfigError("relevance_image_encoder = 'vgg19' needs vgg19_weights")
+        load_vgg19_image(model.relevance_image, cfg.vgg19_weights)
+        lines.append(f"relevance image encoder E_v: ImageNet VGG-19 from {cfg.vgg19_weights}")
+    elif cfg.relevance_image_encoder == "backbone":
+        lines.append("relevance image encoder E_v: no VGG-19 weights given; the backbone's encoder E, "
+                     "trained from scratch in stage 1 on grey frames, serves")
+    else:
+        lines.append("relevance image encoder E_v: no VGG-19 weights given; E_s trained from scratch in "
+                     "stage 1 serves (fed the grey frame)")
+    if model.relevance_audio is not None:
+        if cfg.vggsound_weights is None:
+            raise ConfigError("relevance_audio_encoder = 'vggsound' needs vggsound_weights")
+        load_vggsound_audio(model.relevance_audio, cfg.vggsound_weights)
+        lines.append(f"relevance audio encoder E_a': VGGSound ResNet-18 from {cfg.vggsound_weights}")
+    else:
+        lines.append("relevance audio encoder E_a': no VGGSound weights given; E_a trained from scratch in "
+                     "stage 2 serves")
+    for line in lines:
+        log.info(line)
+    return lines

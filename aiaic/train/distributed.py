@@ -1,0 +1,113 @@
+"""Process group and device setup: the only module that reads the launcher's environment.
+
+    python -m torch.distributed.run --nproc_per_node 2 -m aiaic.cli.train --shards S --out R   # 2 CPU ranks
+    torchrun --nproc_per_node 8 $(which aiaic-train) --shards S --out R --device cuda           # 8 GPUs
+
+Under torchrun (WORLD_SIZE > 1) the process group is initialised with gloo on CPU and NCCL on CUDA;
+each rank uses cuda:LOCAL_RANK. A single process needs no launcher and no process group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from aiaic.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """rank, world_size, local_rank, the device of this process, and whether a process group exists."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    initialized: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0 (the only rank that writes files and logs)."""
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer") from e
+
+
+def launcher_rank() -> int:
+    """The RANK torchrun gave this process (0 without a launcher)."""
+    return _env_int("RANK", 0)
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """"auto" | "cpu" | "cuda" -> torch.device (cuda:LOCAL_RANK for CUDA)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+
+
+def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun), pick the device, init the process group."""
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    dev = resolve_device(device, local_rank)
+    if world_size <= 1:
+        return DistInfo(0, 1, 0, dev, False)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
+                                timeout=timedelta(seconds=timeout_s))
+    log.debug("rank %d/%d on %s (%s)", rank, world_size, dev, backend)
+    return DistInfo(rank, world_size, local_rank, dev, True)
+
+
+def teardown(info: DistInfo) -> None:
+    """Destroy the process group (when one was created)."""
+    if info.initialized and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.initialized:
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of a tensor over ranks (a copy; the input is unchanged)."""
+    out = value.detach().clone()
+    if info.initialized:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        out /= info.world_size
+    return out
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's Python object on every rank."""
+    if not info.initialized:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,167 @@
+"""Trained models for evaluation and colorize (contract #4): `load_inference(run_dir, variant, device)`.
+
+| variant        | stage dir | colour path                                  | r                          |
+|----------------|-----------|----------------------------------------------|----------------------------|
+| baseline       | baseline  | backbone alone                               | 0                          |
+| full           | stage3    | DSG with c = MLP(A2V(E_a(A)))                | relevance net, 0 w/o audio |
+| missing_audio  | stage3    | the same model with r forced to 0            | 0                          |
+| no_r           | stage3    | DSG with c from the audio                    | 1 where audio exists       |
+| e2e            | e2e       | DSG with c from the audio (trained end to end) | 1 where audio exists     |
+
+    model = load_inference(Path("runs/demo"), "full", "cpu")
+    ab_n, r = model.predict(L_n, mel, has_audio)      # L_n [B,1,H,W], mel [B,1,64,97] normalised
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aiaic.config import build_config
+from aiaic.data.audio import MelConfig
+from aiaic.data.loader import normalize_mel
+from aiaic.errors import RunError
+from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
+from aiaic.models.config import ModelConfig
+from aiaic.train import checkpoint as ckpt
+from aiaic.train.distributed import resolve_device
+
+VARIANT_STAGE = {"baseline": "baseline", "full": "stage3", "missing_audio": "stage3", "no_r": "stage3",
+                 "e2e": "e2e"}
+
+
+@dataclass
+class InferenceModel:
+    """A trained colorizer in eval mode with what is needed to feed it.
+
+    Attributes:
+        model: the `AudioInfusedColorizer`.
+        variant: one of `VARIANT_STAGE`.
+        image_size: the training crop side (pixels); predict at this size (any multiple of 2**depth works).
+        mel_mean, mel_std: float32 [64] train statistics of the log-mel (from the split manifest).
+        mel_config: the log-mel front end the model was trained with.
+        device: where the model lives.
+        stage_dir: the RUN/<stage>/ folder it was loaded from.
+    """
+
+    model: AudioInfusedColorizer
+    variant: str
+    image_size: int
+    mel_mean: torch.Tensor
+    mel_std: torch.Tensor
+    mel_config: MelConfig
+    device: torch.device
+    stage_dir: Path
+
+    def normalize_mel(self, raw_log_mel: Any) -> torch.Tensor:
+        """Raw log-mel [..., 64, 97] -> normalised with the train per-band mean/std (float32)."""
+        return normalize_mel(raw_log_mel, self.mel_mean, self.mel_std)
+
+    @torch.no_grad()
+    def predict(self, L_n: torch.Tensor, mel: torch.Tensor | None = None,
+                has_audio: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """L_n [B, 1, H, W]; mel [B, 1, 64, 97] normalised, or None (no audio); has_audio bool [B] or None
+        (= True for every sample when mel is given) -> (ab_n [B, 2, H, W], r [B]) on the input's device.
+
+        r is 0 where has_audio is False; "missing_audio" forces r = 0; "no_r" and "e2e" use r = 1 where
+        audio exists; "baseline" always returns r = 0.
+        """
+        if L_n.dim() != 4 or L_n.shape[1] != 1:
+            raise ValueError(f"predict expects L_n [B, 1, H, W], got {list(L_n.shape)}")
+        out_device = L_n.device
+        L = L_n.to(self.device, torch.float32)
+        B = L.shape[0]
+        if mel is None:
+            has = torch.zeros(B, dtype=torch.bool, device=self.device)
+        else:
+            if mel.dim() != 4 or mel.shape[0] != B or mel.shape[1] != 1:
+                raise ValueError(f"predict expects mel [B={B}, 1, 64, 97], got {list(mel.shape)}")
+            mel = mel.to(self.device, torch.float32)
+            has = (torch.ones(B, dtype=torch.bool, device=self.device) if has_audio is None
+                   else has_audio.to(self.device).bool())
+        zeros = torch.zeros(B, device=self.device)
+        if self.variant == "baseline" or self.variant == "missing_audio" or not bool(has.any()):
+            return self.model(L).to(out_device), zeros.to(out_device)
+        assert mel is not None  # has.any() is False without a mel
+        c = self.model.condition(self.model.audio_semantics(mel))
+        if self.variant == "full":
+            r = self.model.relevance_score(L, mel, has)
+        else:  # "no_r", "e2e"
+            r = has.float()
+        return self.model(L, c, r).to(out_device), r.to(out_device)
+
+    # Added by H-eval (additive; `predict` is unchanged): the audio guidance split from the colouring,
+    # so a video computes (c, r) once per second and colours every frame of that second with it.
+    @torch.no_grad()
+    def guidance(self, L_n: torch.Tensor, mel: torch.Tensor | None = None,
+                 has_audio: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The (c, r) that `predict` would use: L_n [B, 1, H, W] (the frame the relevance net sees),
+        mel [B, 1, 64, 97] normalised or None, has_audio bool [B] or None -> (c [B, cond_dim], or None
+        where the variant or the batch uses no audio, r [B]). For every input,
+        `predict(L_n, mel, has_audio) == (predict_guided(L_n, *guidance(L_n, mel, has_audio)), r)`.
+        """
+        out_device = L_n.device
+        L = L_n.to(self.device, torch.float32)
+        B = L.shape[0]
+        zeros = torch.zeros(B, device=out_device)
+        if mel is None or self.variant in ("baseline", "missing_audio"):
+            return None, zeros
+        mel = mel.to(self.device, torch.float32)
+        has = (torch.ones(B, dtype=torch.bool, device=self.device) if has_audio is None
+               else has_audio.to(self.device).bool())
+        if not bool(has.any()):
+            return None, zeros
+        assert mel is not None  # has.any() is False without a mel
+        c = self.model.condition(self.model.audio_semantics(mel))
+        r = self.model.relevance_score(L, mel, has) if self.variant == "full" else has.float()
+        return c.to(out_device), r.to(out_device)
+
+    @torch.no_grad()
+    def predict_guided(self, L_n: torch.Tensor, c: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+        """ab_n [B, 2, H, W] for L_n [B, 1, H, W] with given guidance c [B, cond_dim] (None: the
+        backbone alone) and r [B] in [0, 1] (e.g. a time-smoothed mix of `guidance` results)."""
+        out_device = L_n.device
+        L = L_n.to(self.device, torch.float32)
+        if c is None or self.variant == "baseline":
+            return self.model(L).to(out_device)
+        c = c.to(self.device, torch.float32)
+        return self.model(L, c, r.to(self.device, torch.float32)).to(out_device)
+
+
+def stage_dir_for(run_dir: Path, variant: str) -> Path:
+    if variant not in VARIANT_STAGE:
+        raise RunError(f"unknown variant {variant!r}; one of {sorted(VARIANT_STAGE)}")
+    return Path(run_dir) / VARIANT_STAGE[variant]
+
+
+def load_inference(run_dir: Path, variant: str, device: str | torch.device = "cpu") -> InferenceModel:
+    """Load RUN/<stage>/ for `variant`; RunError naming the missing or unfinished stage."""
+    stage_dir = stage_dir_for(run_dir, variant)
+    stage = stage_dir.name
+    cfg = ckpt.read_config(stage_dir)
+    if cfg is None or not (stage_dir / ckpt.WEIGHTS).is_file():
+        raise RunError(f"{run_dir}: variant {variant!r} needs stage {stage!r}, which is missing "
+                       f"({stage_dir} has no config.json / {ckpt.WEIGHTS}); train it with "
+                       f"aiaic-train --stage {stage.removeprefix('stage')}")
+    if not cfg.get("complete"):
+        raise RunError(f"{run_dir}: stage {stage!r} (for variant {variant!r}) is not complete; "
+                       "finish it with aiaic-train --resume")
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    model_cfg = build_config(ModelConfig, cfg["model"])
+    model = build_colorizer(model_cfg)
+    ckpt.load_weights(stage_dir / ckpt.WEIGHTS, model)
+    model.to(dev).eval()
+    mel_cfg_dict = cfg.get("mel_config") or {}
+    return InferenceModel(
+        model=model,
+        variant=variant,
+        image_size=int(cfg["image_size"]),
+        mel_mean=torch.tensor(cfg["mel_mean"], dtype=torch.float32),
+        mel_std=torch.tensor(cfg["mel_std"], dtype=torch.float32),
+        mel_config=build_config(MelConfig, mel_cfg_dict),
+        device=dev,
+        stage_dir=stage_dir,
+    )
