@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", type=int, default=5, help="sound/colour classes (one is held out as OOD)")
     parser.add_argument("--videos-per-class", type=int, default=5, help="videos per class (10 one-second pairs each)")
     parser.add_argument("--seconds", type=int, default=10, help="length of each generated clip, s")
+    parser.add_argument(
+        "--scene-groups",
+        type=int,
+        default=2,
+        help="kinds of grey content; the relevance net can only tell a true pair where the frame shows its group",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out
     if out.exists():
@@ -92,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(f"== corpus: {args.classes} classes x {args.videos_per_class} videos x {args.seconds} s", flush=True)
     corpus = make_disambiguation_corpus(
-        out / "corpus", classes=args.classes, videos_per_class=args.videos_per_class, seconds=args.seconds
+        out / "corpus",
+        classes=args.classes,
+        videos_per_class=args.videos_per_class,
+        seconds=args.seconds,
+        scene_groups=args.scene_groups,
     )
     timings["corpus"] = time.perf_counter() - t0
     raw, split, run = out / "shards" / "raw", out / "shards" / "split", out / "run"
