@@ -234,12 +234,14 @@ def test_checkpoint_commit_survives_a_crash_between_renames(tmp_path):
     torch.save({"step": 4}, d / ".state.pt.tmp")
     (d / ".commit.json").write_text(json.dumps({"step": 4}))
     loaded = ConditionMLP(4, 4)
+    ckpt.recover(d)
     assert ckpt.load_checkpoint(d, loaded)["step"] == 4
     assert torch.equal(loaded.net[0].weight, new.net[0].weight)
     assert not (d / ".commit.json").exists() and not (d / ".state.pt.tmp").exists()
     # died before the commit note: the temporary files are dropped, the previous pair stays
     save_file(ckpt.model_tensors(old), str(d / ".model.safetensors.tmp"), metadata={"step": "6"})
     torch.save({"step": 6}, d / ".state.pt.tmp")
+    ckpt.recover(d)
     assert ckpt.load_checkpoint(d, loaded)["step"] == 4
     assert not (d / ".model.safetensors.tmp").exists()
     # a weights file and a state from different steps are refused

@@ -1,17 +1,16 @@
 """The paper's claim, scaled down: on frames where only the sound tells the colour, audio helps.
 
-Synthetic corpus (aiaic.data.synthetic: 4 classes, grey content independent of the class, a hue and
-a sound per class) -> extract (folder layout, every second) -> split (the demo recipe) -> train every
-stage with pipelines/demo.toml -> PSNR on val, computed here from the predictions (RGB uint8, all
-channels, data range 255, as the evaluation protocol says):
+Synthetic corpus (aiaic.data.synthetic: 4 classes in two scene groups: the grey content shows the
+group, never the class within it; a hue and a sound per class) -> extract (folder layout, every second)
+-> split (the demo recipe, no OOD class) -> train every stage with pipelines/demo.toml -> PSNR on val,
+computed here from the predictions (RGB uint8, all channels, data range 255, as the evaluation
+protocol says):
 
 - the audio-infused model ("full", r from the relevance net) beats the visual-only baseline by >= 1.5 dB;
-- with the audio missing (r = 0) it stays within 1 dB of the baseline.
-
-The relevance net's r for true pairs vs audio from another video is measured and printed, but not
-asserted here: in this corpus the grey frame carries no trace of the class by construction, so no
-model can tell a true pair from a mismatched one (the best r is the same for both). That the relevance
-net learns where the frame does carry the information is tested in tests/test_models.py.
+- with the audio missing (r = 0) it stays within 1 dB of the baseline;
+- the relevance net gives true pairs a higher r than audio taken from another video. (It can only do so
+  because the frame shows the scene group: with one group the grey frame carries no trace of the class
+  and the best r is the same for both.)
 """
 
 from __future__ import annotations
@@ -95,11 +94,11 @@ def learning_run(tmp_path: Path, seed: int) -> dict[str, float]:
     t0 = time.perf_counter()
     recipe = load_recipe(DEMO)
     make_disambiguation_corpus(tmp_path / "corpus", classes=4, videos_per_class=5, seconds=8, size=64,
-                               seed=seed)
+                               seed=seed, scene_groups=2)
     run_extract(ExtractConfig(src=tmp_path / "corpus", out=tmp_path / "raw", layout="folder", mode="all",
                               size=64, image_format="png", workers=1), progress=False)
     split_cfg = build_config(SplitConfig, recipe_section(recipe, "split"),
-                             {"src": [str(tmp_path / "raw")], "out": str(tmp_path / "split")})
+                             {"src": [str(tmp_path / "raw")], "out": str(tmp_path / "split"), "ood": 0})
     run_split(split_cfg)
     t_data = time.perf_counter() - t0
 
@@ -115,5 +114,5 @@ def learning_run(tmp_path: Path, seed: int) -> dict[str, float]:
     assert m["full"] >= m["baseline"] + 1.5, m
     assert abs(m["missing_audio"] - m["baseline"]) <= 1.0, m
     assert m["no_r"] >= m["baseline"] + 1.5, m
-    assert 0.0 < m["r_true"] < 1.0 and 0.0 < m["r_other"] < 1.0
+    assert 0.0 < m["r_other"] < m["r_true"] - 0.05 < 1.0, m
     return m

@@ -11,6 +11,7 @@ stage freezes or trains them by name (`COMPONENTS`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -129,7 +130,8 @@ class AudioInfusedColorizer(nn.Module):
         if self.relevance_image is not None:
             return self.relevance_image(grey_rgb(L_n))
         if self.config.relevance_image_encoder == "backbone":
-            return self.backbone.pooled_features(L_n)
+            pooled = cast(Callable[[torch.Tensor], torch.Tensor], self.backbone.pooled_features)
+            return pooled(L_n)
         return self.semantic.features(grey_rgb(L_n))
 
     def relevance_audio_features(self, mel: torch.Tensor) -> torch.Tensor:

@@ -143,9 +143,9 @@ def has_checkpoint(stage_dir: Path) -> bool:
 def load_checkpoint(stage_dir: Path, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Load the latest checkpoint into `model`; return the training state (weights_only load).
 
-    Raises RunError when there is none, or when weights and state come from different steps.
+    Call `recover(stage_dir)` first (once, from one process). Raises RunError when there is no
+    checkpoint, or when weights and state come from different steps.
     """
-    recover(stage_dir)
     w, s = stage_dir / WEIGHTS, stage_dir / STATE
     if not (w.is_file() and s.is_file()):
         raise RunError(f"{stage_dir}: no checkpoint to resume from ({WEIGHTS} and {STATE} needed)")

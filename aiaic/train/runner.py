@@ -147,6 +147,9 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
     if ckpt.is_complete(stage_dir):
         log.info("%s: already complete in %s, skipped (delete the folder to train it again)", name, stage_dir)
         return StageResult(name, "skipped", int((ckpt.read_config(stage_dir) or {}).get("steps", 0)), 0.0, {})
+    if dist_info.is_main and stage_dir.is_dir():
+        ckpt.recover(stage_dir)  # finish (or drop) a checkpoint write interrupted by a kill
+    barrier(dist_info)
     saved = ckpt.read_config(stage_dir)
     resuming = ckpt.has_checkpoint(stage_dir)
     started = resuming or (stage_dir / "metrics.jsonl").is_file()

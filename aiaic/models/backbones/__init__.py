@@ -9,7 +9,8 @@ and calls `guide(features)` at one named insertion point inside C (where DSG goe
 
 Every backbone exposes `insertion_point` (the name of the point), `insertion_channels` (channels
 of the feature map the guide receives), and `pooled_features(L_n) -> [B, feature_dim]` (its encoder's
-pooled features, which the relevance net can use as its image encoder). Register a new one with `@register("name")`.
+pooled features, which the relevance net can use as its image encoder).
+Register a new one with `@register("name")`.
 """
 
 from __future__ import annotations
