@@ -1,6 +1,6 @@
 """Tiny split directories (contract #2) with known content, for loader and trainer tests.
 
-    from tests.split_fixtures import write_split_dir, read_split
+    from split_fixtures import write_split_dir, read_split
     root = write_split_dir(tmp_path / "split", classes=2, videos_per_class=3, seconds=4, size=64,
                            shards_per_split=4)
     source = open_split(root, "train")

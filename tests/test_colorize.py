@@ -22,8 +22,8 @@ from aiaic.colorize.guided import guidance_from_pcm
 from aiaic.colorize.run import colorize
 from aiaic.data.audio import MelConfig
 from aiaic.errors import InputError
-from tests.colorize_fixtures import StandInModel, shared_tiny_run
-from tests.fixtures_av import make_audio, make_clip, write_garbage
+from colorize_fixtures import StandInModel, shared_tiny_run
+from fixtures_av import make_audio, make_clip, write_garbage
 
 runner = CliRunner()
 CHAPLIN = "clips/moviepy/chaplin_bw_film.mp4"

@@ -22,8 +22,8 @@ from aiaic.eval.evaluate import EvalConfig, run_eval
 from aiaic.eval.grid import HEADER, TILE
 from aiaic.eval.protocol import center_crop, protocol_image, resize_short_side
 from aiaic.train.inference import load_inference
-from tests.colorize_fixtures import shared_tiny_run
-from tests.split_fixtures import read_split, write_split_dir
+from colorize_fixtures import shared_tiny_run
+from split_fixtures import read_split, write_split_dir
 
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ from aiaic.cli.data import app
 from aiaic.data.inspect import InspectConfig, grey_of, inspect_data
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.errors import InputError
-from tests.test_split import make_raw, video
+from test_split import make_raw, video
 
 
 @pytest.fixture
