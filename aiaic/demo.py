@@ -59,17 +59,17 @@ def make_grey_clip(src: Path, dst: Path) -> Path:
         vout = out.add_stream("libx264", rate=vin.average_rate)
         vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
         aout = out.add_stream("aac", rate=ain.codec_context.sample_rate)
-        for frame in inp.decode(vin):
-            grey = frame.to_ndarray(format="gray")
-            rgb = np.repeat(grey[..., None], 3, axis=2)
+        for vframe in inp.decode(vin):
+            grey = vframe.to_ndarray(format="gray")
+            rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)
             for packet in vout.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
         for packet in vout.encode():
             out.mux(packet)
         inp.seek(0)
-        for frame in inp.decode(ain):
-            frame.pts = None
-            for packet in aout.encode(frame):
+        for aframe in inp.decode(ain):
+            aframe.pts = None
+            for packet in aout.encode(aframe):
                 out.mux(packet)
         for packet in aout.encode():
             out.mux(packet)
@@ -77,16 +77,22 @@ def make_grey_clip(src: Path, dst: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output directory")
-    parser.add_argument("--classes", type=int, default=5, help="sound/colour classes (one is held out as OOD)")
-    parser.add_argument("--videos-per-class", type=int, default=5, help="videos per class (10 one-second pairs each)")
+    parser.add_argument(
+        "--classes", type=int, default=5, help="sound/colour classes (one is held out as OOD)"
+    )
+    parser.add_argument(
+        "--videos-per-class", type=int, default=5, help="videos per class (10 one-second pairs each)"
+    )
     parser.add_argument("--seconds", type=int, default=10, help="length of each generated clip, s")
     parser.add_argument(
         "--scene-groups",
         type=int,
         default=2,
-        help="kinds of grey content; the relevance net can only tell a true pair where the frame shows its group",
+        help="kinds of grey content (the relevance net needs the frame to show its group)",
     )
     args = parser.parse_args(argv)
     out: Path = args.out
@@ -96,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ["--config", str(RECIPE)]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    print(f"== corpus: {args.classes} classes x {args.videos_per_class} videos x {args.seconds} s", flush=True)
+    print(
+        f"== corpus: {args.classes} classes x {args.videos_per_class} videos x {args.seconds} s", flush=True
+    )
     corpus = make_disambiguation_corpus(
         out / "corpus",
         classes=args.classes,
@@ -106,21 +114,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     timings["corpus"] = time.perf_counter() - t0
     raw, split, run = out / "shards" / "raw", out / "shards" / "split", out / "run"
-    data, train, evaluate, colorize = (_tool(n) for n in ("aiaic-data", "aiaic-train", "aiaic-eval", "aiaic-colorize"))
+    data, train, evaluate, colorize = (
+        _tool(n) for n in ("aiaic-data", "aiaic-train", "aiaic-eval", "aiaic-colorize")
+    )
     timings["extract"] = _run("extract", [data, "extract", "--src", str(corpus), "--out", str(raw), *cfg])
     timings["split"] = _run("split", [data, "split", "--src", str(raw), "--out", str(split), *cfg])
     timings["inspect"] = _run("inspect", [data, "inspect", str(split), "-o", str(out / "contact_sheet.png")])
-    timings["train"] = _run("train", [train, "--shards", str(split), "--out", str(run), "--stage", "all", *cfg])
+    timings["train"] = _run(
+        "train", [train, "--shards", str(split), "--out", str(run), "--stage", "all", *cfg]
+    )
     # the "without multi-step training" ablation of Table 2
-    timings["train e2e"] = _run("train e2e", [train, "--shards", str(split), "--out", str(run), "--stage", "e2e", *cfg])
+    timings["train e2e"] = _run(
+        "train e2e", [train, "--shards", str(split), "--out", str(run), "--stage", "e2e", *cfg]
+    )
     timings["eval"] = _run(
         "eval", [evaluate, "--run", str(run), "--shards", str(split), "--out", str(out / "eval"), *cfg]
     )
     clip = sorted(p for p in corpus.rglob("*.mp4"))[-1]
     grey = make_grey_clip(clip, out / f"grey_{clip.stem}.mp4")
-    timings["colorize"] = _run("colorize", [colorize, str(grey), "--run", str(run), "-o", str(out / "colorized"), *cfg])
+    timings["colorize"] = _run(
+        "colorize", [colorize, str(grey), "--run", str(run), "-o", str(out / "colorized"), *cfg]
+    )
     total = time.perf_counter() - t0
-    print("\n== demo finished in {:.0f} s ({})".format(total, ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())))
+    print(
+        "\n== demo finished in {:.0f} s ({})".format(
+            total, ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        )
+    )
     print(f"   report (Tables 1 and 2): {out / 'eval' / 'report.md'}")
     print(f"   image grids:             {out / 'eval' / 'grids'}/<split>.png")
     print(f"   contact sheet:           {out / 'contact_sheet.png'}")

@@ -53,7 +53,9 @@ def to_markdown(results: dict) -> str:
         v = f"{value:.4g}" if isinstance(value, float) else str(value)
         ratio = r.get("ratio")
         rt = f"{ratio:.2f}x" if isinstance(ratio, (int, float)) else ""
-        lines.append(f"| {r['benchmark']} | {r['metric']} | {v} | {r.get('unit', '')} | {rt} | {r.get('note', '')} |")
+        lines.append(
+            f"| {r['benchmark']} | {r['metric']} | {v} | {r.get('unit', '')} | {rt} | {r.get('note', '')} |"
+        )
     return "\n".join(lines) + "\n"
 
 

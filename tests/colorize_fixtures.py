@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from split_fixtures import write_split_dir
 
 from aiaic.data.audio import MelConfig
-from split_fixtures import write_split_dir
 
 TINY_MODEL = {
     "base_channels": 4, "depth": 2, "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8, "cond_dim": 8,

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from colorize_fixtures import StandInModel, shared_tiny_run
+from fixtures_av import make_audio, make_clip, write_garbage
 from PIL import Image
 from skimage.color import rgb2lab
 from typer.testing import CliRunner
@@ -22,8 +24,6 @@ from aiaic.colorize.guided import guidance_from_pcm
 from aiaic.colorize.run import colorize
 from aiaic.data.audio import MelConfig
 from aiaic.errors import InputError
-from colorize_fixtures import StandInModel, shared_tiny_run
-from fixtures_av import make_audio, make_clip, write_garbage
 
 runner = CliRunner()
 CHAPLIN = "clips/moviepy/chaplin_bw_film.mp4"

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from colorize_fixtures import shared_tiny_run
 from PIL import Image
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from split_fixtures import read_split, write_split_dir
 from typer.testing import CliRunner
 
 from aiaic.cli.eval import app
@@ -22,8 +24,6 @@ from aiaic.eval.evaluate import EvalConfig, run_eval
 from aiaic.eval.grid import HEADER, TILE
 from aiaic.eval.protocol import center_crop, protocol_image, resize_short_side
 from aiaic.train.inference import load_inference
-from colorize_fixtures import shared_tiny_run
-from split_fixtures import read_split, write_split_dir
 
 runner = CliRunner()
 

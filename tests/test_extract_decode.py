@@ -174,18 +174,17 @@ def independent_audio(path: Path) -> tuple[np.ndarray, float, int, list[tuple[fl
 def count_cut(mono: np.ndarray, anchor: float, rate: int, i: int) -> np.ndarray:
     """Window [i, i+1) s cut by sample count: the whole stream resampled to 16 kHz from its first
     frame's time (sample n at anchor + n / 16000 s), then 16000 samples from round((i - anchor) * 16000)."""
-    key = (id(mono), rate)
-    if key not in _RESAMPLED:
-        _RESAMPLED.clear()
-        _RESAMPLED[key] = resample_poly(mono, 16000, rate)
-    full = _RESAMPLED[key]
+    # cache the last resampling; the cache holds `mono` itself, so a later array cannot reuse its id()
+    if not (_RESAMPLED and _RESAMPLED[0] is mono and _RESAMPLED[1] == rate):
+        _RESAMPLED[:] = [mono, rate, resample_poly(mono, 16000, rate)]
+    full = _RESAMPLED[2]
     start = int(round((i - anchor) * 16000))
     pad = max(0, -start)
     seg = np.concatenate([np.zeros(pad), full[max(start, 0) : start + 16000]])
     return np.concatenate([seg, np.zeros(16000 - seg.size)])
 
 
-_RESAMPLED: dict = {}
+_RESAMPLED: list = []
 
 
 LOWPASS = firwin(101, 6000, fs=16000)

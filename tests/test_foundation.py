@@ -24,8 +24,18 @@ def test_log_mel_is_the_documented_librosa_front_end():
     got = log_mel(y)
     ref = np.log(
         librosa.feature.melspectrogram(
-            y=y, sr=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64, fmin=125, fmax=7500,
-            power=1.0, htk=True, norm=None, center=False,
+            y=y,
+            sr=16000,
+            n_fft=512,
+            win_length=400,
+            hop_length=160,
+            n_mels=64,
+            fmin=125,
+            fmax=7500,
+            power=1.0,
+            htk=True,
+            norm=None,
+            center=False,
         )
         + 0.01
     )
@@ -58,7 +68,8 @@ def test_lab_matches_skimage_both_ways():
     lab = rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1)).permute(1, 2, 0).numpy()
     np.testing.assert_allclose(lab, color.rgb2lab(img), atol=1e-3)
     ref_lab = np.stack(
-        [rng.uniform(0, 100, (20, 20)), rng.uniform(-110, 110, (20, 20)), rng.uniform(-110, 110, (20, 20))], -1
+        [rng.uniform(0, 100, (20, 20)), rng.uniform(-110, 110, (20, 20)), rng.uniform(-110, 110, (20, 20))],
+        -1,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

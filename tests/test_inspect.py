@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from test_split import make_raw, video
 from typer.testing import CliRunner
 
 from aiaic.cli.data import app
 from aiaic.data.inspect import InspectConfig, grey_of, inspect_data
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.errors import InputError
-from test_split import make_raw, video
 
 
 @pytest.fixture

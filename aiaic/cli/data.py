@@ -1,8 +1,8 @@
 """`aiaic-data`: extract (videos -> WebDataset shards), split (ID/OOD splits + manifest), inspect.
 
-    aiaic-data extract --src ../shared/data/mini-vggsound --out shards/raw --workers 2
-    aiaic-data split --src shards/raw --out shards/split --ood 20 --config pipelines/vggsound.toml
-    aiaic-data inspect shards/split -o sheet.png
+aiaic-data extract --src ../shared/data/mini-vggsound --out shards/raw --workers 2
+aiaic-data split --src shards/raw --out shards/split --ood 20 --config pipelines/vggsound.toml
+aiaic-data inspect shards/split -o sheet.png
 """
 
 from __future__ import annotations
