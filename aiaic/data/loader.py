@@ -161,14 +161,29 @@ def _stats(values: Any, what: str, origin: str) -> tuple[float, ...]:
     return tuple(float(v) for v in arr)
 
 
+def read_manifest(split_dir: Path) -> dict[str, Any]:
+    """The parsed `split_dir/manifest.json` (contract #2); InputError where it is absent, not JSON, or
+    has no `splits` table. The one reader of manifests for the loader, the trainer and the evaluation."""
+    split_dir = Path(split_dir)
+    path = split_dir / "manifest.json"
+    if not path.is_file():
+        reason = "no manifest.json: not a split directory (file not found; make one with `aiaic-data split`)"
+        raise InputError(split_dir, reason)
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"not valid JSON: {e}") from e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise InputError(path, "not a valid split manifest: it has no 'splits' table")
+    return manifest
+
+
 def open_split(split_dir: Path, split: str) -> SplitSource:
     """Read `split_dir/manifest.json` (contract #2) and return the shards and stats of `split`."""
     split_dir = Path(split_dir)
     path = split_dir / "manifest.json"
-    if not path.is_file():
-        raise InputError(split_dir, "no manifest.json: not a split directory (run `aiaic-data split`)")
+    manifest = read_manifest(split_dir)
     try:
-        manifest = json.loads(path.read_text())
         entry = manifest["splits"].get(split)
         stats = manifest["audio_stats"]
         if entry is None:
@@ -176,7 +191,7 @@ def open_split(split_dir: Path, split: str) -> SplitSource:
         shards = [str(s) for s in entry["shards"]]
         samples = int(entry["samples"])
         mean, std = stats["mel_mean"], stats["mel_std"]
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise InputError(path, f"not a valid split manifest: {type(e).__name__}: {e}") from e
     missing = [s for s in shards if not (split_dir / s).is_file()]
     if missing:

@@ -19,7 +19,6 @@ metrics.json = {split: {variant: {"psnr", "ssim", "lpips" (null when unavailable
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
 from aiaic.colorize.config import resolve_device
 from aiaic.config import config_to_dict, write_json_atomic
+from aiaic.data.loader import read_manifest
 from aiaic.data.sample import decode_sample
 from aiaic.errors import ConfigError, InputError, RunError
 from aiaic.eval import protocol
@@ -140,19 +140,6 @@ class _GridPicker:
 
     def rows(self) -> list[GridRow]:
         return (self.first + self.extra)[: self.n]
-
-
-def read_manifest(shards: Path) -> dict:
-    path = Path(shards) / "manifest.json"
-    if not path.is_file():
-        raise InputError(path, "split manifest not found (make it with aiaic-data split)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON ({e})") from e
-    if not isinstance(manifest.get("splits"), dict):
-        raise InputError(path, "has no 'splits' table")
-    return manifest
 
 
 def _split_urls(shards: Path, split: str, entry: dict) -> list[str]:

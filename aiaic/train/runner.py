@@ -12,7 +12,6 @@ state.pt, config.json ("complete": true at the end), metrics.jsonl and loss.png.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -25,8 +24,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
-from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split
-from aiaic.errors import ConfigError, InputError, RecipeMismatchError, RunError
+from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
+from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.pretrained import load_relevance_encoders
 from aiaic.train import checkpoint as ckpt
@@ -49,16 +48,6 @@ class StageResult:
     steps: int
     seconds: float
     last: dict[str, float]
-
-
-def read_manifest(split_dir: Path) -> dict[str, Any]:
-    path = Path(split_dir) / "manifest.json"
-    if not path.is_file():
-        raise InputError(split_dir, "no manifest.json: not a split directory (run `aiaic-data split`)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON: {e}") from e
 
 
 def make_optimizer(cfg: StageConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
