@@ -165,7 +165,9 @@ def test_eval_writes_tables_csv_grid_and_lists_what_is_missing(
     ab_n, r = model.predict((L_n.clamp(0, 100) - 50) / 50, mel, torch.tensor([True]))
     pred = join_full_resolution(L, ab_n)[0]
     row = next(r for r in rows if r["split"] == "val" and r["variant"] == "full" and r["key"] == key)
-    assert float(row["psnr"]) == pytest.approx(peak_signal_noise_ratio(gt, pred, data_range=255), abs=1e-6)
+    # batch of 1 here vs the evaluation's batch: float32 sums in another order can move a pixel across a
+    # rounding boundary (seen: 1.2e-6 dB), so the tolerance allows a few pixel levels, nothing more
+    assert float(row["psnr"]) == pytest.approx(peak_signal_noise_ratio(gt, pred, data_range=255), abs=1e-3)
     assert float(row["r"]) == pytest.approx(float(r[0]), abs=1e-6)
 
     report = (out / "report.md").read_text()

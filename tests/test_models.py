@@ -146,13 +146,15 @@ def test_relevance_net_learns_true_pairs_where_the_frame_tells_the_class():
                                model.relevance_audio_features(neg))
     opt = torch.optim.Adam(model.relevance.parameters(), lr=1e-2)
     target = torch.cat([torch.ones(96), torch.zeros(96)])
+    model.relevance.train()  # as in the rnet stage: the heads' BatchNorm learns the feature statistics
     for _ in range(300):
-        logits = torch.cat([model.relevance.logits(fa_pos, img), model.relevance.logits(fa_neg, img)])
+        logits = model.relevance.logits(torch.cat([fa_pos, fa_neg]), torch.cat([img, img]))
         loss = F.binary_cross_entropy_with_logits(logits, target)
         opt.zero_grad()
         loss.backward()
         opt.step()
     L, pos, neg = batch(32, torch.Generator().manual_seed(99))  # new samples, through the whole path
+    model.eval()
     with torch.no_grad():
         r_true = model.relevance_score(L, pos)
         r_other = model.relevance_score(L, neg)

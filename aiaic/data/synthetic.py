@@ -29,10 +29,10 @@ At most ``min(classes, len(SCENE_STYLES))`` groups. ``scene_groups=1`` hands the
 frames and audio as before groups existed (group 0 is the original content, and a group-0 class gets the
 same frames and sound for every `scene_groups`).
 
-The frames and audio handed to the encoder are a deterministic function of the arguments. The encoded
-files are byte-identical for small corpora, but libx264's output was seen to vary slightly between runs
-for larger ones (a few pixels by a few levels, also before scene groups existed), so compare decoded
-content, not bytes, when a corpus has more than a few videos.
+The frames and audio handed to the encoder are a deterministic function of the arguments, and the video
+is coded losslessly (libx264 at qp 0), so the decoded frames are too: with lossy settings libx264's output
+varied between processes for identical input frames (a few pixels by up to 7 levels), enough to send a
+short training run down a visibly different path.
 """
 
 from __future__ import annotations
@@ -224,10 +224,10 @@ def _audio(rng: np.random.Generator, tone: Tone, seconds: int) -> np.ndarray:
 
 
 def _write_mp4(path: Path, frames: np.ndarray, pcm: np.ndarray, fps: int) -> None:
-    """H.264 yuv420p + AAC mono at SAMPLE_RATE, written to a temporary name then renamed."""
+    """Lossless H.264 yuv420p + AAC mono at SAMPLE_RATE, written to a temporary name then renamed."""
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
     with av.open(str(tmp), mode="w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "16", "threads": "1"})
+        vs = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "qp": "0", "threads": "1"})
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
         vs.bit_rate = 0

@@ -101,10 +101,11 @@ class StageObjective(nn.Module):
         m = self.model
         L = batch["L"]
         image_feat = m.relevance_image_features(L)
-        pos = m.relevance.logits(m.relevance_audio_features(batch["mel"]), image_feat)
-        neg = m.relevance.logits(m.relevance_audio_features(batch["neg_mel"]), image_feat)
+        # true and other pairs in one pass, so the heads' BatchNorm sees one batch of both
+        audio_feat = m.relevance_audio_features(torch.cat([batch["mel"], batch["neg_mel"]]))
+        logits = m.relevance.logits(audio_feat, torch.cat([image_feat, image_feat]))
+        pos, neg = logits.chunk(2)
         weight = batch["has_audio"].bool().to(pos.dtype)
-        logits = torch.cat([pos, neg])
         target = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
         w = torch.cat([weight, weight])
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
