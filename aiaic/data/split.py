@@ -313,6 +313,11 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
         raise ConfigError("no --out given: the folder to write the split to")
     out = Path(cfg.out)
     warnings: list[str] = []
+
+    def warn(msg: str) -> None:  # logged now, and kept for the manifest and the summary
+        log.warning(msg)
+        warnings.append(msg)
+
     sources = [load_raw(Path(s)) for s in cfg.src]
     mel_cfgs = [mel_config_of(s.recipe, s.root / "recipe.json") for s in sources]
     for s, m in zip(sources[1:], mel_cfgs[1:], strict=True):
@@ -323,16 +328,13 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
     # categories (test-only datasets take no part in the ID/OOD choice)
     test_only = df["dataset"].isin(cfg.test_datasets)
     for name in sorted(set(cfg.test_datasets) - set(df["dataset"])):
-        log.warning("test_datasets names %r, but no source holds %r rows", name, name)
-        warnings.append(f"test_datasets names {name!r}, but no source holds {name!r} rows")
+        warn(f"test_datasets names {name!r}, but no source holds {name!r} rows")
     present = sorted(set(df.loc[~test_only, "label"]))
     if cfg.categories is not None:
         wanted = read_class_file(cfg.categories)
         absent = sorted(set(wanted) - set(present))
         if absent:
-            msg = f"{cfg.categories}: {len(absent)} listed categories have no samples: {absent}"
-            log.warning(msg)
-            warnings.append(msg)
+            warn(f"{cfg.categories}: {len(absent)} listed categories have no samples: {absent}")
         id_pool = sorted(set(wanted) & set(present))
     else:
         id_pool = present
@@ -345,9 +347,7 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
             raise InputError(cfg.ood_list, f"OOD categories also in the ID list {cfg.categories}: {clash}")
         absent = sorted(set(fixed) - set(present))
         if absent:
-            msg = f"{cfg.ood_list}: {len(absent)} OOD categories have no samples: {absent}"
-            log.warning(msg)
-            warnings.append(msg)
+            warn(f"{cfg.ood_list}: {len(absent)} OOD categories have no samples: {absent}")
         ood_cats = sorted(set(fixed) & set(present))
     else:
         outside = set(present) - set(id_pool) if cfg.categories is not None else set(present)
