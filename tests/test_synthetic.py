@@ -156,10 +156,10 @@ def test_same_seed_same_bytes_other_seed_other_content(tmp_path):
     assert not list(tmp_path.rglob(".*tmp*"))
 
 
-
 def test_a_corpus_written_by_another_process_is_byte_identical(tmp_path):
-    # The learning test's corpus shape. With lossy libx264 settings, 3 to 5 of these 20 files came out
-    # different between two processes given identical frames; the lossless coding makes them equal.
+    # 4 classes x 5 videos x 8 s in two scene groups. With lossy libx264 settings (crf 16), 3 to 5 of these
+    # 20 files came out different between two processes given identical frames; lossless coding makes
+    # them equal.
     args = dict(classes=4, videos_per_class=5, seconds=8, size=64, seed=1, scene_groups=2)
     here = make_disambiguation_corpus(tmp_path / "here", **args)
     code = ("import sys; from pathlib import Path;"
@@ -170,6 +170,7 @@ def test_a_corpus_written_by_another_process_is_byte_identical(tmp_path):
     assert len(files) == 20
     differ = [str(f) for f in files if (here / f).read_bytes() != (tmp_path / "there" / f).read_bytes()]
     assert not differ
+
 
 # ---- scene groups ------------------------------------------------------------------------------------
 
