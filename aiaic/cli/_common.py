@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -13,7 +12,6 @@ from rich.logging import RichHandler
 
 from aiaic.errors import AiaicError
 
-T = TypeVar("T")
 console = Console(stderr=True)
 
 EXIT_USAGE = 2
@@ -37,9 +35,3 @@ def user_errors() -> Iterator[None]:
     except AiaicError as e:
         console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
         raise typer.Exit(EXIT_USAGE) from e
-
-
-def run_command(fn: Callable[..., T], *args, **kwargs) -> T:
-    """Call a library function, mapping AiaicError to a clear message and exit status 2."""
-    with user_errors():
-        return fn(*args, **kwargs)

@@ -42,9 +42,6 @@ import numpy as np
 
 AUDIO_EDGE_TOLERANCE = 0.1  # seconds of audio that may be missing at a window's edge (zero-filled)
 COVER_EPS = 0.02  # seconds: a video ending at 9.98 s still covers segment 9
-AUDIO_LAG_LIMIT = (
-    10.0  # seconds the video may run ahead of the decoded audio before the audio counts as ended
-)
 
 
 class DecodeFailure(Exception):

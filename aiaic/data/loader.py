@@ -143,12 +143,6 @@ class SplitSource:
     mel_config: dict[str, Any] = field(default_factory=dict, compare=False)
     origin: str = ""  # the manifest or pattern it came from (for messages)
 
-    def mel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, std) as float32 tensors [64]."""
-        return torch.tensor(self.mel_mean, dtype=torch.float32), torch.tensor(
-            self.mel_std, dtype=torch.float32
-        )
-
 
 def _stats(values: Any, what: str, origin: str) -> tuple[float, ...]:
     arr = np.asarray(values, dtype=np.float64)

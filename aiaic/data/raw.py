@@ -19,14 +19,11 @@ from typing import BinaryIO
 import pandas as pd
 
 from aiaic.data.audio import MelConfig
+from aiaic.data.writer import INDEX_COLUMNS
 from aiaic.errors import InputError
 
 log = logging.getLogger(__name__)
 
-INDEX_COLUMNS = (
-    "key", "shard", "label", "label_id", "video_id", "segment", "split", "dataset", "in_event", "has_audio",
-    "source",
-)  # fmt: skip
 _NULLS = {"", "none", "null", "nan"}
 
 

@@ -174,13 +174,13 @@ def class_groups(classes: int, scene_groups: int = 1) -> list[int]:
     return [k % scene_groups for k in range(classes)]
 
 
-def _lab_lut(name: str, steps: int = 401) -> tuple[np.ndarray, np.ndarray]:
-    """RGB uint8 for L on a grid over [L_MIN, L_MAX] at the class's (a, b): ([steps], [steps, 3])."""
+def _lab_lut(name: str, steps: int = 401) -> np.ndarray:
+    """RGB uint8 [steps, 3] for L on an even grid over [L_MIN, L_MAX] at the class's (a, b)."""
     grid = np.linspace(L_MIN, L_MAX, steps)
     a, b = class_ab(name)
     lab = np.stack([grid, np.full_like(grid, a), np.full_like(grid, b)], axis=-1)[None]
     rgb = np.clip(color.lab2rgb(lab)[0], 0.0, 1.0)
-    return grid, np.round(rgb * 255.0).astype(np.uint8)
+    return np.round(rgb * 255.0).astype(np.uint8)
 
 
 def _video_frames(
@@ -291,7 +291,7 @@ def make_disambiguation_corpus(
     for k, name in enumerate(names):
         class_dir = out_dir / name
         class_dir.mkdir(parents=True, exist_ok=True)
-        _, lut = _lab_lut(name)
+        lut = _lab_lut(name)
         for v in range(videos_per_class):
             # the grey content's generator does not see the class, only its group's style (same
             # statistics for all classes of a group); the audio's generator does, so noise and jitter differ

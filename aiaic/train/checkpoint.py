@@ -52,14 +52,6 @@ def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
 
-def save_weights(path: Path, model: nn.Module, metadata: dict[str, Any] | None = None) -> None:
-    """Write the model's weights to `path` (temporary name, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(model_tensors(model), str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-    _fsync_file(tmp)
-    os.replace(tmp, path)
-
-
 def load_weights(path: Path, model: nn.Module, device: torch.device | str = "cpu") -> dict[str, str]:
     """Load safetensors weights into `model` strictly; returns the file's metadata.
 

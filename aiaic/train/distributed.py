@@ -102,12 +102,3 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         out /= info.world_size
     return out
-
-
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's Python object on every rank."""
-    if not info.initialized:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

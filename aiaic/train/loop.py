@@ -51,7 +51,8 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
             for k, v in batch.items()}
 
 
-def _mean_terms(out: dict[str, torch.Tensor], dist_info: DistInfo) -> dict[str, float]:
+def mean_terms(out: dict[str, torch.Tensor], dist_info: DistInfo) -> dict[str, float]:
+    """Each scalar tensor of `out`, averaged over ranks, as floats."""
     names = sorted(out)
     stacked = torch.stack([out[k].detach().float().reshape(()) for k in names])
     mean = all_reduce_mean(stacked, dist_info)
@@ -137,7 +138,7 @@ def train_loop(
                 window_steps += 1
                 last = state.batch_in_epoch == n_batches
                 if state.step % log_every == 0 or last:
-                    terms = _mean_terms(out, dist_info)
+                    terms = mean_terms(out, dist_info)
                     elapsed = max(time.perf_counter() - window_t0, 1e-9)
                     record = {"step": state.step, "epoch": state.epoch, **terms,
                               "lr": optimizer.param_groups[0]["lr"],

@@ -30,8 +30,8 @@ from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.pretrained import load_relevance_encoders
 from aiaic.train import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
-from aiaic.train.distributed import DistInfo, all_reduce_mean, barrier, setup_distributed, teardown
-from aiaic.train.loop import LoopState, to_device, train_loop
+from aiaic.train.distributed import DistInfo, barrier, setup_distributed, teardown
+from aiaic.train.loop import LoopState, mean_terms, to_device, train_loop
 from aiaic.train.metrics import MetricsLog, plot_losses, read_metrics
 from aiaic.train.objectives import StageObjective
 from aiaic.train.stages import STAGES, StageSpec, apply_stage_modes, trainable_parameters
@@ -120,9 +120,7 @@ def _evaluator(objective: StageObjective, model: AudioInfusedColorizer, loader, 
                 n += 1
         if n == 0:
             return {}
-        names = sorted(sums)
-        mean = all_reduce_mean(torch.stack([sums[k] / n for k in names]), dist_info)
-        return {k: float(v) for k, v in zip(names, mean.tolist(), strict=True)}
+        return mean_terms({k: v / n for k, v in sums.items()}, dist_info)
 
     return evaluate
 

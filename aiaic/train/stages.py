@@ -77,11 +77,6 @@ STAGES: dict[str, StageSpec] = {
 }
 
 
-def frozen_components(model: AudioInfusedColorizer, spec: StageSpec) -> tuple[str, ...]:
-    """Every component of `model` that `spec` does not train."""
-    return tuple(c for c in model.components if c not in spec.trains)
-
-
 def apply_stage_modes(model: AudioInfusedColorizer, spec: StageSpec, training: bool = True) -> None:
     """Set requires_grad and train/eval mode per component: trained ones follow `training`,
     frozen ones are always eval with requires_grad False."""
