@@ -134,19 +134,24 @@ class AudioInfusedColorizer(nn.Module):
             return pooled(L_n)
         return self.semantic.features(grey_rgb(L_n))
 
-    def relevance_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
-        """E_a'(A): mel [B, 1, 64, 97] -> [B, 512]."""
-        enc = self.relevance_audio if self.relevance_audio is not None else self.audio
-        return enc(mel)
+    def relevance_audio_features(self, mel: torch.Tensor,
+                                 audio_feat: torch.Tensor | None = None) -> torch.Tensor:
+        """E_a'(A): mel [B, 1, 64, 97] -> [B, 512]. Without a pretrained E_a' it is E_a, so a caller that
+        already has E_a(mel) passes it as `audio_feat` [B, 512] and the encoder does not run twice."""
+        if self.relevance_audio is not None:
+            return self.relevance_audio(mel)
+        return audio_feat if audio_feat is not None else self.audio(mel)
 
-    def relevance_logits(self, L_n: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        """w * cos(h_a, h_v) + b, [B] (before the sigmoid)."""
-        return self.relevance.logits(self.relevance_audio_features(mel), self.relevance_image_features(L_n))
+    def relevance_logits(self, L_n: torch.Tensor, mel: torch.Tensor,
+                         audio_feat: torch.Tensor | None = None) -> torch.Tensor:
+        """w * cos(h_a, h_v) + b, [B] (before the sigmoid); `audio_feat` as in `relevance_audio_features`."""
+        return self.relevance.logits(self.relevance_audio_features(mel, audio_feat),
+                                     self.relevance_image_features(L_n))
 
-    def relevance_score(self, L_n: torch.Tensor, mel: torch.Tensor,
-                        has_audio: torch.Tensor | None = None) -> torch.Tensor:
-        """r [B] in (0, 1); exactly 0 where has_audio [B] (bool) is False."""
-        r = torch.sigmoid(self.relevance_logits(L_n, mel))
+    def relevance_score(self, L_n: torch.Tensor, mel: torch.Tensor, has_audio: torch.Tensor | None = None,
+                        audio_feat: torch.Tensor | None = None) -> torch.Tensor:
+        """r [B] in (0, 1); exactly 0 where has_audio [B] (bool) is False. `audio_feat`: E_a(mel) if known."""
+        r = torch.sigmoid(self.relevance_logits(L_n, mel, audio_feat))
         if has_audio is not None:
             r = torch.where(has_audio.to(r.device), r, torch.zeros_like(r))
         return r

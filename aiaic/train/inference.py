@@ -71,42 +71,31 @@ class InferenceModel:
         """
         if L_n.dim() != 4 or L_n.shape[1] != 1:
             raise ValueError(f"predict expects L_n [B, 1, H, W], got {list(L_n.shape)}")
-        out_device = L_n.device
+        B = L_n.shape[0]
+        if mel is not None and (mel.dim() != 4 or mel.shape[0] != B or mel.shape[1] != 1):
+            raise ValueError(f"predict expects mel [B={B}, 1, 64, 97], got {list(mel.shape)}")
         L = L_n.to(self.device, torch.float32)
-        B = L.shape[0]
-        if mel is None:
-            has = torch.zeros(B, dtype=torch.bool, device=self.device)
-        else:
-            if mel.dim() != 4 or mel.shape[0] != B or mel.shape[1] != 1:
-                raise ValueError(f"predict expects mel [B={B}, 1, 64, 97], got {list(mel.shape)}")
-            mel = mel.to(self.device, torch.float32)
-            has = (torch.ones(B, dtype=torch.bool, device=self.device) if has_audio is None
-                   else has_audio.to(self.device).bool())
-        zeros = torch.zeros(B, device=self.device)
-        if self.variant == "baseline" or self.variant == "missing_audio" or not bool(has.any()):
-            return self.model(L).to(out_device), zeros.to(out_device)
-        assert mel is not None  # has.any() is False without a mel
-        c = self.model.condition(self.model.audio_semantics(mel))
-        if self.variant == "full":
-            r = self.model.relevance_score(L, mel, has)
-        else:  # "no_r", "e2e"
-            r = has.float()
-        return self.model(L, c, r).to(out_device), r.to(out_device)
+        c, r = self._guidance(L, mel, has_audio)
+        ab_n = self.model(L) if c is None else self.model(L, c, r)
+        return ab_n.to(L_n.device), r.to(L_n.device)
 
-    # Added by H-eval (additive; `predict` is unchanged): the audio guidance split from the colouring,
-    # so a video computes (c, r) once per second and colours every frame of that second with it.
     @torch.no_grad()
     def guidance(self, L_n: torch.Tensor, mel: torch.Tensor | None = None,
                  has_audio: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The (c, r) that `predict` would use: L_n [B, 1, H, W] (the frame the relevance net sees),
         mel [B, 1, 64, 97] normalised or None, has_audio bool [B] or None -> (c [B, cond_dim], or None
         where the variant or the batch uses no audio, r [B]). For every input,
-        `predict(L_n, mel, has_audio) == (predict_guided(L_n, *guidance(L_n, mel, has_audio)), r)`.
+        `predict(L_n, mel, has_audio) == (predict_guided(L_n, *guidance(L_n, mel, has_audio)), r)`;
+        a video computes (c, r) once per second and colours every frame of that second with it.
         """
-        out_device = L_n.device
-        L = L_n.to(self.device, torch.float32)
+        c, r = self._guidance(L_n.to(self.device, torch.float32), mel, has_audio)
+        return (None if c is None else c.to(L_n.device)), r.to(L_n.device)
+
+    def _guidance(self, L: torch.Tensor, mel: torch.Tensor | None,
+                  has_audio: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(c or None, r) on `self.device` for L [B, 1, H, W] already there (see `guidance`)."""
         B = L.shape[0]
-        zeros = torch.zeros(B, device=out_device)
+        zeros = torch.zeros(B, device=self.device)
         if mel is None or self.variant in ("baseline", "missing_audio"):
             return None, zeros
         mel = mel.to(self.device, torch.float32)
@@ -114,10 +103,11 @@ class InferenceModel:
                else has_audio.to(self.device).bool())
         if not bool(has.any()):
             return None, zeros
-        assert mel is not None  # has.any() is False without a mel
-        c = self.model.condition(self.model.audio_semantics(mel))
-        r = self.model.relevance_score(L, mel, has) if self.variant == "full" else has.float()
-        return c.to(out_device), r.to(out_device)
+        audio_feat = self.model.audio_features(mel)
+        c = self.model.condition(self.model.a2v(audio_feat))
+        if self.variant == "full":
+            return c, self.model.relevance_score(L, mel, has, audio_feat)
+        return c, has.float()  # "no_r", "e2e"
 
     @torch.no_grad()
     def predict_guided(self, L_n: torch.Tensor, c: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:

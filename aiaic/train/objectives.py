@@ -66,10 +66,7 @@ class StageObjective(nn.Module):
         elif spec.r_source == "audio_unmasked":
             r = (has_audio & ~mask).to(L.dtype)
         elif spec.r_source == "relevance":
-            if audio_feat is None or m.relevance_audio is not None:
-                audio_feat = m.relevance_audio_features(batch["mel"])
-            logits = m.relevance.logits(audio_feat, m.relevance_image_features(L))
-            r = torch.where(has_audio, torch.sigmoid(logits), torch.zeros_like(logits))
+            r = m.relevance_score(L, batch["mel"], has_audio, audio_feat)
         else:
             raise ValueError(f"stage {spec.name}: condition {spec.condition} needs an r source")
         return c, r
