@@ -217,8 +217,6 @@ class _SecondGuide:
     def forget_before(self, i: int) -> None:
         for k in [k for k in self.cache if k < i - 1]:
             del self.cache[k]
-        if self.soundtrack is not None:
-            self.soundtrack.release_before(i - 1)
 
 
 def frame_weights(t: float, smooth: float, last_second: int | None) -> list[tuple[float, int]]:
@@ -385,6 +383,8 @@ def _colorize_open_video(
         frames_done += len(batch)
         r_sum += float(r.sum())
         guide.forget_before(int(batch[-1][1]))
+        if soundtrack is not None:  # decoded for muxing even when --audio/--no-audio guides instead
+            soundtrack.release_before(int(batch[-1][1]) - 1)
         mux_audio(cfg.max_seconds)
         if on_frames is not None:
             on_frames(len(batch))
