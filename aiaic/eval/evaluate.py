@@ -21,8 +21,9 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from aiaic.eval.grid import GridRow, write_grid
 from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
+
+if TYPE_CHECKING:
+    from aiaic.train.inference import InferenceModel
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +180,17 @@ def _batches(urls: list[str], batch_size: int, limit: int | None):
 
 
 def _load_variants(cfg: EvalConfig, run: Path, device: torch.device) -> tuple[dict, dict]:
-    from aiaic.train.inference import load_inference  # contract #4
+    from aiaic.train.inference import load_inference, stage_dir_for  # contract #4
 
     models, missing = {}, {}
+    by_stage: dict[Path, InferenceModel] = {}  # full, missing_audio and no_r share stage3's weights
     for v in cfg.variants:
         try:
-            models[v] = load_inference(run, v, device)
+            stage_dir = stage_dir_for(run, v)
+            if stage_dir in by_stage:
+                models[v] = replace(by_stage[stage_dir], variant=v)
+            else:
+                models[v] = by_stage[stage_dir] = load_inference(run, v, device)
         except RunError as e:
             missing[v] = str(e)
             log.warning("variant %s not available: %s", v, e)

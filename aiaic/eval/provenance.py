@@ -51,9 +51,12 @@ def _stage_record(stage_dir: Path) -> dict:
 def provenance(run: Path, shards: Path, manifest: dict, models: dict) -> dict:
     """A JSON-safe record of the run (stages used), the shards (manifest facts) and the code."""
     stages = {}
+    records: dict[Path, dict] = {}  # one hash of each weights file, however many variants use it
     for variant, model in models.items():
         stage_dir = Path(getattr(model, "stage_dir", run / variant))
-        stages[variant] = _stage_record(stage_dir)
+        if stage_dir not in records:
+            records[stage_dir] = _stage_record(stage_dir)
+        stages[variant] = records[stage_dir]
     return {
         "run": str(Path(run).resolve()),
         "stages": stages,
