@@ -404,10 +404,10 @@ def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | N
                         if r.spool:
                             Path(r.spool).unlink(missing_ok=True)
                 bar.update(bar_task, advance=1, info=f"{samples} samples, {sum(failures.values())} failed")
-        W.rebuild_index(out, tmp)
+        all_stats = W.rebuild_index(out, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    total = sum(s["samples"] for s in W.read_all_stats(out) if s["index"] % part[1] == part[0])
+    total = sum(s["samples"] for s in all_stats if s["index"] % part[1] == part[0])
     summary = ExtractSummary(
         out=out,
         layout=listing.layout,

@@ -278,10 +278,10 @@ def _csv_value(v: Any) -> Any:
     return v
 
 
-def rebuild_index(out: Path, tmp_dir: Path) -> tuple[int, int]:
+def rebuild_index(out: Path, tmp_dir: Path) -> list[dict[str, Any]]:
     """Rewrite `index.csv` and `failures.jsonl` from every stats file (atomically, via `tmp_dir`).
 
-    Returns (samples, failures). Rows are sorted by key; failures by source.
+    Returns the stats read (`read_all_stats`). Rows are sorted by key; failures by source.
     """
     all_stats = read_all_stats(out)
     rows = sorted((r for s in all_stats for r in s["rows"]), key=lambda r: r["key"])
@@ -297,4 +297,4 @@ def rebuild_index(out: Path, tmp_dir: Path) -> tuple[int, int]:
         "".join(json.dumps(x, ensure_ascii=False, sort_keys=True) + "\n" for x in failures),
         tmp_dir,
     )
-    return len(rows), len(failures)
+    return all_stats
