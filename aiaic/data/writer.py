@@ -221,8 +221,12 @@ def write_shard(
             assert r.spool is not None
             entries.append((s, r.spool))
     entries.sort(key=lambda e: e[0].key)
-    random.Random(f"{seed}:{k}").shuffle(entries)
     tar_name = f"{shard_stem(k)}.tar" if entries else None
+    rows = []  # the index rows, in key order (taken before the shuffle)
+    for rec, _ in entries:
+        row = {**rec.row, "shard": tar_name}
+        rows.append({c: row.get(c) for c in INDEX_COLUMNS})
+    random.Random(f"{seed}:{k}").shuffle(entries)
     size = 0
     if tar_name is not None:
         tmp = tmp_dir / tar_name
@@ -241,11 +245,6 @@ def write_shard(
             os.fsync(f.fileno())
         size = tmp.stat().st_size
         os.replace(tmp, out / tar_name)
-    rows = []
-    for rec, _ in sorted(entries, key=lambda e: e[0].key):
-        row = dict(rec.row)
-        row["shard"] = tar_name
-        rows.append({c: row.get(c) for c in INDEX_COLUMNS})
     stats = {
         "format_version": 1,
         "shard": tar_name,
