@@ -150,12 +150,17 @@ class _AudioCutter:
             return None, 0, f"audio ends at {self.end_time():.3f} s"
         if max(start, 0) < self.buf_start:
             raise RuntimeError(f"audio window {i} was already discarded")
-        buf = np.concatenate(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
-        self.chunks = [buf] if buf.size else []
+        buf = self._joined()
         lo, hi = max(start, 0), min(end, self.total)
         pcm = np.zeros(self.rate, dtype=np.float32)
         pcm[lo - start : hi - start] = buf[lo - self.buf_start : hi - self.buf_start]
         return np.clip(pcm, -1.0, 1.0), (end - start) - (hi - lo), ""
+
+    def _joined(self) -> np.ndarray:
+        """The buffered samples as one array, kept as the only chunk (no copy when it already is)."""
+        buf = np.concatenate(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
+        self.chunks = [buf] if buf.size else []
+        return buf
 
     def discard_before(self, i: int) -> None:
         """Drop buffered samples that no window >= i needs (keeps memory at about one second)."""
@@ -165,7 +170,7 @@ class _AudioCutter:
         drop = keep_from - self.buf_start
         if drop <= 0:
             return
-        buf = np.concatenate(self.chunks)
+        buf = self._joined()
         drop = min(drop, buf.size)
         self.chunks = [buf[drop:]] if buf.size > drop else []
         self.buf_start += drop
