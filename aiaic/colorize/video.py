@@ -256,15 +256,19 @@ def colorize_video(
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed_audio: np.ndarray | None = None,
+    fixed: Guidance | None = None,
     on_frames: Callable[[int], None] | None = None,
 ) -> VideoResult:
-    """Colorize `src` into `dst` (see the module docstring). `fixed_audio`: one PCM window for all seconds."""
+    """Colorize `src` into `dst` (see the module docstring).
+
+    `fixed`: one guidance for every second (`run.colorize` builds it once from --audio or --no-audio);
+    None uses the video's own soundtrack, or no audio at all when `cfg.no_audio` is set.
+    """
     src, dst = Path(src), Path(dst)
     with contextlib.ExitStack() as stack:
         ic, in_v = _open_input(src)
         stack.callback(ic.close)
-        return _colorize_open_video(src, dst, ic, in_v, model, cfg, device, fixed_audio, on_frames, stack)
+        return _colorize_open_video(src, dst, ic, in_v, model, cfg, device, fixed, on_frames, stack)
 
 
 def _colorize_open_video(
@@ -275,7 +279,7 @@ def _colorize_open_video(
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed_audio: np.ndarray | None,
+    fixed: Guidance | None,
     on_frames: Callable[[int], None] | None,
     stack: contextlib.ExitStack,
 ) -> VideoResult:
@@ -299,12 +303,8 @@ def _colorize_open_video(
     soundtrack = Soundtrack(src, origin, model.mel_config, keep_packets=True) if in_a is not None else None
     if soundtrack is not None:
         stack.callback(soundtrack.close)
-    if fixed_audio is not None:
-        fixed = guidance_from_pcm(model, fixed_audio, cfg.silence_db)
-    elif cfg.no_audio:
+    if fixed is None and cfg.no_audio:
         fixed = no_guidance(model, "disabled")
-    else:
-        fixed = None
     if cfg.no_audio:
         log.info("%s: --no-audio: the visual backbone alone colours it (r = 0); its audio is still kept", src)
     elif fixed is None and soundtrack is None:
