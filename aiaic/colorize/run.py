@@ -26,13 +26,13 @@ from aiaic.colorize.config import (
     VIDEO_OUTPUT_SUFFIXES,
     VIDEO_SUFFIXES,
     ColorizeConfig,
-    resolve_device,
 )
 from aiaic.colorize.guided import guidance_from_pcm, no_guidance
 from aiaic.colorize.image import ImageResult, colorize_image
 from aiaic.colorize.video import VideoResult, colorize_video, output_suffix
 from aiaic.config import config_to_dict, write_json_atomic
 from aiaic.errors import ConfigError, InputError
+from aiaic.train.distributed import resolve_device
 
 log = logging.getLogger(__name__)
 

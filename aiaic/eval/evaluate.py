@@ -32,7 +32,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
-from aiaic.colorize.config import resolve_device
 from aiaic.config import config_to_dict, write_json_atomic
 from aiaic.data.loader import read_manifest
 from aiaic.data.sample import decode_sample
@@ -42,6 +41,7 @@ from aiaic.eval.grid import GridRow, write_grid
 from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
+from aiaic.train.distributed import resolve_device
 
 if TYPE_CHECKING:
     from aiaic.train.inference import InferenceModel

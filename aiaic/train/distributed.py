@@ -54,16 +54,16 @@ def launcher_rank() -> int:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """"auto" | "cpu" | "cuda" -> torch.device (cuda:LOCAL_RANK for CUDA)."""
+    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device; plain "cuda" is cuda:LOCAL_RANK."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for, but no CUDA device is available")
-        return torch.device("cuda", local_rank)
     if device == "cpu":
         return torch.device("cpu")
-    raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device} was asked for, but no CUDA device is available")
+        return torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)
+    raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
