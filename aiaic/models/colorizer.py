@@ -98,18 +98,25 @@ class AudioInfusedColorizer(nn.Module):
         return tuple(names)
 
     # --- the colour path -------------------------------------------------------------------
-    def forward(self, L_n: torch.Tensor, c: torch.Tensor | None = None,
-                r: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, L_n: torch.Tensor, c: torch.Tensor | None = None, r: torch.Tensor | None = None,
+                feats: list[torch.Tensor] | None = None) -> torch.Tensor:
         """L_n [B, 1, H, W], c [B, cond_dim] or None, r [B] or None (= 1) -> ab_n [B, 2, H, W].
 
-        c = None runs the plain backbone (what DSG with r = 0 gives, too).
+        c = None runs the plain backbone (what DSG with r = 0 gives, too). `feats`: `encode_grey(L_n)`
+        when the caller already has it.
         """
         if c is None:
-            return self.backbone(L_n)
+            return self.backbone(L_n, feats=feats)
         if r is None:
             r = torch.ones(L_n.shape[0], device=L_n.device, dtype=L_n.dtype)
         guidance = self.guidance
-        return self.backbone(L_n, guide=lambda h: guidance(h, c, r))
+        return self.backbone(L_n, guide=lambda h: guidance(h, c, r), feats=feats)
+
+    def encode_grey(self, L_n: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone encoder's features of L_n [B, 1, H, W]: one pass that `forward` and, with
+        relevance_image_encoder = "backbone", the relevance net can share."""
+        encode = cast(Callable[[torch.Tensor], list[torch.Tensor]], self.backbone.encode)
+        return encode(L_n)
 
     # --- semantics ---------------------------------------------------------------------------
     def visual_semantics(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -125,13 +132,15 @@ class AudioInfusedColorizer(nn.Module):
         return self.a2v(self.audio(mel))
 
     # --- relevance ---------------------------------------------------------------------------
-    def relevance_image_features(self, L_n: torch.Tensor) -> torch.Tensor:
-        """E_v(X) on the grey frame: L_n [B, 1, H, W] -> [B, image_dim]."""
+    def relevance_image_features(self, L_n: torch.Tensor,
+                                 feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """E_v(X) on the grey frame: L_n [B, 1, H, W] -> [B, image_dim]. `feats`: `encode_grey(L_n)`, if
+        known (used where the backbone's encoder serves as E_v)."""
         if self.relevance_image is not None:
             return self.relevance_image(grey_rgb(L_n))
         if self.config.relevance_image_encoder == "backbone":
-            pooled = cast(Callable[[torch.Tensor], torch.Tensor], self.backbone.pooled_features)
-            return pooled(L_n)
+            pool = cast(Callable[[list[torch.Tensor]], torch.Tensor], self.backbone.pool)
+            return pool(feats if feats is not None else self.encode_grey(L_n))
         return self.semantic.features(grey_rgb(L_n))
 
     def relevance_audio_features(self, mel: torch.Tensor,
@@ -142,16 +151,19 @@ class AudioInfusedColorizer(nn.Module):
             return self.relevance_audio(mel)
         return audio_feat if audio_feat is not None else self.audio(mel)
 
-    def relevance_logits(self, L_n: torch.Tensor, mel: torch.Tensor,
-                         audio_feat: torch.Tensor | None = None) -> torch.Tensor:
-        """w * cos(h_a, h_v) + b, [B] (before the sigmoid); `audio_feat` as in `relevance_audio_features`."""
+    def relevance_logits(self, L_n: torch.Tensor, mel: torch.Tensor, audio_feat: torch.Tensor | None = None,
+                         feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """w * cos(h_a, h_v) + b, [B] (before the sigmoid). `audio_feat` (E_a(mel)) and `feats`
+        (`encode_grey(L_n)`): encoder outputs the caller already has, so they are not computed again."""
         return self.relevance.logits(self.relevance_audio_features(mel, audio_feat),
-                                     self.relevance_image_features(L_n))
+                                     self.relevance_image_features(L_n, feats))
 
     def relevance_score(self, L_n: torch.Tensor, mel: torch.Tensor, has_audio: torch.Tensor | None = None,
-                        audio_feat: torch.Tensor | None = None) -> torch.Tensor:
-        """r [B] in (0, 1); exactly 0 where has_audio [B] (bool) is False. `audio_feat`: E_a(mel) if known."""
-        r = torch.sigmoid(self.relevance_logits(L_n, mel, audio_feat))
+                        audio_feat: torch.Tensor | None = None,
+                        feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """r [B] in (0, 1); exactly 0 where has_audio [B] (bool) is False. `audio_feat`, `feats`: as in
+        `relevance_logits`."""
+        r = torch.sigmoid(self.relevance_logits(L_n, mel, audio_feat, feats))
         if has_audio is not None:
             r = torch.where(has_audio.to(r.device), r, torch.zeros_like(r))
         return r

@@ -75,8 +75,9 @@ class InferenceModel:
         if mel is not None and (mel.dim() != 4 or mel.shape[0] != B or mel.shape[1] != 1):
             raise ValueError(f"predict expects mel [B={B}, 1, 64, 97], got {list(mel.shape)}")
         L = L_n.to(self.device, torch.float32)
-        c, r = self._guidance(L, mel, has_audio)
-        ab_n = self.model(L) if c is None else self.model(L, c, r)
+        feats = self.model.encode_grey(L)  # one encoder pass for the colours and the relevance net
+        c, r = self._guidance(L, mel, has_audio, feats)
+        ab_n = self.model(L, feats=feats) if c is None else self.model(L, c, r, feats=feats)
         return ab_n.to(L_n.device), r.to(L_n.device)
 
     @torch.no_grad()
@@ -91,9 +92,10 @@ class InferenceModel:
         c, r = self._guidance(L_n.to(self.device, torch.float32), mel, has_audio)
         return (None if c is None else c.to(L_n.device)), r.to(L_n.device)
 
-    def _guidance(self, L: torch.Tensor, mel: torch.Tensor | None,
-                  has_audio: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(c or None, r) on `self.device` for L [B, 1, H, W] already there (see `guidance`)."""
+    def _guidance(self, L: torch.Tensor, mel: torch.Tensor | None, has_audio: torch.Tensor | None,
+                  feats: list[torch.Tensor] | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(c or None, r) on `self.device` for L [B, 1, H, W] already there (see `guidance`); `feats`:
+        the backbone encoder's features of L, if already computed."""
         B = L.shape[0]
         zeros = torch.zeros(B, device=self.device)
         if mel is None or self.variant in ("baseline", "missing_audio"):
@@ -106,7 +108,7 @@ class InferenceModel:
         audio_feat = self.model.audio_features(mel)
         c = self.model.condition(self.model.a2v(audio_feat))
         if self.variant == "full":
-            return c, self.model.relevance_score(L, mel, has, audio_feat)
+            return c, self.model.relevance_score(L, mel, has, audio_feat, feats)
         return c, has.float()  # "no_r", "e2e"
 
     @torch.no_grad()

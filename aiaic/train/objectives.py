@@ -46,8 +46,10 @@ class StageObjective(nn.Module):
         raise ValueError(f"unknown objective {self.spec.objective!r}")
 
     # --- L_c -------------------------------------------------------------------------------
-    def guidance_inputs(self, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(c [B, cond_dim] or None, r [B] or None) for this stage's colour objective."""
+    def guidance_inputs(self, batch: dict, feats: list[torch.Tensor] | None = None
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(c [B, cond_dim] or None, r [B] or None) for this stage's colour objective; `feats`: the
+        backbone encoder's features of batch["L"], if already computed."""
         m, spec = self.model, self.spec
         L = batch["L"]
         if spec.condition == "none":
@@ -66,14 +68,15 @@ class StageObjective(nn.Module):
         elif spec.r_source == "audio_unmasked":
             r = (has_audio & ~mask).to(L.dtype)
         elif spec.r_source == "relevance":
-            r = m.relevance_score(L, batch["mel"], has_audio, audio_feat)
+            r = m.relevance_score(L, batch["mel"], has_audio, audio_feat, feats)
         else:
             raise ValueError(f"stage {spec.name}: condition {spec.condition} needs an r source")
         return c, r
 
     def _color(self, batch: dict) -> dict[str, torch.Tensor]:
-        c, r = self.guidance_inputs(batch)
-        pred = self.model(batch["L"], c, r)
+        feats = self.model.encode_grey(batch["L"])  # one encoder pass for the colours and, in stage 3, r
+        c, r = self.guidance_inputs(batch, feats)
+        pred = self.model(batch["L"], c, r, feats=feats)
         loss = color_loss(pred, batch["ab"], self.cfg.color_loss, self.cfg.huber_delta)
         out = {"loss": loss, "color_loss": loss.detach()}
         if r is not None:

@@ -8,8 +8,10 @@ and calls `guide(features)` at one named insertion point inside C (where DSG goe
     ab_n = net(L_n, guide=lambda h: dsg(h, c, r))
 
 Every backbone exposes `insertion_point` (the name of the point), `insertion_channels` (channels
-of the feature map the guide receives), and `pooled_features(L_n) -> [B, feature_dim]` (its encoder's
-pooled features, which the relevance net can use as its image encoder).
+of the feature map the guide receives), `encode(L_n)` (its encoder's features, which `forward` also
+takes as `feats=` so that one encoder pass can serve twice), `pool(feats) -> [B, feature_dim]` and
+`pooled_features(L_n)` (the encoder's pooled features, which the relevance net can use as its image
+encoder).
 Register a new one with `@register("name")`.
 """
 

@@ -128,11 +128,19 @@ class UNetColorizer(nn.Module):
         self.insertion_channels = self.generator.insertion_channels
         self.feature_dim = 2 * widths[-1]  # length of `pooled_features`
 
-    def pooled_features(self, L_n: torch.Tensor) -> torch.Tensor:
-        """E(L_n) at its deepest level, pooled: per-channel spatial mean and std, [B, feature_dim]."""
+    def encode(self, L_n: torch.Tensor) -> list[torch.Tensor]:
+        """E(L_n): the encoder's features at H, H/2, ..., H/2**depth (what `forward` takes as `feats`)."""
         self._check(L_n)
-        h = self.encoder(L_n)[-1]
+        return self.encoder(L_n)
+
+    def pool(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """The deepest of `encode`'s features, pooled: per-channel spatial mean and std, [B, feature_dim]."""
+        h = feats[-1]
         return torch.cat([h.mean(dim=(2, 3)), h.std(dim=(2, 3), unbiased=False)], dim=1)
+
+    def pooled_features(self, L_n: torch.Tensor) -> torch.Tensor:
+        """pool(encode(L_n)), [B, feature_dim]."""
+        return self.pool(self.encode(L_n))
 
     def _check(self, L_n: torch.Tensor) -> None:
         if L_n.dim() != 4 or L_n.shape[1] != 1:
@@ -142,9 +150,10 @@ class UNetColorizer(nn.Module):
             raise ValueError(f"image side must be a multiple of {m} (depth {self.depth}), "
                              f"got {list(L_n.shape)}")
 
-    def forward(self, L_n: torch.Tensor, guide: Guide | None = None) -> torch.Tensor:
-        self._check(L_n)
-        return self.generator(self.encoder(L_n), guide)
+    def forward(self, L_n: torch.Tensor, guide: Guide | None = None,
+                feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """ab_n [B, 2, H, W]; `feats`: `encode(L_n)` when the caller already has it (E then does not run)."""
+        return self.generator(self.encode(L_n) if feats is None else feats, guide)
 
 
 @register("unet")
