@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from aiaic.config import write_json_atomic
@@ -59,7 +59,9 @@ def load_weights(path: Path, model: nn.Module, device: torch.device | str = "cpu
     """
     if not path.is_file():
         raise RunError(f"{path}: weights file not found")
-    state = load_file(str(path), device=str(device))
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        metadata = dict(f.metadata() or {})
+        state = {k: f.get_tensor(k) for k in f.keys()}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -67,8 +69,7 @@ def load_weights(path: Path, model: nn.Module, device: torch.device | str = "cpu
         raise RunError(f"{path}: weights do not match the model config (missing {missing[:3]}, "
                        f"unexpected {unexpected[:3]})")
     model.load_state_dict(state, strict=True)
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    return metadata
 
 
 # --- RNG ----------------------------------------------------------------------------------------

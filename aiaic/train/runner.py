@@ -156,9 +156,10 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
         if not ckpt.is_complete(prev):
             raise RunError(f"stage {name} starts from {spec.init_from}, which is not complete in {prev}; "
                            f"train it first (--stage all does it in order)")
-        _check_same_model(plan, prev, ckpt.read_config(prev))
+        prev_cfg = ckpt.read_config(prev)
+        _check_same_model(plan, prev, prev_cfg)
         ckpt.load_weights(prev / ckpt.WEIGHTS, model)
-        encoders = list((ckpt.read_config(prev) or {}).get("encoders", []))
+        encoders = list((prev_cfg or {}).get("encoders", []))
     if name == "rnet" and not resuming:
         encoders = load_relevance_encoders(model)
     elif resuming and saved is not None:
