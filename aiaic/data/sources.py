@@ -104,6 +104,14 @@ def _videos_in(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _videos_of(src: Path, sub: str) -> dict[str, Path]:
+    """stem -> path of the videos in `src/sub`, then of those directly in `src` (the sub-folder wins)."""
+    videos = _videos_in(src / sub)
+    for stem, p in _videos_in(src).items():
+        videos.setdefault(stem, p)
+    return videos
+
+
 def _rel(p: Path, src: Path) -> str:
     return p.relative_to(src).as_posix()
 
@@ -133,9 +141,7 @@ def list_vggsound(src: Path) -> SourceListing:
             rows.setdefault(f"{ytid}_{start:06d}", (ytid, start, label, split))
     if not rows:
         raise InputError(csv_path, "no rows")
-    videos = _videos_in(src / "video")
-    for stem, p in _videos_in(src).items():
-        videos.setdefault(stem, p)
+    videos = _videos_of(src, "video")
     sorted_labels = sorted(labels)
     label_ids = {lab: i for i, lab in enumerate(sorted_labels)}
     items = []
@@ -198,9 +204,7 @@ def list_ave(src: Path) -> SourceListing:
                 splits.setdefault(vid, split)
     labels = sorted({r[0] for r in rows})
     label_ids = {lab: i for i, lab in enumerate(labels)}
-    videos = _videos_in(src / "AVE")
-    for stem, p in _videos_in(src).items():
-        videos.setdefault(stem, p)
+    videos = _videos_of(src, "AVE")
     seen: set[str] = set()
     items = []
     for cat, vid, start, end in rows:
@@ -211,11 +215,10 @@ def list_ave(src: Path) -> SourceListing:
         found = videos.get(vid)
         if found is None:
             continue
-        p = found
         items.append(
             WorkItem(
-                str(p.resolve()),
-                _rel(p, src),
+                str(found.resolve()),
+                _rel(found, src),
                 "ave",
                 vid,
                 0,
@@ -265,8 +268,7 @@ def list_source(src: Path, layout: str = "auto") -> SourceListing:
     resolved = detect_layout(src) if layout == "auto" else layout
     if resolved not in LAYOUTS:
         raise InputError(src, f"unknown layout {layout!r}; expected auto or one of {LAYOUTS}")
-    listing = {"vggsound": list_vggsound, "ave": list_ave, "folder": list_folder}[resolved](src)
-    return listing
+    return {"vggsound": list_vggsound, "ave": list_ave, "folder": list_folder}[resolved](src)
 
 
 def parse_part(part: str) -> tuple[int, int]:
