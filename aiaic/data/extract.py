@@ -363,7 +363,7 @@ def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | N
     per_input = 1 if mode == "middle" else SECONDS_PER_INPUT_ESTIMATE
     plans = W.select_part(W.plan_shards(len(listing.items), cfg.samples_per_shard // per_input), part)
     todo = [p for p in plans if not W.shard_done(out, p.index)]
-    skipped_inputs = sum(len(p.items) for p in plans if p not in todo)
+    inputs = sum(len(p.items) for p in plans)
     job = JobSpec(
         mode,
         cfg.size,
@@ -375,6 +375,7 @@ def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | N
         str(tmp / "spool"),
     )
     tasks = [(i, listing.items[i]) for p in todo for i in p.items]
+    skipped_inputs = inputs - len(tasks)  # those of shards already done
     shard_of = {i: p.index for p in todo for i in p.items}
     remaining = {p.index: len(p.items) for p in todo}
     collected: dict[int, list[W.ItemResult]] = defaultdict(list)
@@ -413,7 +414,7 @@ def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | N
         layout=listing.layout,
         mode=mode,
         recipe_hash=h,
-        inputs=sum(len(p.items) for p in plans),
+        inputs=inputs,
         skipped_inputs=skipped_inputs,
         processed_inputs=len(tasks),
         samples=samples,

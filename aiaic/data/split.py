@@ -46,6 +46,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.categories import choose_ood, read_class_file, read_video_ids
 from aiaic.data.raw import INDEX_COLUMNS, TarIndex, load_raw, mel_config_of
+from aiaic.data.sample import _npy_load
 from aiaic.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -268,8 +269,6 @@ class _MelStats:
         self.samples = 0
 
     def add(self, mel_npy: bytes) -> None:
-        from aiaic.data.sample import _npy_load
-
         mel = _npy_load(mel_npy).astype(np.float64)  # [n_mels, frames]
         self.s1 += mel.sum(axis=1)
         self.s2 += (mel * mel).sum(axis=1)
