@@ -57,7 +57,7 @@ def _model():
     from aiaic.data.audio import MelConfig
     from aiaic.models.colorizer import build_colorizer
     from aiaic.models.config import ModelConfig
-    from aiaic.train.inference import InferenceModel
+    from aiaic.runs.inference import InferenceModel
 
     torch.manual_seed(0)
     net = build_colorizer(ModelConfig()).eval()

@@ -23,7 +23,7 @@ from aiaic.errors import InputError
 from aiaic.eval.evaluate import EvalConfig, run_eval
 from aiaic.eval.grid import HEADER, TILE
 from aiaic.eval.protocol import center_crop, protocol_image, resize_short_side
-from aiaic.train.inference import load_inference
+from aiaic.runs.inference import load_inference
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ from aiaic.config import build_config, recipe_hash, recipe_section
 from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.sample import decode_sample, encode_sample, sample_key
 from aiaic.errors import ConfigError
-from aiaic.models.lab import lab_to_rgb, rgb_to_lab
+from aiaic.lab import lab_to_rgb, rgb_to_lab
 
 
 def test_log_mel_is_the_documented_librosa_front_end():

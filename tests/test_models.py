@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from aiaic.errors import ConfigError
+from aiaic.lab import lab_to_rgb, rgb_to_lab
 from aiaic.models.audio import AudioEncoder, AudioToVisual
 from aiaic.models.backbones import available, build_backbone
 from aiaic.models.colorizer import build_colorizer, grey_rgb
 from aiaic.models.config import ModelConfig
 from aiaic.models.guidance import DynamicSemanticGuidance, SemanticGuidance
-from aiaic.models.lab import lab_to_rgb, rgb_to_lab
 from aiaic.models.relevance import RelevanceNet
 from aiaic.models.semantic import ConditionMLP, SemanticEncoder
 
@@ -166,8 +166,8 @@ def test_relevance_net_learns_true_pairs_where_the_frame_tells_the_class():
 def test_backbone_registry_and_named_insertion_point():
     assert "unet" in available()
     with pytest.raises(ConfigError, match="unknown backbone 'nope'.*unet"):
-        build_backbone("nope")
-    net = build_backbone("unet", base_channels=8, depth=3, guide_at=0).eval()
+        build_backbone("nope", ModelConfig())
+    net = build_backbone("unet", ModelConfig(base_channels=8, depth=3, guide_at=0)).eval()
     assert net.insertion_point == "generator.bottleneck" and net.insertion_channels == 32
     seen = []
 
@@ -181,7 +181,7 @@ def test_backbone_registry_and_named_insertion_point():
     assert seen == [torch.Size([2, 32, 8, 8])]
     assert plain.shape == guided.shape == (2, 2, 64, 64)
     assert not torch.allclose(plain, guided)
-    last = build_backbone("unet", base_channels=8, depth=3)  # default: after C's last block
+    last = build_backbone("unet", ModelConfig(base_channels=8, depth=3))  # default: after C's last block
     assert last.insertion_point == "generator.ups.2" and last.insertion_channels == 8
     seen.clear()
     last(L, guide=guide)

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from aiaic.cli.train import app
 from aiaic.errors import ConfigError, RunError
-from aiaic.train import checkpoint as ckpt
+from aiaic.runs import checkpoint as ckpt
+from aiaic.runs.inference import load_inference
 from aiaic.train.config import build_train_plan
-from aiaic.train.inference import load_inference
 from aiaic.train.runner import run_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

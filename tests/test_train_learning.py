@@ -28,9 +28,9 @@ from aiaic.data.extract import ExtractConfig, run_extract
 from aiaic.data.loader import LoaderConfig, make_loader, open_split
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.data.synthetic import make_disambiguation_corpus
-from aiaic.models.lab import lab_from_normalized, lab_to_rgb
+from aiaic.lab import lab_from_normalized, lab_to_rgb
+from aiaic.runs.inference import load_inference
 from aiaic.train.config import build_train_plan
-from aiaic.train.inference import load_inference
 from aiaic.train.runner import run_training
 
 DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "demo.toml"

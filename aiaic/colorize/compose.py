@@ -9,7 +9,7 @@ up to the uint8 rounding (|dL| < 0.5 or so), instead of being changed by per-cha
 
 The per-pixel conversions at full resolution run as numba kernels (one pass per pixel, no
 temporaries; several times faster than the same formulas as torch tensor operations on a CPU).
-The formulas are those of `aiaic.models.lab` (skimage's: sRGB, D65, 2-degree observer).
+The formulas are those of `aiaic.lab` (skimage's: sRGB, D65, 2-degree observer).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aiaic.models.lab import _RGB_FROM_XYZ, _WHITE_D65, _XYZ_FROM_RGB, denormalize_ab, normalize_l
+from aiaic.lab import _RGB_FROM_XYZ, _WHITE_D65, _XYZ_FROM_RGB, denormalize_ab, normalize_l
 
 _Y_WEIGHTS = np.asarray(_XYZ_FROM_RGB[1], dtype=np.float64)  # Y of linear sRGB (white Y = 1)
 _RGB_FROM_XYZ_NP = np.asarray(_RGB_FROM_XYZ, dtype=np.float64)
@@ -98,7 +98,7 @@ def _join_kernel(lab_l, lab_a, lab_b, m, white, thr, start, out):  # L, a, b flo
 def luminance_uint8(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 RGB [B, H, W, 3] (or grey [B, H, W]) -> CIE L [B, 1, H, W] in [0, 100] (D65, as skimage).
 
-    Same formulas as `aiaic.models.lab.rgb_to_lab` (sRGB decoding through a 256-entry table, then
+    Same formulas as `aiaic.lab.rgb_to_lab` (sRGB decoding through a 256-entry table, then
     Y = 0.212671 R + 0.715160 G + 0.072169 B, L = 116 f(Y) - 16), without computing a and b.
     """
     arr = as_uint8_frames(images)

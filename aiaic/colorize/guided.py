@@ -1,6 +1,6 @@
 """Audio guidance inputs and one batched colorize step, written against contract #4's `InferenceModel`.
 
-`InferenceModel` (aiaic/train/inference.py) provides `image_size`, `mel_config`, `normalize_mel(raw
+`InferenceModel` (aiaic/runs/inference.py) provides `image_size`, `mel_config`, `normalize_mel(raw
 log-mel [..., 64, 97]) -> tensor` and `predict(L_n [B, 1, S, S], mel [B, 1, 64, 97] normalised,
 has_audio bool [B]) -> (ab_n [B, 2, S, S], r [B])`, with r = 0 where has_audio is False.
 

@@ -32,7 +32,7 @@ from aiaic.colorize.image import ImageResult, colorize_image
 from aiaic.colorize.video import VideoResult, colorize_video, output_suffix
 from aiaic.config import config_to_dict, write_json_atomic
 from aiaic.errors import ConfigError, InputError
-from aiaic.train.distributed import resolve_device
+from aiaic.runs.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,11 @@ def plan_jobs(inputs: tuple[Path, ...], out: Path, overwrite: bool) -> list[Job]
     return jobs
 
 
-def _load_model(cfg: ColorizeConfig, device):
+def load_model(cfg: ColorizeConfig, device):
+    """The InferenceModel that `cfg` asks for (a trained run and its variant)."""
     if cfg.run is None:
         raise ConfigError("--run RUN is required (a training run directory)")
-    from aiaic.train.inference import load_inference  # contract #4
+    from aiaic.runs.inference import load_inference  # contract #4
 
     return load_inference(Path(cfg.run), cfg.variant, device)
 
@@ -123,7 +124,7 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
     jobs = plan_jobs(tuple(cfg.inputs), out, cfg.overwrite)
     device = resolve_device(cfg.device)
     if model is None:
-        model = _load_model(cfg, device)
+        model = load_model(cfg, device)
     if cfg.audio is not None:
         pcm, start = read_audio_window(Path(cfg.audio), cfg.audio_start, model.mel_config)
         guidance = guidance_from_pcm(model, pcm, cfg.silence_db)

@@ -13,7 +13,7 @@ stream assembled from small, named, picklable stages (`aiaic.data.loader_stages`
     DecodeStage    image: train = resize short side + random crop + horizontal flip, eval = resize
                    short side + centre crop; mel normalised per band; audio_mask drawn with mask_prob
     NegativeStage  neg_mel: the mel of a recent sample from another video (seeded pool)
-    batched        collate: RGB -> CIE Lab (aiaic.models.lab) -> L_n, ab_n
+    batched        collate: RGB -> CIE Lab (aiaic.lab) -> L_n, ab_n
 
 Batch (contract #3): "L" float32 [B, 1, H, W] = (L - 50) / 50; "ab" [B, 2, H, W] = ab / 110; "rgb"
 [B, 3, H, W] in [0, 1]; "mel" and "neg_mel" float32 [B, 1, 64, 97] normalised with the train mel

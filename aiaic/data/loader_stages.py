@@ -35,7 +35,7 @@ from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expan
 
 from aiaic.data.sample import IMAGE_FORMATS
 from aiaic.errors import InputError
-from aiaic.models.lab import normalize_ab, normalize_l, rgb_to_lab
+from aiaic.lab import normalize_ab, normalize_l, rgb_to_lab
 
 if TYPE_CHECKING:
     from aiaic.data.loader import LoaderConfig

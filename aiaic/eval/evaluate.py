@@ -41,10 +41,10 @@ from aiaic.eval.grid import GridRow, write_grid
 from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
-from aiaic.train.distributed import resolve_device
+from aiaic.runs.device import resolve_device
 
 if TYPE_CHECKING:
-    from aiaic.train.inference import InferenceModel
+    from aiaic.runs.inference import InferenceModel
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def _batches(urls: list[str], batch_size: int, limit: int | None):
 
 
 def _load_variants(cfg: EvalConfig, run: Path, device: torch.device) -> tuple[dict, dict]:
-    from aiaic.train.inference import load_inference, stage_dir_for  # contract #4
+    from aiaic.runs.inference import load_inference, stage_dir_for  # contract #4
 
     models, missing = {}, {}
     by_stage: dict[Path, InferenceModel] = {}  # full, missing_audio and no_r share stage3's weights

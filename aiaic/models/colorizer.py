@@ -18,11 +18,11 @@ import torch
 from torch import nn
 from torchvision.models import vgg19
 
+from aiaic.lab import lab_from_normalized, lab_to_rgb
 from aiaic.models.audio import AUDIO_FEATURE_DIM, AudioEncoder, AudioToVisual
 from aiaic.models.backbones import build_backbone
 from aiaic.models.config import ModelConfig
 from aiaic.models.guidance import DynamicSemanticGuidance
-from aiaic.models.lab import lab_from_normalized, lab_to_rgb
 from aiaic.models.relevance import RelevanceNet
 from aiaic.models.semantic import ConditionMLP, SemanticEncoder
 
@@ -63,8 +63,7 @@ class AudioInfusedColorizer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
-        self.backbone = build_backbone(cfg.backbone, base_channels=cfg.base_channels, depth=cfg.depth,
-                                       norm=cfg.norm, guide_at=cfg.guide_at)
+        self.backbone = build_backbone(cfg.backbone, cfg)
         channels = cast(int, self.backbone.insertion_channels)
         self.semantic = SemanticEncoder(cfg.semantic_channels, cfg.semantic_dim)
         self.condition = ConditionMLP(cfg.semantic_dim, cfg.cond_dim)

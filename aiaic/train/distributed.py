@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from aiaic.errors import ConfigError
+from aiaic.runs.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +52,6 @@ def _env_int(name: str, default: int) -> int:
 def launcher_rank() -> int:
     """The RANK torchrun gave this process (0 without a launcher)."""
     return _env_int("RANK", 0)
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device; plain "cuda" is cuda:LOCAL_RANK."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device} was asked for, but no CUDA device is available")
-        return torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)
-    raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:

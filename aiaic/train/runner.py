@@ -28,7 +28,7 @@ from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.pretrained import load_relevance_encoders
-from aiaic.train import checkpoint as ckpt
+from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
 from aiaic.train.distributed import DistInfo, barrier, setup_distributed, teardown
 from aiaic.train.loop import LoopState, mean_terms, to_device, train_loop

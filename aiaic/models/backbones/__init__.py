@@ -1,23 +1,26 @@
-"""Colorization backbones: a name-to-builder registry.
+"""Colorization backbones as plugins: one module per backbone behind one contract, and a registry.
 
-A backbone maps L_n [B, 1, H, W] to ab_n [B, 2, H, W] through an encoder E and a colour generator C,
-and calls `guide(features)` at one named insertion point inside C (where DSG goes)::
+The contract (`base.Backbone`, documented there in full): `encode(L_n)` runs the encoder E on
+L_n [B, 1, H, W]; `decode(feats, guide)` runs the colour generator C and returns ab_n [B, 2, H, W],
+calling `guide(h)` on the feature map at the backbone's named `insertion_point` (where DSG goes);
+`pool(feats)` gives a [B, feature_dim] descriptor; each backbone converts to its own input and
+output convention inside, declares its own colour loss terms and optimizer, and loads its released
+weight files with `load_pretrained`::
 
-    net = build_backbone("unet", base_channels=32, depth=3)
-    ab_n = net(L_n, guide=None)                # the plain backbone
-    ab_n = net(L_n, guide=lambda h: dsg(h, c, r))
+    net = build_backbone("unet", ModelConfig())
+    ab_n = net(L_n)                                  # the plain backbone
+    ab_n = net(L_n, guide=lambda h: dsg(h, c, r))   # guided at net.insertion_point
 
-Every backbone exposes `insertion_point` (the name of the point), `insertion_channels` (channels
-of the feature map the guide receives), `encode(L_n)` (its encoder's features, which `forward` also
-takes as `feats=` so that one encoder pass can serve twice), `pool(feats) -> [B, feature_dim]` and
-`pooled_features(L_n)` (the encoder's pooled features, which the relevance net can use as its image
-encoder).
-Register a new one with `@register("name")`.
+A new backbone is one file that subclasses `Backbone` and registers a builder with
+`@register("name")`, plus its import line below.
 """
 
 from __future__ import annotations
 
+from aiaic.models.backbones import unet  # noqa: F401  (registers "unet")
+from aiaic.models.backbones.base import Backbone, Features, Guide, OptimizerDefaults
 from aiaic.models.backbones.registry import available, build_backbone, register
 from aiaic.models.backbones.unet import UNetColorizer
 
-__all__ = ["UNetColorizer", "available", "build_backbone", "register"]
+__all__ = ["Backbone", "Features", "Guide", "OptimizerDefaults", "UNetColorizer", "available",
+           "build_backbone", "register"]

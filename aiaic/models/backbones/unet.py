@@ -12,16 +12,17 @@ min(2**level, 4).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aiaic.models.backbones.base import Backbone, Features, Guide
 from aiaic.models.backbones.registry import register
 
-Guide = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from aiaic.models.config import ModelConfig
 
 
 NORMS = ("batch", "group", "none")
@@ -107,7 +108,7 @@ class ColorGenerator(nn.Module):
         return self.head(h)
 
 
-class UNetColorizer(nn.Module):
+class UNetColorizer(Backbone):
     """Compact U-Net backbone: L_n [B, 1, H, W] -> ab_n [B, 2, H, W]; H, W multiples of 2**depth.
 
     Args:
@@ -126,38 +127,26 @@ class UNetColorizer(nn.Module):
         self.generator = ColorGenerator(widths, norm, guide_at)
         self.insertion_point = self.generator.insertion_point
         self.insertion_channels = self.generator.insertion_channels
-        self.feature_dim = 2 * widths[-1]  # length of `pooled_features`
+        self.feature_dim = 2 * widths[-1]  # length of `pool(feats)`
+        self.size_multiple = 2**depth
 
-    def encode(self, L_n: torch.Tensor) -> list[torch.Tensor]:
-        """E(L_n): the encoder's features at H, H/2, ..., H/2**depth (what `forward` takes as `feats`)."""
-        self._check(L_n)
+    def encode(self, L_n: torch.Tensor) -> Features:
+        """E(L_n): the encoder's features at H, H/2, ..., H/2**depth (what `decode` takes)."""
+        self.check_input(L_n)
         return self.encoder(L_n)
 
-    def pool(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def decode(self, feats: Features, guide: Guide | None = None) -> torch.Tensor:
+        """C(feats) -> ab_n [B, 2, H, W] (the U-Net predicts ab_n directly)."""
+        return self.generator(feats, guide)
+
+    def pool(self, feats: Features) -> torch.Tensor:
         """The deepest of `encode`'s features, pooled: per-channel spatial mean and std, [B, feature_dim]."""
         h = feats[-1]
         return torch.cat([h.mean(dim=(2, 3)), h.std(dim=(2, 3), unbiased=False)], dim=1)
 
-    def pooled_features(self, L_n: torch.Tensor) -> torch.Tensor:
-        """pool(encode(L_n)), [B, feature_dim]."""
-        return self.pool(self.encode(L_n))
-
-    def _check(self, L_n: torch.Tensor) -> None:
-        if L_n.dim() != 4 or L_n.shape[1] != 1:
-            raise ValueError(f"the backbone expects L_n [B, 1, H, W], got {list(L_n.shape)}")
-        m = 2**self.depth
-        if L_n.shape[-1] % m or L_n.shape[-2] % m:
-            raise ValueError(f"image side must be a multiple of {m} (depth {self.depth}), "
-                             f"got {list(L_n.shape)}")
-
-    def forward(self, L_n: torch.Tensor, guide: Guide | None = None,
-                feats: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """ab_n [B, 2, H, W]; `feats`: `encode(L_n)` when the caller already has it (E then does not run)."""
-        return self.generator(self.encode(L_n) if feats is None else feats, guide)
-
 
 @register("unet")
-def build_unet(*, base_channels: int = 32, depth: int = 3, norm: str = "batch",
-               guide_at: int = -1) -> UNetColorizer:
-    """The default compact U-Net."""
-    return UNetColorizer(base_channels=base_channels, depth=depth, norm=norm, guide_at=guide_at)
+def build_unet(cfg: ModelConfig) -> UNetColorizer:
+    """The default compact U-Net, sized by `cfg.base_channels`, `cfg.depth`, `cfg.norm`, `cfg.guide_at`."""
+    return UNetColorizer(base_channels=cfg.base_channels, depth=cfg.depth, norm=cfg.norm,
+                         guide_at=cfg.guide_at)

@@ -26,8 +26,8 @@ from aiaic.data.loader import normalize_mel
 from aiaic.errors import RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.config import ModelConfig
-from aiaic.train import checkpoint as ckpt
-from aiaic.train.distributed import resolve_device
+from aiaic.runs import checkpoint as ckpt
+from aiaic.runs.device import resolve_device
 
 VARIANT_STAGE = {"baseline": "baseline", "full": "stage3", "missing_audio": "stage3", "no_r": "stage3",
                  "e2e": "e2e"}
