@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import vgg16_bn
+from torchvision.models.vgg import cfgs, make_layers
 
 from aiaic.errors import InputError
 from aiaic.lab import lab_from_normalized, lab_to_rgb
@@ -109,7 +109,8 @@ class VGGPerceptual(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         last = max(i for i, _ in PERCEPTUAL_LAYERS.values())
-        self.features = vgg16_bn(weights=None).features[: last + 1]
+        # torchvision's vgg16_bn().features (config "D" with batch norm), without building its classifier
+        self.features = make_layers(cfgs["D"], batch_norm=True)[: last + 1]
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._weights = {i: w for i, w in PERCEPTUAL_LAYERS.values()}
