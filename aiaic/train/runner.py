@@ -130,8 +130,12 @@ def _check_same_model(plan: TrainPlan, stage_dir: Path, saved: dict | None) -> N
 
 def _evaluator(objective: StageObjective, model: AudioInfusedColorizer, loader, device: torch.device,
                dist_info: DistInfo, amp: MixedPrecision):
+    disc = objective.adversary.module if objective.adversary is not None else None
+
     def evaluate() -> dict[str, float]:
         model.eval()
+        if disc is not None:  # no spectral-norm power iteration on validation batches
+            disc.eval()
         sums: dict[str, torch.Tensor] = {}
         n = 0
         with torch.no_grad():
@@ -143,6 +147,8 @@ def _evaluator(objective: StageObjective, model: AudioInfusedColorizer, loader, 
                 for k, v in out.items():
                     sums[k] = sums.get(k, torch.zeros((), device=device)) + v.detach().float()
                 n += 1
+        if disc is not None:
+            disc.train()  # as a resumed run's fresh discriminator is: both continue alike
         if n == 0:
             return {}
         return mean_terms({k: v / n for k, v in sums.items()}, dist_info)
