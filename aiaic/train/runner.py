@@ -120,8 +120,17 @@ def _stage_record(st: _Stage, manifest: dict, source: SplitSource, complete: boo
     return record
 
 
+# how the model runs, not what it is: a run may change them between stages or on resume
+_RUNTIME_MODEL_KEYS = ("activation_checkpointing",)
+
+
+def _model_identity(model: dict) -> dict:
+    return {k: v for k, v in model.items() if k not in _RUNTIME_MODEL_KEYS}
+
+
 def _check_same_model(plan: TrainPlan, stage_dir: Path, saved: dict | None) -> None:
-    if saved is not None and saved.get("model") != config_to_dict(plan.model):
+    if saved is not None and _model_identity(saved.get("model") or {}) != _model_identity(
+            config_to_dict(plan.model)):
         raise RecipeMismatchError(
             f"{stage_dir}: trained with a different [model] config (hash {saved.get('model_hash')}, now "
             f"{recipe_hash(plan.model)}); use another --out or the recipe it was made with"
