@@ -44,8 +44,18 @@ class AdamWUNet(UNetColorizer):
         self.size_multiple = 32
 
 
+class ScheduledUNet(AdamWUNet):
+    """Reads a tensor's value while building (as ConvNeXt's drop-path schedule does)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.rates = [x.item() for x in torch.linspace(0, 0.1, 3)]
+
+
 if "test-adamw-unet" not in available():
     register("test-adamw-unet")(lambda cfg: AdamWUNet(base_channels=cfg.base_channels, depth=cfg.depth))
+    register("test-scheduled-unet")(
+        lambda cfg: ScheduledUNet(base_channels=cfg.base_channels, depth=cfg.depth))
 
 
 def _batches(n: int, size: int = 32) -> list[dict[str, torch.Tensor]]:
@@ -128,6 +138,10 @@ def test_stage_defaults_come_from_the_backbone(tmp_path):
     assert wide.stages["stage1"].loss_terms() == {"l1": 2.0}
     unet = build_train_plan({"train": {"image_size": 32}}, {"shards": "s", "out": "o"}).stages["baseline"]
     assert unet.loss_terms() == {"huber": 1.0} and (unet.optimizer, unet.lr) == ("adam", 1e-3)
+    # a backbone that cannot be built on the meta device still gives its settings
+    scheduled = build_train_plan({"model": {"backbone": "test-scheduled-unet"}, "train": {"image_size": 64}},
+                                 {"shards": "s", "out": "o"})
+    assert scheduled.stages["stage1"].optimizer == "adamw"
     # the image size must be a multiple of the backbone's size_multiple (32 here, not 2**depth = 8)
     with pytest.raises(ConfigError, match="image_size 48 is not a multiple of 32.*test-adamw-unet"):
         build_train_plan({**recipe, "train": {"image_size": 48}}, {"shards": "s", "out": "o"})

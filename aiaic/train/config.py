@@ -198,6 +198,19 @@ def resolve_stage(cfg: StageConfig, backbone: Backbone, colour_stage: bool) -> S
     return cfg
 
 
+def _backbone_for_settings(model: ModelConfig) -> Backbone:
+    """The backbone whose settings (size_multiple, optimizer, loss_terms) the plan reads.
+
+    Built on the meta device (no memory for its weights); a builder that needs real values while
+    building (e.g. `.item()` on a schedule tensor) is built on the CPU instead: the same settings.
+    """
+    try:
+        with torch.device("meta"):
+            return build_backbone(model.backbone, model)
+    except (RuntimeError, NotImplementedError):
+        return build_backbone(model.backbone, model)
+
+
 def _loss_table(recipe: Mapping[str, Any], table: str) -> dict[str, Any]:
     """The inline `loss = {...}` of [train] or [train.<stage>] ({} when absent)."""
     node: Any = recipe
@@ -246,8 +259,7 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = build_config(ModelConfig, recipe_section(recipe, "model"),
                          {k: flags.get(k) for k in _MODEL_FLAGS})
-    with torch.device("meta"):  # the backbone's class-level settings, without allocating its weights
-        backbone = build_backbone(model.backbone, model)
+    backbone = _backbone_for_settings(model)
     if train.image_size % backbone.size_multiple:
         raise ConfigError(f"image_size {train.image_size} is not a multiple of {backbone.size_multiple}, "
                           f"which backbone {model.backbone!r} needs")
