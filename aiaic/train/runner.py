@@ -319,11 +319,24 @@ def _finish(st: _Stage, manifest: dict, source: SplitSource, steps: int) -> dict
     return {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
 
 
+def _optimisation(st: _Stage, objective: StageObjective, params: list[nn.Parameter], steps: int,
+                  amp: MixedPrecision) -> Optimisation:
+    """The optimizer, schedule, DDP wrapper and discriminator step of the stage's training step."""
+    optimizer = make_optimizer(st.cfg, params)
+    wrapped: nn.Module = objective
+    if st.dist_info.initialized:
+        device = st.dist_info.device
+        wrapped = DistributedDataParallel(objective,
+                                          device_ids=[device.index] if device.type == "cuda" else None)
+    second = objective.discriminator_step if objective.adversary is not None else None
+    return Optimisation(wrapped, optimizer, params, make_scheduler(st.cfg, optimizer, steps), second, amp)
+
+
 def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
               train_src: SplitSource, val_src: SplitSource | None) -> StageResult:
     """Train one stage into RUN/<name>/ (or skip it when complete).
 
-    The stage's `batch_size` is the global batch: each of the world's ranks takes batch_size / R.
+    The stage's `batch_size` is the global batch: each of the world's R ranks takes batch_size / R.
     """
     t0 = time.perf_counter()
     st = _Stage(name, STAGES[name], plan.stages[name], plan, dist_info, Path(plan.train.out) / name)
@@ -337,36 +350,30 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
     model = _build_model(st)
     amp = MixedPrecision(run.precision, dist_info.device)
     objective = _build_objective(st, model, amp)
-    params = trainable_parameters(model, st.spec)
     loader_cfg = LoaderConfig(image_size=run.image_size, batch_size=st.batch_per_rank, workers=run.workers,
                               train=True, seed=run.seed, epoch=0,
                               mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0)
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
-    optimizer = make_optimizer(st.cfg, params)
-    wrapped: nn.Module = objective
-    if dist_info.initialized:
-        wrapped = DistributedDataParallel(
-            objective, device_ids=[dist_info.device.index] if dist_info.device.type == "cuda" else None
-        )
-    scheduler = make_scheduler(st.cfg, optimizer, st.cfg.epochs * len(loader))
-    second = objective.discriminator_step if objective.adversary is not None else None
-    opt = Optimisation(wrapped, optimizer, params, scheduler, second, amp)
-    state = _restore(st, model, opt, objective)
-    metrics = _open_metrics(st, train_src, manifest, state.step)
-    log.info("%s: %s; trains %s; %d batches/epoch x %d epochs", name, st.spec.description,
-             ", ".join(st.spec.trains), len(loader), st.cfg.epochs)
-    evaluate, val_loader = _validation(st, objective, model, val_src, loader_cfg, amp)
-    loop_cfg = LoopConfig(epochs=st.cfg.epochs, device=dist_info.device, grad_clip=st.cfg.grad_clip,
-                          save_every=run.save_every, log_every=run.log_every, batch_size=st.batch_per_rank,
-                          precision=run.precision, description=name)
-    callbacks = LoopCallbacks(checkpoint=_checkpointer(st, model, opt, objective),
-                              set_modes=lambda: apply_stage_modes(model, st.spec, True), evaluate=evaluate)
-
-    def epoch_loader(epoch: int):
-        loader.set_epoch(epoch)
-        return loader
-
+    val_loader = metrics = None
     try:
+        params = trainable_parameters(model, st.spec)
+        opt = _optimisation(st, objective, params, st.cfg.epochs * len(loader), amp)
+        state = _restore(st, model, opt, objective)
+        metrics = _open_metrics(st, train_src, manifest, state.step)
+        log.info("%s: %s; trains %s; %d batches/epoch x %d epochs", name, st.spec.description,
+                 ", ".join(st.spec.trains), len(loader), st.cfg.epochs)
+        evaluate, val_loader = _validation(st, objective, model, val_src, loader_cfg, amp)
+        loop_cfg = LoopConfig(epochs=st.cfg.epochs, device=dist_info.device, grad_clip=st.cfg.grad_clip,
+                              save_every=run.save_every, log_every=run.log_every,
+                              batch_size=st.batch_per_rank, precision=run.precision, description=name)
+        callbacks = LoopCallbacks(checkpoint=_checkpointer(st, model, opt, objective),
+                                  set_modes=lambda: apply_stage_modes(model, st.spec, True),
+                                  evaluate=evaluate)
+
+        def epoch_loader(epoch: int):
+            loader.set_epoch(epoch)
+            return loader
+
         state = train_loop(loop_cfg, opt, epoch_loader, state, dist_info, callbacks, metrics)
     finally:
         loader.close()
