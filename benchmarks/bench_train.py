@@ -15,7 +15,7 @@ import torch
 
 from aiaic.models.colorizer import build_colorizer
 from aiaic.models.config import ModelConfig
-from aiaic.train.config import StageConfig
+from aiaic.train.config import StageConfig, resolve_stage
 from aiaic.train.objectives import StageObjective
 from aiaic.train.stages import STAGES, apply_stage_modes, trainable_parameters
 
@@ -44,7 +44,8 @@ def time_stage(cfg: ModelConfig, stage: str, size: int, device: torch.device) ->
     model = build_colorizer(cfg).to(device)
     spec = STAGES[stage]
     apply_stage_modes(model, spec, True)
-    objective = StageObjective(model, spec, StageConfig())
+    cfg = resolve_stage(StageConfig(), model.backbone, spec.objective == "color")
+    objective = StageObjective(model, spec, cfg)
     opt = torch.optim.Adam(trainable_parameters(model, spec), lr=1e-4)
     batch = _batch(size, torch.Generator().manual_seed(0), device)
     times = []

@@ -108,10 +108,14 @@ def test_resume_after_kill_9_continues_the_step_count(split, tmp_path):
 
 
 def test_two_rank_gloo_run_under_torchrun(split, tmp_path):
+    # the recipe's batch is global: 4 = 2 ranks x 2; the adversarial term puts a discriminator in DDP too
     recipe = write_recipe(tmp_path / "r.toml", {
         "model": TINY_MODEL,
-        "train": {"image_size": 32, "epochs": 2, "batch_size": 2, "lr": 1e-3, "log_every": 1},
+        "train": {"image_size": 32, "epochs": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1,
+                  "disc_channels": 8, "disc_blocks": 2},
     })
+    with recipe.open("a") as f:
+        f.write("[train.baseline]\nloss = { huber = 1.0, adversarial = 0.1 }\n")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "aiaic.cli.train", "--shards", str(split), "--out", str(run), "--config", str(recipe),
@@ -120,14 +124,18 @@ def test_two_rank_gloo_run_under_torchrun(split, tmp_path):
     assert res.returncode == 0, res.stderr[-4000:]
     log = " ".join(res.stderr.split())
     # 16 samples / (2 ranks x batch 2) = 4 steps per epoch on every rank
+    assert "rank 0: baseline takes 2 samples per step of a global batch of 4" in log
+    assert "rank 1: baseline takes 2 samples per step of a global batch of 4" in log
     assert "rank 0 finished baseline after 8 steps" in log
     assert "rank 1 finished baseline after 8 steps" in log
     rows = _rows(run / "baseline" / "metrics.jsonl")
     train_rows = [r for r in rows if r.get("split") is None]
     assert [r["step"] for r in train_rows] == list(range(1, 9))  # one writer: no duplicated lines
     assert all(r["world_size"] == 2 for r in train_rows)
+    assert all({"d_loss", "d_real", "d_fake", "loss_adversarial"} <= r.keys() for r in train_rows)
     cfg = json.loads((run / "baseline" / "config.json").read_text())
     assert cfg["complete"] is True and cfg["world_size"] == 2 and cfg["steps"] == 8
+    assert (cfg["batch_size_global"], cfg["batch_size_per_rank"]) == (4, 2)
     # rank 0 alone wrote these; TensorBoard events only where tensorboard is installed (an optional extra)
     expected = ["config.json", "loss.png", "metrics.jsonl", "model.safetensors", "state.pt"]
     if importlib.util.find_spec("tensorboard") is not None:
@@ -135,3 +143,4 @@ def test_two_rank_gloo_run_under_torchrun(split, tmp_path):
     assert sorted(p.name for p in (run / "baseline").iterdir() if not p.name.startswith(".")) == expected
     state = torch.load(run / "baseline" / "state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 8
+    assert state["discriminator"]["optimizer"]["state"]  # the DDP-wrapped discriminator trained

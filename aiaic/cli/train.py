@@ -4,9 +4,10 @@
     aiaic-train --shards data/split --out runs/demo --stage 3 --resume
     python -m torch.distributed.run --nproc_per_node 2 -m aiaic.cli.train --shards data/split --out runs/ddp
     torchrun --nproc_per_node 8 $(which aiaic-train) --shards S --out R --device cuda \
-        --config pipelines/vggsound.toml
+        --config pipelines/vggsound-ddcolor.toml --precision bf16 --activation-checkpointing
 
-Flags override the recipe's [model], [train] and [train.<stage>] tables.
+Flags override the recipe's [model], [train] and [train.<stage>] tables. `--batch-size` (and the
+recipe's batch_size) is the global batch: each of R torchrun ranks takes batch_size / R per step.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def train(
     stage: str = typer.Option(None, "--stage", help="baseline | 1 | 2 | rnet | 3 | e2e | all (default all)."),
     epochs: int = typer.Option(None, "--epochs",
         help="Epochs of every stage that runs (overrides the recipe)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Samples per step per process, every stage."),
+    batch_size: int = typer.Option(None, "--batch-size",
+        help="Global batch of every stage: samples per step summed over ranks (must divide by them)."),
     image_size: int = typer.Option(None, "--image-size", help="Training crop side in pixels."),
     lr: float = typer.Option(None, "--lr", help="Learning rate of every stage that runs."),
     workers: int = typer.Option(None, "--workers", help="Loader worker processes per rank."),
@@ -54,6 +56,13 @@ def train(
         help="Also checkpoint every N steps (0 = epoch ends only)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the initial weights and the loader."),
     backbone: str = typer.Option(None, "--backbone", help="Backbone name from the registry (default unet)."),
+    precision: str = typer.Option(None, "--precision",
+        help="fp32 | bf16 (autocast; CPU or GPU) | fp16 (autocast + gradient scaling; CUDA)."),
+    activation_checkpointing: bool = typer.Option(
+        None, "--activation-checkpointing/--no-activation-checkpointing",
+        help="Recompute activations in the backward pass (less memory; for large backbones on GPUs)."),
+    vgg16_bn_weights: Path = typer.Option(None, "--vgg16-bn-weights",
+        help="torchvision's vgg16_bn-6c64b313.pth for the perceptual loss term (default: torch hub cache)."),
     config: Path = typer.Option(None, "--config", help="Recipe TOML (pipelines/*.toml)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -66,7 +75,8 @@ def train(
 
         flags = {"shards": shards, "out": out, "stage": stage, "epochs": epochs, "batch_size": batch_size,
                  "image_size": image_size, "lr": lr, "workers": workers, "device": device, "resume": resume,
-                 "save_every": save_every, "seed": seed, "backbone": backbone}
+                 "save_every": save_every, "seed": seed, "backbone": backbone, "precision": precision,
+                 "activation_checkpointing": activation_checkpointing, "vgg16_bn_weights": vgg16_bn_weights}
         plan = build_train_plan(load_recipe(config), flags)
         results = run_training(plan)
         if launcher_rank() == 0:

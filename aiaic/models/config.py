@@ -35,6 +35,9 @@ class ModelConfig:
             the grey frame as RGB) or "vgg19" (ImageNet VGG-19 features from `vgg19_weights`).
         relevance_audio_encoder: "audio" (the stage-2 E_a) or "vggsound" (ResNet-18 from `vggsound_weights`).
         vgg19_weights / vggsound_weights: files for the optional pretrained encoders (never downloaded).
+        activation_checkpointing: recompute activations in the backward pass instead of storing them
+            (less memory, ~30 % more compute; for the large backbones on GPUs). A backbone that has no
+            use for it ignores it.
     """
 
     backbone: str = "unet"
@@ -53,6 +56,7 @@ class ModelConfig:
     relevance_audio_encoder: Literal["audio", "vggsound"] = "audio"
     vgg19_weights: Path | None = None
     vggsound_weights: Path | None = None
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.base_channels < 4:

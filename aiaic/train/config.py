@@ -6,26 +6,41 @@ Recipe layout (`pipelines/*.toml`)::
     [train]            -> TrainConfig keys (run-wide) and StageConfig keys (defaults for every stage)
     [train.stage1]     -> StageConfig overrides for one stage (baseline, stage1, stage2, rnet, stage3, e2e)
 
+    [train.stage1] loss = { l1 = 0.1, perceptual = 5.0 }   -> the colour loss terms of one stage
+
 Flags override the recipe: `--epochs/--batch-size/--lr` apply to every stage that runs, `--backbone`
-to the model, the others to `TrainConfig`. Unknown keys are errors.
+and `--activation-checkpointing` to the model, the others to `TrainConfig`. Unknown keys are errors.
+
+Defaults that depend on the backbone are filled in here, once: a stage's optimizer, lr, betas and
+weight decay come from the backbone's `optimizer` and a colour stage's loss terms from its
+`loss_terms` wherever the recipe does not say, so the plan (and each stage's `config.json`) holds the
+values actually used. `batch_size` is the global batch: under torchrun each of R ranks takes
+batch_size / R samples per step (`aiaic.train.distributed.per_rank_batch`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from aiaic.config import build_config, recipe_section
 from aiaic.errors import ConfigError
+from aiaic.models.backbones import build_backbone
+from aiaic.models.backbones.base import Backbone
 from aiaic.models.config import ModelConfig
+from aiaic.train.losses import TERM_NAMES
+from aiaic.train.stages import STAGES
 
 STAGE_NAMES = ("baseline", "stage1", "stage2", "rnet", "stage3", "e2e")
 STAGE_ALIASES = {"baseline": "baseline", "1": "stage1", "2": "stage2", "rnet": "rnet", "3": "stage3",
                  "e2e": "e2e", "stage1": "stage1", "stage2": "stage2", "stage3": "stage3"}
 ALL_ORDER = ("baseline", "stage1", "stage2", "rnet", "stage3")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -34,40 +49,80 @@ class StageConfig:
 
     Attributes:
         epochs: passes over the train split.
-        batch_size: samples per step per process (the global batch is batch_size x world size).
-        lr: learning rate; optimizer: "adam", "adamw" or "sgd" (momentum 0.9); betas for Adam.
-        weight_decay: L2 (adam, sgd) or decoupled (adamw) decay.
+        batch_size: the global batch, samples per optimizer step summed over ranks (the paper's
+            numbers); under torchrun each of R ranks takes batch_size / R, which must divide.
+        lr, optimizer ("adam", "adamw" or "sgd" with momentum 0.9), betas, weight_decay (L2 for adam
+            and sgd, decoupled for adamw): None = the backbone's own (`Backbone.optimizer`).
         lr_schedule: "constant" or "cosine" (per step, to 0 at the last step).
-        color_loss: L_c on ab_n: "l1", "l2" or "huber" (smooth L1 with `huber_delta`, in ab_n units).
+        loss: the colour loss L_c as term name -> weight (`aiaic.train.losses.TERM_NAMES`: l1, l2,
+            huber on ab_n; perceptual, colorfulness, adversarial on the RGB they imply); None = the
+            backbone's `loss_terms`.
+        color_loss: shorthand for a single term, `loss = {color_loss = 1.0}` ("l1", "l2", "huber").
+        huber_delta: the huber term's threshold, in ab_n units.
         mask_prob: share of samples with r = 0 (stage 1 and e2e; the loader's `audio_mask`).
         grad_clip: max global gradient norm (0 = off).
+        disc_channels / disc_blocks: width and depth of the patch discriminator (adversarial term).
+        disc_lr / disc_betas: its Adam optimizer (DDColor: 1e-4, (0.9, 0.99), no weight decay).
     """
 
     epochs: int = 8
     batch_size: int = 16
-    lr: float = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    betas: tuple[float, ...] = (0.9, 0.999)
-    weight_decay: float = 0.0
+    lr: float | None = None
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None
+    betas: tuple[float, ...] | None = None
+    weight_decay: float | None = None
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    color_loss: Literal["l1", "l2", "huber"] = "huber"
+    loss: Mapping[str, float] | None = None
+    color_loss: Literal["l1", "l2", "huber"] | None = None
     huber_delta: float = 0.05
     mask_prob: float = 0.0
     grad_clip: float = 0.0
+    disc_channels: int = 64
+    disc_blocks: int = 3
+    disc_lr: float = 1e-4
+    disc_betas: tuple[float, ...] = (0.9, 0.99)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        for name in ("betas", "disc_betas"):
+            betas = getattr(self, name)
+            if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
+                raise ValueError(f"{name} must be two numbers in [0, 1), got {betas}")
         if not 0.0 <= self.mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {self.mask_prob}")
-        if self.huber_delta <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+        if self.huber_delta <= 0 or (self.weight_decay or 0) < 0 or self.grad_clip < 0:
             raise ValueError("huber_delta must be > 0; weight_decay and grad_clip >= 0")
+        if self.disc_channels < 8 or self.disc_blocks < 1 or not self.disc_lr > 0:
+            raise ValueError("disc_channels must be >= 8, disc_blocks >= 1 and disc_lr > 0")
+        if self.loss is not None:
+            check_loss_terms(self.loss)
+            if self.color_loss is not None:
+                raise ValueError(f"give either loss = {{...}} or color_loss = {self.color_loss!r}, not both")
+
+    def loss_terms(self) -> dict[str, float]:
+        """The colour loss terms this stage trains with (after `resolve_stage`)."""
+        if self.loss is not None:
+            return dict(self.loss)
+        if self.color_loss is not None:
+            return {self.color_loss: 1.0}
+        raise ConfigError("the stage's loss terms are not resolved (call resolve_stage)")
+
+
+def check_loss_terms(terms: Mapping[str, Any]) -> None:
+    """ValueError unless `terms` maps known term names to weights >= 0, at least one > 0."""
+    unknown = sorted(set(terms) - set(TERM_NAMES))
+    if unknown:
+        raise ValueError(f"unknown loss terms {unknown}; known: {list(TERM_NAMES)}")
+    for name, w in terms.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ValueError(f"loss term {name}: weight must be a number >= 0, got {w!r}")
+    if not any(w > 0 for w in terms.values()):
+        raise ValueError(f"loss {dict(terms)} has no term with a weight > 0")
 
 
 @dataclass(frozen=True)
@@ -78,13 +133,16 @@ class TrainConfig:
         shards: the split directory (`aiaic-data split --out`), holding manifest.json.
         out: the run directory; each stage writes RUN/<stage>/.
         stage: "baseline", "1", "2", "rnet", "3", "e2e" or "all" (baseline, 1, 2, rnet, 3).
-        image_size: training crop side in pixels (a multiple of 2**model.depth).
+        image_size: training crop side in pixels (a multiple of the backbone's `size_multiple`).
         workers: loader worker processes per rank.
         device: "auto" (CUDA when available), "cpu" or "cuda".
         resume: continue an unfinished stage from its checkpoint (same step, optimizer, RNG).
         save_every: also checkpoint every N optimizer steps (0 = at the end of each epoch only).
         seed: seeds the model initialisation and the loader's shuffles.
         log_every: append a metrics line every N steps.
+        precision: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + gradient scaling; CUDA).
+        vgg16_bn_weights: torchvision's ImageNet VGG16-BN (`vgg16_bn-6c64b313.pth`) for the perceptual
+            term; None = look in the torch hub cache, and without it the term is off (and recorded).
     """
 
     shards: Path
@@ -97,6 +155,8 @@ class TrainConfig:
     save_every: int = 0
     seed: int = 0
     log_every: int = 10
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    vgg16_bn_weights: Path | None = None
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
@@ -119,14 +179,65 @@ class TrainPlan:
 _RUN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 _STAGE_KEYS = {f.name for f in dataclasses.fields(StageConfig)}
 _STAGE_FLAGS = ("epochs", "batch_size", "lr")
-_MODEL_FLAGS = ("backbone",)
+_MODEL_FLAGS = ("backbone", "activation_checkpointing")
+_REQUIRED = {"shards": "the split directory (aiaic-data split --out)", "out": "the run directory"}
+
+
+def resolve_stage(cfg: StageConfig, backbone: Backbone, colour_stage: bool) -> StageConfig:
+    """Fill what the recipe left open from the backbone: optimizer settings and (colour stages) loss."""
+    opt = backbone.optimizer
+    cfg = replace(
+        cfg,
+        optimizer=cfg.optimizer or opt.name,  # type: ignore[arg-type]
+        lr=cfg.lr if cfg.lr is not None else opt.lr,
+        betas=tuple(cfg.betas if cfg.betas is not None else opt.betas),
+        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else opt.weight_decay,
+    )
+    if colour_stage and cfg.loss is None and cfg.color_loss is None:
+        cfg = replace(cfg, loss=dict(backbone.loss_terms))
+    return cfg
+
+
+def _backbone_for_settings(model: ModelConfig) -> Backbone:
+    """The backbone whose settings (size_multiple, optimizer, loss_terms) the plan reads.
+
+    Built on the meta device (no memory for its weights); a builder that needs real values while
+    building (e.g. `.item()` on a schedule tensor) is built on the CPU instead: the same settings.
+    """
+    try:
+        with torch.device("meta"):
+            return build_backbone(model.backbone, model)
+    except (RuntimeError, NotImplementedError):
+        return build_backbone(model.backbone, model)
+
+
+def _loss_table(recipe: Mapping[str, Any], table: str) -> dict[str, Any]:
+    """The inline `loss = {...}` of [train] or [train.<stage>] ({} when absent)."""
+    node: Any = recipe
+    for part in table.split("."):
+        node = node.get(part, {}) if isinstance(node, Mapping) else {}
+    loss = node.get("loss") if isinstance(node, Mapping) else None
+    if loss is None:
+        return {}
+    if not isinstance(loss, Mapping):
+        raise ConfigError(f"[{table}] loss must be a table of term = weight, e.g. "
+                          f"loss = {{ l1 = 0.1, perceptual = 5.0 }}; got {loss!r}")
+    return {"loss": dict(loss)}
+
+
+def _check_required(train_section: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
+    for key, what in _REQUIRED.items():
+        if flags.get(key) is None and train_section.get(key) is None:
+            raise ConfigError(f"--{key} is required: {what} (or set {key} = \"...\" in the recipe's "
+                              f"[train] table)")
 
 
 def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> TrainPlan:
-    """Recipe + flags (None = not given) -> TrainPlan, validated once.
+    """Recipe + flags (None = not given) -> TrainPlan, validated once, backbone defaults filled in.
 
-    Raises ConfigError for an unknown key in [train], [train.<stage>] or [model], a stage table with
-    an unknown name, or a value out of range.
+    Raises ConfigError for a missing --shards/--out, an unknown key in [train], [train.<stage>] or
+    [model], a stage table with an unknown name, an unknown loss term, a value out of range, or an
+    image_size that is not a multiple of the backbone's `size_multiple`.
     """
     train_section = recipe_section(recipe, "train")
     unknown = sorted(set(train_section) - _RUN_KEYS - _STAGE_KEYS)
@@ -134,25 +245,34 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
         raise ConfigError(f"unknown [train] settings {unknown}; run settings: {sorted(_RUN_KEYS)}, "
                           f"stage settings: {sorted(_STAGE_KEYS)}")
     tables = recipe.get("train", {}) if isinstance(recipe.get("train", {}), Mapping) else {}
-    bad_tables = sorted(k for k, v in tables.items() if isinstance(v, Mapping) and k not in STAGE_NAMES)
+    bad_tables = sorted(k for k, v in tables.items()
+                        if isinstance(v, Mapping) and k not in STAGE_NAMES and k != "loss")
     if bad_tables:
         raise ConfigError(f"unknown stage tables [train.{bad_tables[0]}]; stages: {list(STAGE_NAMES)}")
     flags = {k.replace("-", "_"): v for k, v in flags.items()}
     unknown_flags = sorted(set(flags) - _RUN_KEYS - set(_STAGE_FLAGS) - set(_MODEL_FLAGS))
     if unknown_flags:
         raise ConfigError(f"unknown training options {unknown_flags}")
+    _check_required(train_section, flags)
 
     run_recipe = {k: v for k, v in train_section.items() if k in _RUN_KEYS}
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = build_config(ModelConfig, recipe_section(recipe, "model"),
                          {k: flags.get(k) for k in _MODEL_FLAGS})
+    backbone = _backbone_for_settings(model)
+    if train.image_size % backbone.size_multiple:
+        raise ConfigError(f"image_size {train.image_size} is not a multiple of {backbone.size_multiple}, "
+                          f"which backbone {model.backbone!r} needs")
     stage_defaults = {k: v for k, v in train_section.items() if k in _STAGE_KEYS}
+    stage_defaults.update(_loss_table(recipe, "train"))
     stage_flags = {k: flags.get(k) for k in _STAGE_FLAGS}
-    stages = {
-        name: build_config(StageConfig, {**stage_defaults, **recipe_section(recipe, f"train.{name}")},
-                           stage_flags)
-        for name in STAGE_NAMES
-    }
-    if train.image_size % (2**model.depth):
-        raise ConfigError(f"image_size {train.image_size} is not a multiple of 2**depth = {2**model.depth}")
+    stages = {}
+    for name in STAGE_NAMES:
+        own = {**recipe_section(recipe, f"train.{name}"), **_loss_table(recipe, f"train.{name}")}
+        section = {**stage_defaults, **own}
+        for key, other in (("color_loss", "loss"), ("loss", "color_loss")):
+            if key in own and other not in own:  # the stage's own choice replaces the inherited one
+                section.pop(other, None)
+        cfg = build_config(StageConfig, section, stage_flags)
+        stages[name] = resolve_stage(cfg, backbone, STAGES[name].objective == "color")
     return TrainPlan(train=train, model=model, stages=stages)

@@ -90,3 +90,15 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         out /= info.world_size
     return out
+
+
+def per_rank_batch(global_batch: int, world_size: int, where: str = "batch_size") -> int:
+    """Samples per step on each rank for a global batch (the recipe's `batch_size`, summed over ranks).
+
+    Raises ConfigError naming both numbers when `world_size` ranks cannot share it equally.
+    """
+    if global_batch % world_size:
+        raise ConfigError(f"{where} = {global_batch} is the global batch and does not divide over "
+                          f"{world_size} ranks; use a multiple of {world_size} (e.g. "
+                          f"{max(world_size, global_batch // world_size * world_size)})")
+    return global_batch // world_size

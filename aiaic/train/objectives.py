@@ -13,28 +13,28 @@ from torch import nn
 
 from aiaic.models.colorizer import AudioInfusedColorizer
 from aiaic.train.config import StageConfig
+from aiaic.train.discriminator import DiscriminatorTrainer
+from aiaic.train.losses import ColorLoss
 from aiaic.train.stages import StageSpec
 
 
-def color_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, delta: float = 0.05) -> torch.Tensor:
-    """L_c between ab_n predictions and targets [B, 2, H, W] (mean over every element)."""
-    if kind == "l1":
-        return F.l1_loss(pred, target)
-    if kind == "l2":
-        return F.mse_loss(pred, target)
-    if kind == "huber":
-        return F.smooth_l1_loss(pred, target, beta=delta)
-    raise ValueError(f"unknown colour loss {kind!r}")
-
-
 class StageObjective(nn.Module):
-    """Computes one stage's loss from a batch. Holds the model (so DDP sees its parameters)."""
+    """Computes one stage's loss from a batch. Holds the model (so DDP sees its parameters).
 
-    def __init__(self, model: AudioInfusedColorizer, spec: StageSpec, cfg: StageConfig):
+    `color_loss`: L_c of a colour stage (default: `ColorLoss(cfg.loss_terms())`, pixel terms only);
+    `adversary`: the discriminator trained alongside when L_c has an adversarial term.
+    """
+
+    def __init__(self, model: AudioInfusedColorizer, spec: StageSpec, cfg: StageConfig,
+                 color_loss: ColorLoss | None = None, adversary: DiscriminatorTrainer | None = None):
         super().__init__()
         self.model: AudioInfusedColorizer = model
         self.spec = spec
         self.cfg = cfg
+        if color_loss is None and spec.objective == "color":
+            color_loss = ColorLoss(cfg.loss_terms(), huber_delta=cfg.huber_delta)
+        self.color_loss = color_loss
+        self.adversary = adversary
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         if self.spec.objective == "color":
@@ -77,11 +77,19 @@ class StageObjective(nn.Module):
         feats = self.model.encode_grey(batch["L"])  # one encoder pass for the colours and, in stage 3, r
         c, r = self.guidance_inputs(batch, feats)
         pred = self.model(batch["L"], c, r, feats=feats)
-        loss = color_loss(pred, batch["ab"], self.cfg.color_loss, self.cfg.huber_delta)
-        out = {"loss": loss, "color_loss": loss.detach()}
+        assert self.color_loss is not None
+        out = self.color_loss(pred, batch["ab"], batch["L"])
+        out["color_loss"] = out["loss"].detach()
         if r is not None:
             out["r_mean"] = r.detach().mean()
         return out
+
+    def discriminator_step(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """After the colorizer's step: one discriminator step on the RGB images of `out` (this
+        objective's output for the batch); {} when the stage trains no discriminator."""
+        if self.adversary is None:
+            return {}
+        return self.adversary.step(out["rgb_real"], out["rgb_fake"])
 
     # --- L_s -------------------------------------------------------------------------------
     def _semantic(self, batch: dict) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,22 @@ from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.pretrained import load_relevance_encoders
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
-from aiaic.train.distributed import DistInfo, barrier, setup_distributed, teardown
-from aiaic.train.loop import LoopState, mean_terms, to_device, train_loop
+from aiaic.train.discriminator import build_discriminator_trainer
+from aiaic.train.distributed import DistInfo, barrier, per_rank_batch, setup_distributed, teardown
+from aiaic.train.loop import (
+    LoopCallbacks,
+    LoopConfig,
+    LoopState,
+    Optimisation,
+    mean_terms,
+    scalar_terms,
+    to_device,
+    train_loop,
+)
+from aiaic.train.losses import build_color_loss
 from aiaic.train.metrics import MetricsLog, plot_losses, read_metrics
 from aiaic.train.objectives import StageObjective
+from aiaic.train.precision import MixedPrecision
 from aiaic.train.stages import STAGES, StageSpec, apply_stage_modes, trainable_parameters
 
 log = logging.getLogger(__name__)
@@ -51,6 +63,9 @@ class StageResult:
 
 
 def make_optimizer(cfg: StageConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The stage's optimizer; `cfg` resolved (`aiaic.train.config.resolve_stage`: no None left)."""
+    if cfg.lr is None or cfg.betas is None or cfg.weight_decay is None or cfg.optimizer is None:
+        raise ConfigError(f"the stage's optimizer settings are not resolved: {cfg}")
     betas = (cfg.betas[0], cfg.betas[1])
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
@@ -68,21 +83,25 @@ def make_scheduler(cfg: StageConfig, optimizer: torch.optim.Optimizer, total_ste
     )
 
 
-def _stage_record(plan: TrainPlan, spec: StageSpec, manifest: dict, dist_info: DistInfo,
-                  source: SplitSource, encoders: list[str], complete: bool, steps: int) -> dict[str, Any]:
+def _stage_record(st: _Stage, manifest: dict, source: SplitSource, complete: bool,
+                  steps: int) -> dict[str, Any]:
+    plan = st.plan
     stats = manifest.get("audio_stats", {})
-    return {
-        "stage": spec.name,
-        "description": spec.description,
+    record = {
+        "stage": st.name,
+        "description": st.spec.description,
         "complete": complete,
         "steps": steps,
         "image_size": plan.train.image_size,
         "model": config_to_dict(plan.model),
         "model_hash": recipe_hash(plan.model),
-        "train": config_to_dict(plan.stages[spec.name]),
+        "train": config_to_dict(st.cfg),
         "run": config_to_dict(plan.train),
-        "init_from": spec.init_from,
-        "trains": list(spec.trains),
+        "init_from": st.spec.init_from,
+        "trains": list(st.spec.trains),
+        "batch_size_global": st.cfg.batch_size,
+        "batch_size_per_rank": st.batch_per_rank,
+        "precision": plan.train.precision,
         "mel_mean": list(source.mel_mean),
         "mel_std": list(source.mel_std),
         "mel_config": manifest.get("mel_config", {}),
@@ -90,14 +109,28 @@ def _stage_record(plan: TrainPlan, spec: StageSpec, manifest: dict, dist_info: D
         "split_dir": str(plan.train.shards),
         "split_recipe_hash": recipe_hash(manifest.get("recipe", {})),
         "label_ids": manifest.get("label_ids", {}),
-        "world_size": dist_info.world_size,
-        "encoders": encoders,
+        "world_size": st.dist_info.world_size,
+        "encoders": st.encoders,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if st.spec.objective == "color":
+        record["loss_terms"] = {k: w for k, w in st.cfg.loss_terms().items()
+                                if w > 0 and k not in st.disabled_terms}
+        record["disabled_terms"] = dict(st.disabled_terms)
+    return record
+
+
+# how the model runs, not what it is: a run may change them between stages or on resume
+_RUNTIME_MODEL_KEYS = ("activation_checkpointing",)
+
+
+def _model_identity(model: dict) -> dict:
+    return {k: v for k, v in model.items() if k not in _RUNTIME_MODEL_KEYS}
 
 
 def _check_same_model(plan: TrainPlan, stage_dir: Path, saved: dict | None) -> None:
-    if saved is not None and saved.get("model") != config_to_dict(plan.model):
+    if saved is not None and _model_identity(saved.get("model") or {}) != _model_identity(
+            config_to_dict(plan.model)):
         raise RecipeMismatchError(
             f"{stage_dir}: trained with a different [model] config (hash {saved.get('model_hash')}, now "
             f"{recipe_hash(plan.model)}); use another --out or the recipe it was made with"
@@ -105,19 +138,26 @@ def _check_same_model(plan: TrainPlan, stage_dir: Path, saved: dict | None) -> N
 
 
 def _evaluator(objective: StageObjective, model: AudioInfusedColorizer, loader, device: torch.device,
-               dist_info: DistInfo):
+               dist_info: DistInfo, amp: MixedPrecision):
+    disc = objective.adversary.module if objective.adversary is not None else None
+
     def evaluate() -> dict[str, float]:
         model.eval()
+        if disc is not None:  # no spectral-norm power iteration on validation batches
+            disc.eval()
         sums: dict[str, torch.Tensor] = {}
         n = 0
         with torch.no_grad():
             for i, batch in enumerate(loader):
                 if i >= VAL_BATCHES:
                     break
-                out = objective(to_device(batch, device))
+                with amp.autocast():
+                    out = scalar_terms(objective(to_device(batch, device)))
                 for k, v in out.items():
                     sums[k] = sums.get(k, torch.zeros((), device=device)) + v.detach().float()
                 n += 1
+        if disc is not None:
+            disc.train()  # as a resumed run's fresh discriminator is: both continue alike
         if n == 0:
             return {}
         return mean_terms({k: v / n for k, v in sums.items()}, dist_info)
@@ -125,117 +165,216 @@ def _evaluator(objective: StageObjective, model: AudioInfusedColorizer, loader, 
     return evaluate
 
 
+@dataclass
+class _Stage:
+    """What the phases of `run_stage` hand each other."""
+
+    name: str
+    spec: StageSpec
+    cfg: StageConfig  # with the backbone's defaults filled in
+    plan: TrainPlan
+    dist_info: DistInfo
+    dir: Path
+    resuming: bool = False
+    started: bool = False
+    saved: dict | None = None
+    batch_per_rank: int = 1
+    encoders: list[str] = field(default_factory=list)
+    disabled_terms: dict[str, str] = field(default_factory=dict)
+
+
+def _open_stage_dir(st: _Stage) -> StageResult | None:
+    """Skip a complete stage (returns its result); otherwise check that it may start or resume here."""
+    run = st.plan.train
+    if ckpt.is_complete(st.dir):
+        log.info("%s: already complete in %s, skipped (delete the folder to train it again)", st.name, st.dir)
+        return StageResult(st.name, "skipped", int((ckpt.read_config(st.dir) or {}).get("steps", 0)), 0.0, {})
+    if st.dist_info.is_main and st.dir.is_dir():
+        ckpt.recover(st.dir)  # finish (or drop) a checkpoint write interrupted by a kill
+    barrier(st.dist_info)
+    st.saved = ckpt.read_config(st.dir)
+    st.resuming = ckpt.has_checkpoint(st.dir)
+    st.started = st.resuming or (st.dir / "metrics.jsonl").is_file()
+    if st.started and not run.resume:
+        raise RunError(f"{st.dir} holds an unfinished run of {st.name}: pass --resume to continue it, "
+                       "or choose another --out")
+    _check_same_model(st.plan, st.dir, st.saved)
+    if st.resuming and st.saved is not None and st.saved.get("image_size") != run.image_size:
+        raise RecipeMismatchError(f"{st.dir}: trained at image_size {st.saved.get('image_size')}, "
+                                  f"now {run.image_size}")
+    return None
+
+
+def _build_model(st: _Stage) -> AudioInfusedColorizer:
+    """The model with the previous stage's weights (and, for rnet, the configured encoders)."""
+    run = st.plan.train
+    torch.manual_seed(run.seed)  # the same initial weights on every rank
+    model = build_colorizer(st.plan.model)
+    if st.spec.init_from is not None:
+        prev = Path(run.out) / st.spec.init_from
+        if not ckpt.is_complete(prev):
+            raise RunError(f"stage {st.name} starts from {st.spec.init_from}, which is not complete in "
+                           f"{prev}; train it first (--stage all does it in order)")
+        prev_cfg = ckpt.read_config(prev)
+        _check_same_model(st.plan, prev, prev_cfg)
+        ckpt.load_weights(prev / ckpt.WEIGHTS, model)
+        st.encoders = list((prev_cfg or {}).get("encoders", []))
+    if st.name == "rnet" and not st.resuming:
+        st.encoders = load_relevance_encoders(model)
+    elif st.resuming and st.saved is not None:
+        st.encoders = list(st.saved.get("encoders", st.encoders))
+    model.to(st.dist_info.device)
+    apply_stage_modes(model, st.spec, True)  # before DDP: it tracks the parameters that require grad
+    return model
+
+
+def _build_objective(st: _Stage, model: AudioInfusedColorizer, amp: MixedPrecision) -> StageObjective:
+    """The stage's objective: for a colour stage, its ColorLoss (and discriminator when adversarial)."""
+    if st.spec.objective != "color":
+        return StageObjective(model, st.spec, st.cfg)
+    terms = st.cfg.loss_terms()
+    adversary = None
+    if terms.get("adversarial", 0) > 0:
+        adversary = build_discriminator_trainer(st.cfg.disc_channels, st.cfg.disc_blocks, st.cfg.disc_lr,
+                                                st.cfg.disc_betas, amp, st.dist_info)
+    color, st.disabled_terms = build_color_loss(
+        terms, huber_delta=st.cfg.huber_delta, vgg16_bn_weights=st.plan.train.vgg16_bn_weights,
+        discriminator=adversary.module if adversary is not None else None, device=st.dist_info.device)
+    return StageObjective(model, st.spec, st.cfg, color, adversary)
+
+
+def _restore(st: _Stage, model: nn.Module, opt: Optimisation, objective: StageObjective) -> LoopState:
+    """The checkpoint's weights, optimizer, scheduler, scaler, discriminator and RNG; or a fresh state."""
+    if not st.resuming:
+        return LoopState()
+    saved = ckpt.load_checkpoint(st.dir, model, st.dist_info.device)
+    opt.optimizer.load_state_dict(saved["optimizer"])
+    if opt.scheduler is not None and saved.get("scheduler"):
+        opt.scheduler.load_state_dict(saved["scheduler"])
+    if opt.amp is not None:
+        opt.amp.load_state_dict(saved.get("scaler", {}))
+    if objective.adversary is not None:
+        if "discriminator" not in saved:
+            raise RunError(f"{st.dir / ckpt.STATE}: no discriminator state to resume the adversarial term")
+        objective.adversary.load_state_dict(saved["discriminator"])
+    ckpt.set_rng_state(saved["rng"])
+    state = LoopState(int(saved["step"]), int(saved["epoch"]), int(saved["batch_in_epoch"]))
+    log.info("%s: resuming at step %d (epoch %d, batch %d)", st.name, state.step, state.epoch,
+             state.batch_in_epoch)
+    return state
+
+
+def _checkpointer(st: _Stage, model: nn.Module, opt: Optimisation, objective: StageObjective):
+    def checkpoint(s: LoopState) -> None:
+        if not st.dist_info.is_main:
+            return
+        state: dict[str, Any] = {
+            "step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
+            "optimizer": opt.optimizer.state_dict(),
+            "scheduler": opt.scheduler.state_dict() if opt.scheduler is not None else {},
+            "scaler": opt.amp.state_dict() if opt.amp is not None else {},
+            "rng": ckpt.rng_state(), "world_size": st.dist_info.world_size,
+        }
+        if objective.adversary is not None:
+            state["discriminator"] = objective.adversary.state_dict()
+        ckpt.save_checkpoint(st.dir, model, state, st.name)
+
+    return checkpoint
+
+
+def _open_metrics(st: _Stage, source: SplitSource, manifest: dict, step: int) -> MetricsLog | None:
+    """Rank 0: config.json (not complete yet) and the metrics log, with a resume mark when restarted."""
+    if not st.dist_info.is_main:
+        return None
+    st.dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(st.dir / "config.json", _stage_record(st, manifest, source, False, step))
+    metrics = MetricsLog(st.dir)
+    if st.started:  # killed before its first checkpoint: it restarts at step 0, and says so
+        metrics.write({"event": "resume", "step": step})
+    return metrics
+
+
+def _validation(st: _Stage, objective: StageObjective, model: AudioInfusedColorizer,
+                val_src: SplitSource | None, loader_cfg: LoaderConfig, amp: MixedPrecision):
+    """(evaluate callback, val loader) or (None, None) without a val split (or too few val shards)."""
+    if val_src is None:
+        return None, None
+    run = st.plan.train
+    val_cfg = replace(loader_cfg, train=False, mask_prob=0.0, workers=min(run.workers, 1))
+    try:
+        val_loader = make_loader(val_src, val_cfg, rank=st.dist_info.rank, world_size=st.dist_info.world_size)
+    except ConfigError as e:  # e.g. fewer val shards than ranks: train on, and say so
+        log.warning("%s: no validation during training (%s)", st.name, e)
+        return None, None
+    return _evaluator(objective, model, val_loader, st.dist_info.device, st.dist_info, amp), val_loader
+
+
+def _finish(st: _Stage, manifest: dict, source: SplitSource, steps: int) -> dict[str, float]:
+    """Rank 0: the loss plot and the final config.json ("complete": true); the last logged terms."""
+    if not st.dist_info.is_main:
+        return {}
+    plot_losses(st.dir / "metrics.jsonl", st.dir / "loss.png", title=f"{st.name}: {st.spec.description}")
+    write_json_atomic(st.dir / "config.json", _stage_record(st, manifest, source, True, steps))
+    rows = [r for r in read_metrics(st.dir / "metrics.jsonl") if "event" not in r]
+    return {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
+
+
+def _optimisation(st: _Stage, objective: StageObjective, params: list[nn.Parameter], steps: int,
+                  amp: MixedPrecision) -> Optimisation:
+    """The optimizer, schedule, DDP wrapper and discriminator step of the stage's training step."""
+    optimizer = make_optimizer(st.cfg, params)
+    wrapped: nn.Module = objective
+    if st.dist_info.initialized:
+        device = st.dist_info.device
+        wrapped = DistributedDataParallel(objective,
+                                          device_ids=[device.index] if device.type == "cuda" else None)
+    second = objective.discriminator_step if objective.adversary is not None else None
+    return Optimisation(wrapped, optimizer, params, make_scheduler(st.cfg, optimizer, steps), second, amp)
+
+
 def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
               train_src: SplitSource, val_src: SplitSource | None) -> StageResult:
-    """Train one stage into RUN/<name>/ (or skip it when complete)."""
-    spec, cfg, run = STAGES[name], plan.stages[name], plan.train
-    stage_dir = Path(run.out) / name
+    """Train one stage into RUN/<name>/ (or skip it when complete).
+
+    The stage's `batch_size` is the global batch: each of the world's R ranks takes batch_size / R.
+    """
     t0 = time.perf_counter()
-    if ckpt.is_complete(stage_dir):
-        log.info("%s: already complete in %s, skipped (delete the folder to train it again)", name, stage_dir)
-        return StageResult(name, "skipped", int((ckpt.read_config(stage_dir) or {}).get("steps", 0)), 0.0, {})
-    if dist_info.is_main and stage_dir.is_dir():
-        ckpt.recover(stage_dir)  # finish (or drop) a checkpoint write interrupted by a kill
-    barrier(dist_info)
-    saved = ckpt.read_config(stage_dir)
-    resuming = ckpt.has_checkpoint(stage_dir)
-    started = resuming or (stage_dir / "metrics.jsonl").is_file()
-    if started and not run.resume:
-        raise RunError(f"{stage_dir} holds an unfinished run of {name}: pass --resume to continue it, "
-                       "or choose another --out")
-    _check_same_model(plan, stage_dir, saved)
-    if resuming and saved is not None and saved.get("image_size") != run.image_size:
-        raise RecipeMismatchError(f"{stage_dir}: trained at image_size {saved.get('image_size')}, "
-                                  f"now {run.image_size}")
-
-    torch.manual_seed(run.seed)  # the same initial weights on every rank
-    model = build_colorizer(plan.model)
-    encoders: list[str] = []
-    if spec.init_from is not None:
-        prev = Path(run.out) / spec.init_from
-        if not ckpt.is_complete(prev):
-            raise RunError(f"stage {name} starts from {spec.init_from}, which is not complete in {prev}; "
-                           f"train it first (--stage all does it in order)")
-        prev_cfg = ckpt.read_config(prev)
-        _check_same_model(plan, prev, prev_cfg)
-        ckpt.load_weights(prev / ckpt.WEIGHTS, model)
-        encoders = list((prev_cfg or {}).get("encoders", []))
-    if name == "rnet" and not resuming:
-        encoders = load_relevance_encoders(model)
-    elif resuming and saved is not None:
-        encoders = list(saved.get("encoders", encoders))
-    model.to(dist_info.device)
-    apply_stage_modes(model, spec, True)  # before DDP: it tracks the parameters that require grad
-
-    params = trainable_parameters(model, spec)
-    optimizer = make_optimizer(cfg, params)
-    loader_cfg = LoaderConfig(image_size=run.image_size, batch_size=cfg.batch_size, workers=run.workers,
+    st = _Stage(name, STAGES[name], plan.stages[name], plan, dist_info, Path(plan.train.out) / name)
+    skipped = _open_stage_dir(st)
+    if skipped is not None:
+        return skipped
+    run = plan.train
+    st.batch_per_rank = per_rank_batch(st.cfg.batch_size, dist_info.world_size, f"[train.{name}] batch_size")
+    log.info("rank %d: %s takes %d samples per step of a global batch of %d", dist_info.rank, name,
+             st.batch_per_rank, st.cfg.batch_size)
+    model = _build_model(st)
+    amp = MixedPrecision(run.precision, dist_info.device)
+    objective = _build_objective(st, model, amp)
+    loader_cfg = LoaderConfig(image_size=run.image_size, batch_size=st.batch_per_rank, workers=run.workers,
                               train=True, seed=run.seed, epoch=0,
-                              mask_prob=cfg.mask_prob if spec.uses_mask else 0.0)
+                              mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0)
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
-    scheduler = make_scheduler(cfg, optimizer, cfg.epochs * len(loader))
-    state = LoopState()
-    if resuming:
-        st = ckpt.load_checkpoint(stage_dir, model, dist_info.device)
-        optimizer.load_state_dict(st["optimizer"])
-        if scheduler is not None and st.get("scheduler"):
-            scheduler.load_state_dict(st["scheduler"])
-        ckpt.set_rng_state(st["rng"])
-        state = LoopState(int(st["step"]), int(st["epoch"]), int(st["batch_in_epoch"]))
-        log.info("%s: resuming at step %d (epoch %d, batch %d)", name, state.step, state.epoch,
-                 state.batch_in_epoch)
-
-    metrics = None
-    if dist_info.is_main:
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(stage_dir / "config.json",
-                          _stage_record(plan, spec, manifest, dist_info, train_src, encoders, False,
-                                        state.step))
-        metrics = MetricsLog(stage_dir)
-        if started:  # killed before its first checkpoint: it restarts at step 0, and says so
-            metrics.write({"event": "resume", "step": state.step})
-    log.info("%s: %s; trains %s; %d batches/epoch x %d epochs", name, spec.description,
-             ", ".join(spec.trains), len(loader), cfg.epochs)
-
-    objective = StageObjective(model, spec, cfg)
-    wrapped: nn.Module = objective
-    if dist_info.initialized:
-        wrapped = DistributedDataParallel(
-            objective, device_ids=[dist_info.device.index] if dist_info.device.type == "cuda" else None
-        )
-
-    def checkpoint(s: LoopState) -> None:
-        if dist_info.is_main:
-            ckpt.save_checkpoint(stage_dir, model, {
-                "step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "rng": ckpt.rng_state(), "world_size": dist_info.world_size,
-            }, name)
-
-    def epoch_loader(epoch: int):
-        loader.set_epoch(epoch)
-        return loader
-
-    evaluate = None
-    val_loader = None
-    if val_src is not None:
-        val_cfg = replace(loader_cfg, train=False, mask_prob=0.0, workers=min(run.workers, 1))
-        try:
-            val_loader = make_loader(val_src, val_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
-        except ConfigError as e:  # e.g. fewer val shards than ranks: train on, and say so
-            log.warning("%s: no validation during training (%s)", name, e)
-        else:
-            evaluate = _evaluator(objective, model, val_loader, dist_info.device, dist_info)
+    val_loader = metrics = None
     try:
-        state = train_loop(
-            objective=wrapped, optimizer=optimizer, scheduler=scheduler, epoch_loader=epoch_loader,
-            epochs=cfg.epochs, device=dist_info.device, dist_info=dist_info, state=state,
-            set_modes=lambda: apply_stage_modes(model, spec, True), parameters=params,
-            checkpoint=checkpoint, metrics=metrics, evaluate=evaluate, save_every=run.save_every,
-            log_every=run.log_every, grad_clip=cfg.grad_clip, batch_size=cfg.batch_size,
-            description=name,
-        )
+        params = trainable_parameters(model, st.spec)
+        opt = _optimisation(st, objective, params, st.cfg.epochs * len(loader), amp)
+        state = _restore(st, model, opt, objective)
+        metrics = _open_metrics(st, train_src, manifest, state.step)
+        log.info("%s: %s; trains %s; %d batches/epoch x %d epochs", name, st.spec.description,
+                 ", ".join(st.spec.trains), len(loader), st.cfg.epochs)
+        evaluate, val_loader = _validation(st, objective, model, val_src, loader_cfg, amp)
+        loop_cfg = LoopConfig(epochs=st.cfg.epochs, device=dist_info.device, grad_clip=st.cfg.grad_clip,
+                              save_every=run.save_every, log_every=run.log_every,
+                              batch_size=st.batch_per_rank, precision=run.precision, description=name)
+        callbacks = LoopCallbacks(checkpoint=_checkpointer(st, model, opt, objective),
+                                  set_modes=lambda: apply_stage_modes(model, st.spec, True),
+                                  evaluate=evaluate)
+
+        def epoch_loader(epoch: int):
+            loader.set_epoch(epoch)
+            return loader
+
+        state = train_loop(loop_cfg, opt, epoch_loader, state, dist_info, callbacks, metrics)
     finally:
         loader.close()
         if val_loader is not None:
@@ -243,16 +382,10 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
         if metrics is not None:
             metrics.close()
     log.info("rank %d finished %s after %d steps", dist_info.rank, name, state.step)
-    last: dict[str, float] = {}
-    if dist_info.is_main:
-        plot_losses(stage_dir / "metrics.jsonl", stage_dir / "loss.png", title=f"{name}: {spec.description}")
-        write_json_atomic(stage_dir / "config.json",
-                          _stage_record(plan, spec, manifest, dist_info, train_src, encoders, True,
-                                        state.step))
-        rows = [r for r in read_metrics(stage_dir / "metrics.jsonl") if "event" not in r]
-        last = {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
+    last = _finish(st, manifest, train_src, state.step)
     barrier(dist_info)  # the next stage reads these weights
-    return StageResult(name, "resumed" if resuming else "trained", state.step, time.perf_counter() - t0, last)
+    status = "resumed" if st.resuming else "trained"
+    return StageResult(name, status, state.step, time.perf_counter() - t0, last)
 
 
 def run_training(plan: TrainPlan) -> list[StageResult]:
