@@ -24,6 +24,7 @@ function showMessage(text, isError) {
 }
 
 function mib(n) { return (n / 1048576).toFixed(1) + " MiB"; }
+function size(n) { return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + " KiB" : mib(n); }
 
 function preview(file, frame) {
   frame.replaceChildren();
@@ -52,7 +53,7 @@ function clearResult() {
     { className: "muted", textContent: "no result yet" }));
   $("result-note").textContent = "";
   $("r-text").textContent = "";
-  $("r-plot").hidden = true;
+  $("r-plot-box").hidden = true;
   $("download").hidden = true;
   state.shown = null;
 }
@@ -60,7 +61,7 @@ function clearResult() {
 function setMedia(file) {
   if (!file) return;
   state.media = file;
-  $("media-name").textContent = `${file.name} (${mib(file.size)})`;
+  $("media-name").textContent = `${file.name} (${size(file.size)})`;
   preview(file, $("input-frame"));
   clearResult();
   showMessage("");
@@ -69,7 +70,7 @@ function setMedia(file) {
 
 function setAudio(file) {
   state.audio = file;
-  $("audio-name").textContent = file ? `${file.name} (${mib(file.size)})` : "drop a sound here or click to choose";
+  $("audio-name").textContent = file ? `${file.name} (${size(file.size)})` : "drop a sound here or click to choose";
   $("clear-audio").hidden = !file;
 }
 
@@ -152,7 +153,7 @@ function drawPlot(values) {
   });
   const step = Math.max(1, Math.ceil(n / 12));
   for (let i = 0; i < n; i += step) add("text", { x: left + i * w + 2, y: H - 5 }, `${i}s`);
-  svg.hidden = false;
+  $("r-plot-box").hidden = false;
 }
 
 function showResult(job) {
@@ -175,7 +176,7 @@ function showResult(job) {
   $("result-note").textContent = `(${how})`;
   if (job.kind === "image") {
     $("r-text").textContent = `relevance r = ${job.r.toFixed(3)}`;
-    $("r-plot").hidden = true;
+    $("r-plot-box").hidden = true;
   } else {
     $("r-text").textContent = `mean relevance r = ${job.r.toFixed(3)} over ${job.r_per_second.length} s`;
     drawPlot(job.r_per_second);
@@ -191,7 +192,7 @@ function showResult(job) {
 function renderJobs(jobs) {
   const list = $("jobs");
   list.replaceChildren();
-  for (const job of jobs) {
+  for (const job of jobs.slice(-10).reverse()) {  // newest first
     const li = document.createElement("li");
     li.dataset.id = job.id;
     li.dataset.state = job.state;
