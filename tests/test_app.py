@@ -113,6 +113,42 @@ def test_film_keeps_frames_size_and_soundtrack_with_r_per_second(server, tmp_pat
     assert frames[0].shape == (spec.height, spec.width, 3)
 
 
+def _decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+
+
+def test_film_with_a_dropped_sound_is_aiaic_colorize_with_audio(server, shared_data, tiny_run, tmp_path):
+    spec = make_clip(tmp_path / "film.mp4", seconds=2, fps=10, width=96, height=64)
+    sound = shared_data / SOUND
+    resp = _post(server.url, {"video": spec.path, "audio": sound})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Aiaic-Guidance"] == "audio"
+    assert len(resp.headers["X-Aiaic-R-Per-Second"].split(",")) == 2
+    out = tmp_path / "app.mp4"
+    out.write_bytes(resp.content)
+    ref = reference_colorize(tiny_run, spec.path, tmp_path / "ref" / "film.mp4", "--audio", str(sound))
+    got, want = _decoded(out), _decoded(ref)
+    assert len(got) == len(want) == len(spec.frame_times)
+    # the colours fed to the encoder are the same, but libx264's output is not byte-stable from one run
+    # to the next (two runs of aiaic-colorize itself differ by up to ~11 levels in a few blocks)
+    for a, b in zip(got, want, strict=True):
+        assert np.abs(a.astype(np.int16) - b).mean() < 0.5
+
+
+def test_film_without_a_soundtrack_is_coloured_by_the_picture_alone(server, tmp_path):
+    spec = make_clip(tmp_path / "silent.mp4", seconds=2, fps=10, width=64, height=48, sample_rate=None)
+    resp = _post(server.url, {"video": spec.path})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Aiaic-Guidance"] == "missing"
+    assert [float(r) for r in resp.headers["X-Aiaic-R-Per-Second"].split(",")] == [0.0, 0.0]
+    out = tmp_path / "out.mp4"
+    out.write_bytes(resp.content)
+    with av.open(str(out)) as c:
+        assert not c.streams.audio
+    assert len(_decoded(out)) == len(spec.frame_times)
+
+
 def test_second_upload_is_queued_and_a_running_film_can_be_cancelled(server, shared_data):
     film = _post(server.url, {"media": shared_data / CHAPLIN}, endpoint="api/jobs")
     assert film.status_code == 202, film.text
@@ -142,6 +178,47 @@ def test_second_upload_is_queued_and_a_running_film_can_be_cancelled(server, sha
     png = requests.get(server.url + done["result_url"].lstrip("/"), timeout=10)
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert _wait(server.url, third["id"], ("cancelled",))["done_frames"] == 0
+
+
+def test_server_listens_on_localhost_and_refuses_a_chunked_upload_over_the_limit(server):
+    assert server.url.startswith("http://127.0.0.1:")
+
+    def chunks():  # no Content-Length: the limit is enforced as the body streams in
+        yield b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
+        for _ in range(int(LIMIT_MB) + 2):
+            yield b"\0" * 2**20
+        yield b"\r\n--x--\r\n"
+
+    resp = requests.post(
+        server.url + "api/colorize",
+        data=chunks(),
+        timeout=60,
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert resp.status_code == 413
+    assert (
+        resp.json()["error"]
+        == "upload too large: larger, over the limit of 3 MiB (aiaic-app --max-upload-mb)"
+    )
+    assert requests.get(server.url + "api/info", timeout=10).status_code == 200
+
+    resp = requests.post(
+        server.url + "api/colorize",
+        data=b"\0" * 100,
+        timeout=10,
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert resp.status_code == 400 and resp.json()["error"].startswith("upload: the form cannot be read")
+
+
+def test_cli_without_a_model_says_what_is_missing():
+    from typer.testing import CliRunner
+
+    from aiaic.cli.app import app
+
+    res = CliRunner().invoke(app, ["--port", "0"])
+    assert res.exit_code == 2
+    assert "--run RUN is required" in res.output
 
 
 def test_bad_inputs_get_a_clear_message_and_the_server_keeps_serving(server, shared_data, tmp_path):

@@ -191,7 +191,7 @@ class JobQueue:
             self._end(job, "failed", f"internal error ({type(e).__name__}: {e})")
         else:
             self._end(job, "done")
-            log.info("job %s done in %.1f s (r %s)", job.id, job.finished - job.started, job.r)
+            log.info("job %s done: %d frames, r %s", job.id, job.done_frames, job.r)
 
     def _prune(self) -> None:
         """Delete the folders of finished jobs beyond the `keep` newest."""

@@ -34,6 +34,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from aiaic.app.config import AppConfig
 from aiaic.app.jobs import Job, JobQueue
@@ -191,7 +192,10 @@ def create_app(queue: JobQueue, app_cfg: AppConfig, model_info: dict) -> FastAPI
         return {"model": model_info, "max_upload_bytes": app_cfg.max_upload_bytes}
 
     async def read_job(request: Request, media_fields: tuple[str, ...], audio_flag: Callable) -> Job:
-        form = await request.form()
+        try:
+            form = await request.form()
+        except HTTPException as e:  # a malformed multipart body
+            raise InputError("upload", f"the form cannot be read ({e.detail})") from e
         media = _file_field(form, *media_fields)
         if media is None:
             raise InputError("upload", f"no file in the form field {' or '.join(map(repr, media_fields))}")
