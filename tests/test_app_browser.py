@@ -51,6 +51,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--use-fake-device-for-media-stream",  # "Record" gets Chromium's test beeps, without asking
+    "--use-fake-ui-for-media-stream",
 ]
 WAIT_MS = 180_000
 
@@ -154,6 +156,19 @@ def test_photo_and_sound_then_sound_off(page, server, shared_data, tiny_run, tmp
     page.check("#use-audio")  # back on: the result already made is shown again, nothing is recomputed
     assert _wait_result(page, without) == with_sound
     assert len(requests.get(f"{server.url}api/jobs", timeout=10).json()) >= 2
+
+
+def test_recorded_sound_guides_the_photo(page, server, shared_data):
+    assert page.is_visible("#record")
+    page.set_input_files("#media-input", str(shared_data / PHOTO))
+    page.click("#record")
+    page.wait_for_function(
+        "document.getElementById('audio-name').textContent.startsWith('recording.webm')", timeout=30_000
+    )
+    page.click("#colorize")
+    job = requests.get(f"{server.url}api/jobs/{_wait_result(page)}", timeout=10).json()
+    assert job["audio_name"] == "recording.webm"
+    assert job["guidance"] == "audio" and job["r"] > 0  # the recording was decoded and heard
 
 
 def test_film_with_its_soundtrack_and_r_per_second(page, server, tmp_path):

@@ -297,9 +297,11 @@ def serve(app_cfg: AppConfig, colorize_cfg: ColorizeConfig, on_ready: Callable[[
         "image_size": model.image_size,
         "device": str(device),
     }
+    colorizer = JobColorizer(colorize_cfg, model, device)
+    colorizer.warm_up()
     sock = bind(app_cfg.host, app_cfg.port)
     root = Path(tempfile.mkdtemp(prefix="aiaic-app-"))
-    queue = JobQueue(JobColorizer(colorize_cfg, model, device), root, keep=app_cfg.keep_jobs)
+    queue = JobQueue(colorizer, root, keep=app_cfg.keep_jobs)
     app = create_app(queue, app_cfg, model_info)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

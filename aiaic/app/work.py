@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from aiaic.app.jobs import Job
 from aiaic.colorize.audio import read_audio_window
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import guidance_from_pcm, no_guidance
+from aiaic.colorize.guided import colorize_batch, guidance_from_pcm, no_guidance
 from aiaic.colorize.run import colorize
 from aiaic.colorize.video import colorize_video, output_suffix
 
@@ -36,6 +37,11 @@ class JobColorizer:
 
     def __init__(self, base: ColorizeConfig, model, device: torch.device):
         self.base, self.model, self.device = base, model, device
+
+    def warm_up(self) -> None:
+        """Colour one tiny grey frame so the first user's photo does not wait for kernel compilation."""
+        frame = np.full((1, 16, 16, 3), 128, np.uint8)
+        colorize_batch(self.model, frame, [no_guidance(self.model, "missing")], self.device)
 
     def job_config(self, job: Job, dst: Path) -> ColorizeConfig:
         audio = job.audio if job.use_audio else None
