@@ -15,43 +15,30 @@
                                   comma-separated), X-Aiaic-Guidance, X-Aiaic-Job
 
 A request larger than the upload limit gets 413 with a message; errors are JSON `{"error": "..."}`.
-Jobs run one at a time in submission order (`aiaic.app.jobs.JobQueue`).
+Jobs run one at a time in submission order (`aiaic.app.jobs.JobQueue`); the routes are in `aiaic.app.routes`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
 import tempfile
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from aiaic.app.config import AppConfig
-from aiaic.app.jobs import Job, JobQueue
-from aiaic.app.uploads import inspect_media, inspect_sound, safe_name
+from aiaic.app.jobs import JobQueue
+from aiaic.app.routes import STATIC, error_response, router
 from aiaic.app.work import JobColorizer
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.errors import AiaicError, InputError
+from aiaic.errors import AiaicError
 
 log = logging.getLogger(__name__)
-
-STATIC = Path(__file__).resolve().parent / "static"
-MEDIA_TYPES = {
-    ".png": "image/png",
-    ".mp4": "video/mp4",
-    ".mkv": "video/x-matroska",
-    ".mov": "video/quicktime",
-}
 
 
 class UploadTooLarge(Exception):
@@ -113,60 +100,6 @@ class UploadLimit:
             await self._reply_413(send, None)
 
 
-def _error(status: int, text: str) -> JSONResponse:
-    return JSONResponse({"error": text}, status_code=status)
-
-
-def _truthy(value, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _store(upload: UploadFile, dst: Path) -> None:
-    upload.file.seek(0)
-    with open(dst, "wb") as f:
-        shutil.copyfileobj(upload.file, f, 1 << 20)
-
-
-def _build_job(queue: JobQueue, media: UploadFile, audio: UploadFile | None, use_audio: bool) -> Job:
-    """Store the upload in a new job folder and check it (runs in a worker thread, not the event loop)."""
-    folder = queue.new_folder()
-    try:
-        name = safe_name(media.filename, "upload")
-        raw = folder / "upload.bin"
-        _store(media, raw)
-        info = inspect_media(raw, name)
-        source = raw.rename(folder / f"input{info.suffix}")
-        audio_path, audio_name = None, None
-        if audio is not None:
-            audio_name = safe_name(audio.filename, "sound")
-            audio_path = folder / f"sound{Path(audio_name).suffix.lower() or '.bin'}"
-            _store(audio, audio_path)
-            inspect_sound(audio_path, audio_name)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return Job(
-        kind=info.kind,
-        folder=folder,
-        source=source,
-        name=name,
-        audio=audio_path,
-        audio_name=audio_name,
-        use_audio=use_audio,
-        total_frames=info.frames,
-    )
-
-
-def _file_field(form, *names: str) -> UploadFile | None:
-    for n in names:
-        value = form.get(n)
-        if isinstance(value, UploadFile) and (value.filename or value.size):
-            return value
-    return None
-
-
 def create_app(queue: JobQueue, app_cfg: AppConfig, model_info: dict) -> FastAPI:
     """The FastAPI application around a running `queue` (closed when the application shuts down)."""
 
@@ -176,92 +109,14 @@ def create_app(queue: JobQueue, app_cfg: AppConfig, model_info: dict) -> FastAPI
         queue.close()
 
     app = FastAPI(title="aiaic", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.queue, app.state.app_cfg, app.state.model_info = queue, app_cfg, model_info
     app.add_middleware(UploadLimit, limit=app_cfg.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(router)
 
     @app.exception_handler(AiaicError)
     async def aiaic_error(_request, exc: AiaicError):
-        return _error(400, str(exc))
-
-    @app.get("/", include_in_schema=False)
-    async def page():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/api/info")
-    async def info():
-        return {"model": model_info, "max_upload_bytes": app_cfg.max_upload_bytes}
-
-    async def read_job(request: Request, media_fields: tuple[str, ...], audio_flag: Callable) -> Job:
-        try:
-            form = await request.form()
-        except HTTPException as e:  # a malformed multipart body
-            raise InputError("upload", f"the form cannot be read ({e.detail})") from e
-        media = _file_field(form, *media_fields)
-        if media is None:
-            raise InputError("upload", f"no file in the form field {' or '.join(map(repr, media_fields))}")
-        audio = _file_field(form, "audio")
-        return await run_in_threadpool(_build_job, queue, media, audio, audio_flag(form))
-
-    def lookup(job_id: str) -> Job:
-        job = queue.get(job_id)
-        if job is None:
-            raise InputError(job_id, "no such job (finished jobs are forgotten after a while)")
-        return job
-
-    @app.post("/api/jobs", status_code=202)
-    async def submit(request: Request):
-        job = await read_job(
-            request, ("media", "image", "video"), lambda f: _truthy(f.get("use_audio"), True)
-        )
-        queue.submit(job)
-        return job.to_dict(queue.position(job))
-
-    @app.get("/api/jobs")
-    async def list_jobs():
-        return [j.to_dict(queue.position(j)) for j in queue.jobs()]
-
-    @app.get("/api/jobs/{job_id}")
-    async def status(job_id: str):
-        job = lookup(job_id)
-        return job.to_dict(queue.position(job))
-
-    @app.post("/api/jobs/{job_id}/cancel")
-    async def cancel(job_id: str):
-        job = lookup(job_id)
-        queue.cancel(job)
-        return job.to_dict(queue.position(job))
-
-    def result_response(job: Job, download: bool) -> FileResponse:
-        if job.state != "done" or job.result is None or not job.result.is_file():
-            raise InputError(
-                job.id, f"has no result ({job.state}{': ' + job.message if job.message else ''})"
-            )
-        return FileResponse(
-            job.result,
-            media_type=MEDIA_TYPES.get(job.result.suffix, "application/octet-stream"),
-            filename=job.download_name if download else None,
-        )
-
-    @app.get("/api/jobs/{job_id}/result")
-    async def result(job_id: str, download: bool = False):
-        return result_response(lookup(job_id), download)
-
-    @app.post("/api/colorize")
-    async def colorize_now(request: Request):
-        job = await read_job(request, ("image", "video"), lambda f: not _truthy(f.get("no_audio"), False))
-        queue.submit(job)
-        await run_in_threadpool(job.ended.wait)
-        if job.state != "done":
-            return _error(
-                422, job.message if job.state == "failed" else f"{job.name}: {job.state}: {job.message}"
-            )
-        response = result_response(job, download=True)
-        response.headers["X-Aiaic-R"] = f"{job.r:.6f}"
-        response.headers["X-Aiaic-Guidance"] = job.guidance
-        response.headers["X-Aiaic-Job"] = job.id
-        if job.kind == "video":
-            response.headers["X-Aiaic-R-Per-Second"] = ",".join(f"{r:.4f}" for r in job.r_per_second)
-        return response
+        return error_response(400, str(exc))
 
     return app
 
