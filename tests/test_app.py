@@ -240,6 +240,11 @@ def test_bad_inputs_get_a_clear_message_and_the_server_keeps_serving(server, sha
         ("notes.txt: has no audio stream", "notes.txt: is not a sound file")
     )
 
+    short = shared_data / "audio/gcompris/farm_animals/dog.ogg"  # 0.9 s: fails in the job, not at upload
+    resp = _post(server.url, {"image": shared_data / PHOTO, "audio": short})
+    assert resp.status_code == 422
+    assert resp.json()["error"] == "dog.ogg: audio is 0.90 s long, shorter than the 1 s window"
+
     big = tmp_path / "big.png"
     big.write_bytes(b"\0" * int((LIMIT_MB + 1) * 2**20))
     resp = _post(server.url, {"image": big})
