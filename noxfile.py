@@ -21,8 +21,9 @@ def _install(session: nox.Session, extras: str = "dev") -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite (uses ../shared/data where present; tests that need it skip with a reason)."""
-    _install(session)
+    """The test suite (uses ../shared/data where present; tests that need it skip with a reason).
+    The app's browser tests drive /usr/bin/chromium (`.ci/run` installs it) and skip without it."""
+    session.install(*CONSTRAINTS, "-e", ".[dev,app]", "playwright", "requests")
     session.run("pytest", *session.posargs, env={"OMP_NUM_THREADS": "2"})
 
 

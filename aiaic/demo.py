@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   contact sheet:           {out / 'contact_sheet.png'}")
     print(f"   colourized clip:         {out / 'colorized'}/ (from {grey.name})")
     print(f"   training curves:         {run}/*/loss.png")
+    print(f"\n   open the run in the browser (pip install \"aiaic[app]\"): aiaic-app --run {run}")
     return 0
 
 

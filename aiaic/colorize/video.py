@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -58,6 +58,7 @@ class VideoResult:
     unguided_seconds: int
     mean_r: float
     frames_per_second: float
+    r_per_second: list[float] = field(default_factory=list)  # r of second i (0 where unguided)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,6 +192,7 @@ class _SecondGuide:
         self.device = device
         self.cache: dict[int, tuple[torch.Tensor | None, float, str]] = {}
         self.counts = {"audio": 0, "silent": 0, "missing": 0, "disabled": 0}
+        self.r_by_second: dict[int, float] = {}  # kept for the whole video (one float per second)
 
     def __call__(self, i: int) -> tuple[torch.Tensor | None, float, str]:
         """(c [cond_dim] or None, r, why) of second i."""
@@ -212,6 +214,7 @@ class _SecondGuide:
                     c = None if c_b is None else c_b[0]
                     r = float(r_b[0])
             self.cache[i] = (c, r, g.why)
+            self.r_by_second[i] = r
         return self.cache[i]
 
     def forget_before(self, i: int) -> None:
@@ -433,4 +436,5 @@ def _colorize_open_video(
         unguided_seconds=counts["missing"] + counts["disabled"],
         mean_r=r_sum / frames_done,
         frames_per_second=frames_done / elapsed if elapsed > 0 else float("inf"),
+        r_per_second=[guide.r_by_second.get(i, 0.0) for i in range(max(guide.r_by_second, default=-1) + 1)],
     )
