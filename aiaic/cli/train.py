@@ -67,7 +67,7 @@ def train(
         flags = {"shards": shards, "out": out, "stage": stage, "epochs": epochs, "batch_size": batch_size,
                  "image_size": image_size, "lr": lr, "workers": workers, "device": device, "resume": resume,
                  "save_every": save_every, "seed": seed, "backbone": backbone}
-        plan = build_train_plan(load_recipe(config), flags)
+        plan = build_train_plan(load_recipe(config), flags, None if config is None else Path(config).parent)
         results = run_training(plan)
         if launcher_rank() == 0:
             _summary(results)

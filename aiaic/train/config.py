@@ -21,6 +21,7 @@ from typing import Any, Literal
 from aiaic.config import build_config, recipe_section
 from aiaic.errors import ConfigError
 from aiaic.models.config import ModelConfig
+from aiaic.models.pretrained import check_weight_files
 
 STAGE_NAMES = ("baseline", "stage1", "stage2", "rnet", "stage3", "e2e")
 STAGE_ALIASES = {"baseline": "baseline", "1": "stage1", "2": "stage2", "rnet": "rnet", "3": "stage3",
@@ -122,11 +123,14 @@ _STAGE_FLAGS = ("epochs", "batch_size", "lr")
 _MODEL_FLAGS = ("backbone",)
 
 
-def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> TrainPlan:
+def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
+                     recipe_dir: Path | None = None) -> TrainPlan:
     """Recipe + flags (None = not given) -> TrainPlan, validated once.
 
-    Raises ConfigError for an unknown key in [train], [train.<stage>] or [model], a stage table with
-    an unknown name, or a value out of range.
+    Relative weight paths in [model] are taken relative to `recipe_dir` (the recipe's folder; None =
+    the working directory). Raises ConfigError for an unknown key in [train], [train.<stage>] or
+    [model], a stage table with an unknown name, a value out of range, or weight files that do not exist
+    (all of them named, with where they come from).
     """
     train_section = recipe_section(recipe, "train")
     unknown = sorted(set(train_section) - _RUN_KEYS - _STAGE_KEYS)
@@ -146,6 +150,8 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = build_config(ModelConfig, recipe_section(recipe, "model"),
                          {k: flags.get(k) for k in _MODEL_FLAGS})
+    model = model.with_paths_under(recipe_dir if recipe_dir is not None else Path.cwd())
+    check_weight_files(model)
     stage_defaults = {k: v for k, v in train_section.items() if k in _STAGE_KEYS}
     stage_flags = {k: flags.get(k) for k in _STAGE_FLAGS}
     stages = {

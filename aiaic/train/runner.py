@@ -27,7 +27,7 @@ from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
-from aiaic.models.pretrained import load_relevance_encoders
+from aiaic.models.pretrained import load_audio_encoder, load_relevance_encoders
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
 from aiaic.train.distributed import DistInfo, barrier, setup_distributed, teardown
@@ -86,6 +86,7 @@ def _stage_record(plan: TrainPlan, spec: StageSpec, manifest: dict, dist_info: D
         "mel_mean": list(source.mel_mean),
         "mel_std": list(source.mel_std),
         "mel_config": manifest.get("mel_config", {}),
+        "spec_config": None if plan.model.spectrogram is None else plan.model.spectrogram.to_dict(),
         "mel_stats_computed_on": stats.get("computed_on"),
         "split_dir": str(plan.train.shards),
         "split_recipe_hash": recipe_hash(manifest.get("recipe", {})),
@@ -160,8 +161,10 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
         _check_same_model(plan, prev, prev_cfg)
         ckpt.load_weights(prev / ckpt.WEIGHTS, model)
         encoders = list((prev_cfg or {}).get("encoders", []))
+    if "audio" in spec.trains and not resuming:  # stage 2, e2e: E_a starts from its pretrained file
+        encoders = encoders + load_audio_encoder(model)
     if name == "rnet" and not resuming:
-        encoders = load_relevance_encoders(model)
+        encoders = encoders + load_relevance_encoders(model)
     elif resuming and saved is not None:
         encoders = list(saved.get("encoders", encoders))
     model.to(dist_info.device)
@@ -171,7 +174,8 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
     optimizer = make_optimizer(cfg, params)
     loader_cfg = LoaderConfig(image_size=run.image_size, batch_size=cfg.batch_size, workers=run.workers,
                               train=True, seed=run.seed, epoch=0,
-                              mask_prob=cfg.mask_prob if spec.uses_mask else 0.0)
+                              mask_prob=cfg.mask_prob if spec.uses_mask else 0.0,
+                              spectrogram=plan.model.spectrogram)
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
     scheduler = make_scheduler(cfg, optimizer, cfg.epochs * len(loader))
     state = LoopState()
