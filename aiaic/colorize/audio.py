@@ -1,10 +1,11 @@
 """Audio for colorize: a one-second window from any file PyAV reads; a video's soundtrack second by second.
 
-All audio is decoded with PyAV from the first audio stream, downmixed to mono and resampled to
-`MelConfig.sample_rate` (16 kHz) float32 in [-1, 1]. Windows are cut by sample count from the time
-of the first decoded audio frame (its presentation time anchors sample 0), so irregular packet
-timestamps inside a stream do not shift later seconds; a stream starting after (before) the origin
-is padded with (trimmed by) that many samples of silence.
+All audio is decoded with PyAV from the first audio stream and turned into `MelConfig.sample_rate`
+(16 kHz) mono float32 in [-1, 1] by `aiaic.data.pcm`, the path extraction uses (the channel mean, so a
+stereo file whose two channels are equal gives exactly its mono twin, as in training). Windows are cut
+by sample count from the time of the first decoded audio frame (its presentation time anchors sample
+0), so irregular packet timestamps inside a stream do not shift later seconds; a video's soundtrack
+starting after (before) the picture's origin is padded with (trimmed by) that many samples of silence.
 """
 
 from __future__ import annotations
@@ -19,18 +20,10 @@ import av
 import numpy as np
 
 from aiaic.data.audio import MelConfig
+from aiaic.data.pcm import AudioCutter, mono_resampler, to_mono
 from aiaic.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-def _resampler(rate: int) -> av.AudioResampler:
-    return av.AudioResampler(format="flt", layout="mono", rate=rate)
-
-
-def _frame_samples(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> list[np.ndarray]:
-    """Resample one decoded frame (None flushes) to mono float32 sample arrays."""
-    return [f.to_ndarray().reshape(-1).astype(np.float32, copy=False) for f in resampler.resample(frame)]
 
 
 def open_audio(path: Path) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
@@ -56,44 +49,40 @@ def read_audio_window(path: Path, start: float | None, cfg: MelConfig) -> tuple[
     need = cfg.segment_samples
     rate = cfg.sample_rate
     container, stream = open_audio(path)
-    chunks: list[np.ndarray] = []
-    have = 0
+    cutter = AudioCutter(None, rate)  # sample 0 = the first decoded sample
     stop_at = None if start is None else int(round(start * rate)) + need
     try:
-        resampler = _resampler(rate)
         for frame in container.decode(stream):
-            for s in _frame_samples(resampler, frame):
-                chunks.append(s)
-                have += s.size
-            if stop_at is not None and have >= stop_at:
+            cutter.push(frame)
+            if stop_at is not None and cutter.total >= stop_at:
                 break
         else:
-            for s in _frame_samples(resampler, None):
-                chunks.append(s)
-                have += s.size
+            cutter.push(None)
     except av.error.FFmpegError as e:
         raise InputError(path, f"audio cannot be decoded ({e})") from e
+    except ValueError as e:  # a frame without a timestamp
+        raise InputError(path, f"audio cannot be placed in time ({e})") from e
     finally:
         container.close()
-    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    total = pcm.size / rate
-    if pcm.size < need:
+    n_samples = cutter.total
+    total = n_samples / rate
+    if n_samples < need:
         raise InputError(
             path, f"audio is {total:.2f} s long, shorter than the {cfg.segment_seconds:g} s window"
         )
     if start is None:
-        first = (pcm.size - need) // 2
+        first = (n_samples - need) // 2
     else:
         if start < 0:
             raise InputError(path, f"--audio-start {start} is negative")
         first = int(round(start * rate))
-        if first + need > pcm.size:
+        if first + need > n_samples:
             raise InputError(
                 path,
                 f"--audio-start {start:g} s leaves less than {cfg.segment_seconds:g} s "
                 f"(audio is {total:.2f} s)",
             )
-    return pcm[first : first + need].copy(), first / rate
+    return cutter.samples(first, need)[0], first / rate
 
 
 class Soundtrack:
@@ -113,7 +102,7 @@ class Soundtrack:
         self.keep_packets = keep_packets
         self.container, self.stream = open_audio(self.path)
         self._packets = self.container.demux(self.stream)
-        self._resampler = _resampler(cfg.sample_rate)
+        self._resampler = mono_resampler(cfg.sample_rate)
         self._buf: deque[np.ndarray] = deque()
         self._buf_start = 0  # global sample index of the first buffered sample
         self._buf_len = 0
@@ -170,7 +159,7 @@ class Soundtrack:
                     self._buf_len += shift
             if frame is not None and self.keep_frames:
                 self.decoded_frames.append(frame)
-            for s in _frame_samples(self._resampler, frame):
+            for s in to_mono(self._resampler, frame):
                 self._push(s)
         return not self._eof
 

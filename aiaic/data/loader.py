@@ -71,6 +71,8 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 from webdataset.tariterators import base_plus_ext
 
+from aiaic.config import build_config
+from aiaic.data.audio import MelConfig
 from aiaic.data.loader_stages import (
     N_MELS,
     DecodeStage,
@@ -149,12 +151,12 @@ class SplitSource:
     origin: str = ""  # the manifest or pattern it came from (for messages)
 
 
-def _stats(values: Any, what: str, origin: str) -> tuple[float, ...]:
+def _stats(values: Any, what: str, origin: str, n_mels: int = N_MELS) -> tuple[float, ...]:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 0:
-        arr = np.full(N_MELS, float(arr))
-    if arr.shape != (N_MELS,) or not np.all(np.isfinite(arr)):
-        raise ConfigError(f"{origin}: {what} must be {N_MELS} finite floats (or one), got shape {arr.shape}")
+        arr = np.full(n_mels, float(arr))
+    if arr.shape != (n_mels,) or not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{origin}: {what} must be {n_mels} finite floats (or one), got shape {arr.shape}")
     if what == "mel_std" and np.any(arr <= 0):
         raise ConfigError(f"{origin}: mel_std must be > 0 in every band, got min {arr.min()}")
     return tuple(float(v) for v in arr)
@@ -200,17 +202,26 @@ def open_split(split_dir: Path, split: str) -> SplitSource:
     if not shards or samples <= 0:
         raise InputError(path, f"split {split!r} has no samples")
     counts = entry.get("shard_samples")
+    mel_cfg = mel_config_from(manifest.get("mel_config", {}), str(path))
     return SplitSource(
         name=split,
         urls=tuple(str(split_dir / s) for s in shards),
         samples=samples,
-        mel_mean=_stats(mean, "mel_mean", str(path)),
-        mel_std=_stats(std, "mel_std", str(path)),
+        mel_mean=_stats(mean, "mel_mean", str(path), mel_cfg.n_mels),
+        mel_std=_stats(std, "mel_std", str(path), mel_cfg.n_mels),
         shard_samples=tuple(int(c) for c in counts) if counts is not None else None,
         label_ids={str(k): int(v) for k, v in manifest.get("label_ids", {}).items()},
         mel_config=dict(manifest.get("mel_config", {})),
         origin=str(path),
     )
+
+
+def mel_config_from(recorded: dict[str, Any], origin: str) -> MelConfig:
+    """The `MelConfig` a manifest or stage config recorded ({} = the defaults); ConfigError if invalid."""
+    try:
+        return build_config(MelConfig, recorded or {})
+    except (ConfigError, ValueError) as e:
+        raise ConfigError(f"{origin}: invalid mel_config: {e}") from e
 
 
 def open_shards(
@@ -376,12 +387,13 @@ class StreamLoader:
         self.batches = sum(quotas[rank])
         mean = np.asarray(source.mel_mean, dtype=np.float32).reshape(-1, 1)
         std = np.asarray(source.mel_std, dtype=np.float32).reshape(-1, 1)
+        mel_cfg = mel_config_from(source.mel_config, source.origin)
         self.dataset = wds.DataPipeline(
             ShardStage(self.plan),
             ReadStage(with_pcm=cfg.spectrogram is not None),
             ShuffleStage(self.plan, cfg.shuffle_buffer if cfg.train else 0),
             QuotaStage(self.plan),
-            DecodeStage(self.plan, cfg, mean, std),
+            DecodeStage(self.plan, cfg, mean, std, (len(source.mel_mean), mel_cfg.frames)),
             NegativeStage(self.plan, cfg.neg_pool, cfg.neg_other_label),
             wds.batched(cfg.batch_size, collation_fn=collate, partial=True),
         )

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aiaic.data.loader")
 
 N_MELS = 64
-MEL_SHAPE = (64, 97)  # bands x frames of one second (MelConfig defaults)
+MEL_SHAPE = (64, 97)  # bands x frames of one second (MelConfig defaults; a split's own mel_config rules)
 _KEPT_FIELDS = frozenset({"json", "cls", "mel.npy", *IMAGE_FORMATS})
 _KEPT_WITH_PCM = _KEPT_FIELDS | {"pcm.npy"}
 # stage tags that make the RNG streams of the stages independent
@@ -237,8 +237,9 @@ class DecodeStage:
 
     plan: Plan
     cfg: LoaderConfig
-    mel_mean: np.ndarray  # [64, 1]
-    mel_std: np.ndarray  # [64, 1]
+    mel_mean: np.ndarray  # [n_mels, 1]
+    mel_std: np.ndarray  # [n_mels, 1]
+    mel_shape: tuple[int, int] = MEL_SHAPE  # [n_mels, frames] of the split's mel_config
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = self.plan.rng(_TAG_DECODE)
@@ -288,11 +289,11 @@ class DecodeStage:
                 mel = np.load(io.BytesIO(raw["mel.npy"]), allow_pickle=False).astype(np.float32)
             except (ValueError, OSError, EOFError) as e:
                 raise InputError(url, f"sample {key!r}: cannot read mel.npy: {e}") from e
-            if mel.shape != MEL_SHAPE:
-                raise InputError(url, f"sample {key!r}: mel shape {mel.shape}, expected {MEL_SHAPE}")
+            if mel.shape != self.mel_shape:
+                raise InputError(url, f"sample {key!r}: mel shape {mel.shape}, expected {self.mel_shape}")
             mel = ((mel - self.mel_mean) / self.mel_std).astype(np.float32)
         else:
-            mel = np.zeros(MEL_SHAPE, dtype=np.float32)
+            mel = np.zeros(self.mel_shape, dtype=np.float32)
         item = {
             "key": key,
             "video_id": video_id,

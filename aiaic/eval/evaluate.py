@@ -214,15 +214,11 @@ def _score_batch(samples, models, lpips_metric, device):
     grey = join_full_resolution(L, torch.zeros(len(samples), 2, 1, 1, device=device))
     preds["grey_input"] = (grey, np.zeros(len(samples)))
     for name, model in models.items():
-        mel = torch.stack(
-            [
-                torch.as_tensor(model.normalize_mel(s.mel), dtype=torch.float32)[None]
-                if s.mel is not None
-                else torch.zeros(1, model.mel_config.n_mels, model.mel_config.frames)
-                for s in samples
-            ]
-        )
-        ab_n, r = model.predict(model_input(L, model.image_size), mel.to(device), has.to(device))
+        # the stored log-mel (what training read) and, where the model reads it, the VGGSound spectrogram
+        kept = [s if h else None for s, h in zip(samples, has.tolist(), strict=True)]
+        audio = model.audio_input([None if s is None else s.pcm for s in kept],
+                                  mels=[None if s is None else s.mel for s in kept])
+        ab_n, r = model.predict(model_input(L, model.image_size), audio, has.to(device))
         preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
     rows: dict[str, list[dict]] = {}
     for name, (images, r) in preds.items():
