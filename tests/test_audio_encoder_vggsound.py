@@ -26,6 +26,7 @@ from aiaic.models.colorizer import build_colorizer
 from aiaic.models.config import ModelConfig
 from aiaic.models.pretrained import load_audio_encoder
 from aiaic.runs import checkpoint as ckpt
+from aiaic.runs.inference import load_inference
 from aiaic.train.config import build_train_plan
 from aiaic.train.runner import run_training
 
@@ -47,16 +48,21 @@ def _layout() -> dict[str, list[int]]:
 
 def write_vggsound_checkpoint(path: Path, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random checkpoint in the official layout: {"model_state_dict": {"audnet.*": ...}} with every
-    key of the reference (the 309-class fc included); BatchNorm counters at 7."""
+    key of the reference (the 309-class fc included). Values like a trained network's scale (He-scaled
+    convs, BatchNorm near identity) so features carry the input through; BatchNorm counters at 7."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for key, shape in _layout().items():
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(7)
         elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.05
+            state[key] = torch.rand(shape, generator=g) * 0.5 + 0.75
+        elif len(shape) == 4:  # conv
+            state[key] = torch.randn(shape, generator=g) * (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
+        elif key.endswith(("bn1.weight", "bn2.weight")) or ".downsample.1.weight" in key:
+            state[key] = 1.0 + 0.02 * torch.randn(shape, generator=g)
+        else:  # BatchNorm biases and running means, the classifier
+            state[key] = 0.05 * torch.randn(shape, generator=g)
     torch.save({"model_state_dict": state}, path)
     return state
 
@@ -98,19 +104,29 @@ def test_loader_batches_carry_the_spectrogram_of_pcm(tmp_path):
         assert not torch.allclose(batch["neg_spec"][i], want, atol=1e-2)  # audio of another video
 
 
-def test_stage2_starts_from_the_file_and_learns(tmp_path):
-    split = write_split_dir(tmp_path / "split", classes=2, videos_per_class=3, seconds=4, size=32,
+@pytest.fixture(scope="module")
+def vggsound_run(tmp_path_factory) -> tuple[Path, Path, dict[str, torch.Tensor]]:
+    """(run dir, split dir, checkpoint state): stages 1, 2, rnet and 3 of a tiny model whose E_a and
+    E_a' both start from a random checkpoint in the official VGGSound layout (spectrogram of 1 s)."""
+    root = tmp_path_factory.mktemp("vggsound_run")
+    split = write_split_dir(root / "split", classes=2, videos_per_class=3, seconds=4, size=32,
                             shards_per_split=2, with_pcm=True)
-    weights = tmp_path / "H.pth.tar"
+    weights = root / "H.pth.tar"
     state = write_vggsound_checkpoint(weights)
     model = {**TINY_MODEL, "audio_encoder": "vggsound", "vggsound_weights": str(weights),
-             "spec_tile_seconds": 1.0}
+             "relevance_audio_encoder": "vggsound", "spec_tile_seconds": 1.0}
     recipe = {"model": model, "train": {"image_size": 32, "epochs": 1, "batch_size": 4, "lr": 1e-3,
                                        "log_every": 1, "stage2": {"epochs": 3, "lr": 3e-4}}}
-    out = tmp_path / "run"
-    for stage in ("1", "2"):
+    out = root / "run"
+    for stage in ("1", "2", "rnet", "3"):
         plan = build_train_plan(recipe, {"shards": split, "out": out, "stage": stage, "device": "cpu"})
         run_training(plan)
+    return out, split, state
+
+
+@pytest.mark.slow
+def test_stage2_starts_from_the_file_and_learns(vggsound_run):
+    out, _, state = vggsound_run
     s1 = load_file(str(out / "stage1" / ckpt.WEIGHTS))
     s2 = load_file(str(out / "stage2" / ckpt.WEIGHTS))
     config = json.loads((out / "stage2" / "config.json").read_text())
@@ -128,6 +144,36 @@ def test_stage2_starts_from_the_file_and_learns(tmp_path):
     rows = [json.loads(line) for line in (out / "stage2" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["semantic_loss"] for r in rows if "semantic_loss" in r]
     assert len(losses) >= n and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+    # the relevance net's E_a' is the file's network, frozen (its counters never moved)
+    rn = load_file(str(out / "rnet" / ckpt.WEIGHTS))
+    assert torch.equal(rn["relevance_audio.net.conv1.weight"], state["audnet.conv1.weight"])
+    assert int(rn["relevance_audio.net.bn1.num_batches_tracked"]) == 7
+
+
+@pytest.mark.slow
+def test_inference_feeds_e_a_the_spectrogram_training_saw(vggsound_run):
+    out, split, _ = vggsound_run
+    model = load_inference(out, "full", "cpu")
+    spec_cfg = model.model.config.spectrogram
+    assert spec_cfg is not None and spec_cfg.shape == (257, 98)
+    pcm = [tone(0, 0, 1, 3), tone(1, 0, 1, 3), None]
+    audio = model.audio_input(pcm)
+    assert audio["spec"].shape == (3, 1, 257, 98) and audio["mel"].shape == (3, 1, 64, 97)
+    # the loader's spectrogram of the same sample (what stages 2, rnet and 3 trained on)
+    cfg = LoaderConfig(image_size=32, batch_size=16, train=False, spectrogram=spec_cfg, neg_pool=4)
+    with make_loader(open_split(split, "train"), cfg) as loader:
+        batch = next(iter(loader))
+    i = batch["key"].index(f"{video_id(0, 0)}_000000_s01")
+    assert torch.allclose(audio["spec"][0], batch["spec"][i], atol=1e-5)
+    assert torch.count_nonzero(audio["spec"][2]) == 0  # no audio
+    L = batch["L"][:3]
+    has = torch.tensor([True, True, False])
+    ab_n, r = model.predict(L, audio, has)
+    assert ab_n.shape == (3, 2, 32, 32) and r[2] == 0 and bool(((r[:2] > 0) & (r[:2] < 1)).all())
+    c, _ = model.guidance(L, audio, has)
+    assert not torch.allclose(c[0], c[1])  # different sounds steer differently
+    with pytest.raises(ValueError, match="spec"):
+        model.predict(L, audio["mel"], has)  # a bare log-mel is not what this E_a reads
 
 
 def test_missing_weight_files_fail_at_once_naming_each(tmp_path):
