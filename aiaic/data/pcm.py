@@ -79,8 +79,12 @@ class AudioCutter:
     def end_time(self) -> float:
         return (self.anchor or 0.0) + self.total / self.rate
 
+    def start_of(self, i: int) -> int:
+        """Output sample index where second i of the timeline starts."""
+        return round((i - (self.anchor or 0.0)) * self.rate)
+
     def _bounds(self, i: int) -> tuple[int, int]:
-        start = round((i - (self.anchor or 0.0)) * self.rate)
+        start = self.start_of(i)
         return start, start + self.rate
 
     def ready(self, i: int) -> bool:
