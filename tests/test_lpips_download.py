@@ -84,3 +84,25 @@ def test_failed_downloads_leave_lpips_unavailable_and_nothing_behind(server, tmp
     assert not checkpoints.exists() or not any(checkpoints.iterdir())
     metric, status = load_lpips(None, download=True, url=f"{base}/{perceptual.ALEXNET_CACHE_FILE}")
     assert metric is None and "404" in status.reason  # not on the server
+
+
+def test_eval_cli_offline_flag_reaches_the_config(monkeypatch, tmp_path):
+    """`aiaic-eval --offline` sets EvalConfig.offline (the CLI is a thin wrapper: only the plumbing is
+    checked here; the download decision itself is tested above)."""
+    from typer.testing import CliRunner
+
+    import aiaic.eval.evaluate as evaluate
+    from aiaic.cli.eval import app
+    from aiaic.errors import RunError
+
+    seen = []
+
+    def capture(cfg):
+        seen.append(cfg)
+        raise RunError("stop here")
+
+    monkeypatch.setattr(evaluate, "run_eval", capture)
+    for flag, want in (("--offline", True), ("--online", False), (None, False)):
+        args = ["--run", str(tmp_path), "--shards", str(tmp_path), "--out", str(tmp_path / "o")]
+        res = CliRunner().invoke(app, args + ([flag] if flag else []))
+        assert "stop here" in res.output and seen[-1].offline is want

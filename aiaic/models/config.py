@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aiaic.data.spectrogram import SpecConfig
 
@@ -116,7 +116,7 @@ class ModelConfig:
     def with_paths_under(self, base: Path) -> ModelConfig:
         """This config with every relative file path (weights) taken relative to `base` (the recipe's
         folder); absolute paths and None are kept."""
-        changes = {}
+        changes: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Path):
