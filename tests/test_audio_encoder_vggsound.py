@@ -27,8 +27,10 @@ from aiaic.models.config import ModelConfig
 from aiaic.models.pretrained import load_audio_encoder
 from aiaic.runs import checkpoint as ckpt
 from aiaic.runs.inference import load_inference
-from aiaic.train.config import build_train_plan
+from aiaic.train.config import StageConfig, build_train_plan
+from aiaic.train.objectives import StageObjective
 from aiaic.train.runner import run_training
+from aiaic.train.stages import STAGES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from split_fixtures import tone, video_id, write_split_dir  # noqa: E402
@@ -102,6 +104,24 @@ def test_loader_batches_carry_the_spectrogram_of_pcm(tmp_path):
         want = vggsound_spectrogram(torch.from_numpy(tone(c, v, t, 3)), spec_cfg)[0]
         assert torch.allclose(batch["spec"][i], want, atol=1e-5)
         assert not torch.allclose(batch["neg_spec"][i], want, atol=1e-2)  # audio of another video
+
+    # E_a from scratch on the log-mel with a VGGSound E_a' on the spectrogram: each reads its own field
+    weights = tmp_path / "H.pth.tar"
+    write_vggsound_checkpoint(weights)
+    cfg_m = ModelConfig(**TINY_MODEL, relevance_audio_encoder="vggsound", vggsound_weights=weights,
+                        spec_tile_seconds=1.0)
+    assert (cfg_m.audio_input, cfg_m.relevance_audio_input, cfg_m.audio_inputs) == ("mel", "spec",
+                                                                                    ("mel", "spec"))
+    model = build_colorizer(cfg_m).eval()
+    with torch.no_grad():
+        out = StageObjective(model, STAGES["rnet"], StageConfig())(batch)
+        logits = model.relevance.logits(model.relevance_audio(torch.cat([batch["spec"], batch["neg_spec"]])),
+                                        model.relevance_image_features(batch["L"]).repeat(2, 1))
+        target = torch.cat([torch.ones(4), torch.zeros(4)])
+        want_bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        assert torch.allclose(out["bce"], want_bce, atol=1e-6)
+        f_a = StageObjective(model, STAGES["stage2"], StageConfig())(batch)
+        assert torch.isfinite(f_a["loss"])  # E_a read the [B, 1, 64, 97] log-mel
 
 
 @pytest.fixture(scope="module")
