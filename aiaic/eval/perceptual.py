@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from aiaic.errors import InputError
 
 ALEXNET_CACHE_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_CACHE_FILE  # torchvision IMAGENET1K_V1
+DOWNLOAD_STALL_SECONDS = 60.0  # a connection or read that stalls this long fails the download
 ALEXNET_SHA256_PREFIX = "7be5be79"
 # torchvision AlexNet `features.<i>` -> lpips trunk `net.slice<k>.<i>`
 _TRUNK_KEYS = {0: "slice1", 3: "slice2", 6: "slice3", 8: "slice4", 10: "slice5"}
@@ -84,11 +86,15 @@ def fetch_trunk_weights(url: str = ALEXNET_URL) -> tuple[Path | None, str]:
     Returns (path, "") or (None, the reason it failed); nothing is left behind on failure.
     """
     target = hub_cache_path(url)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_STALL_SECONDS)  # torch.hub's urlopen has no timeout of its own
     try:
         torch.hub.load_state_dict_from_url(url, model_dir=str(target.parent), map_location="cpu",
                                            progress=False, check_hash=True, weights_only=True)
     except (OSError, RuntimeError, ValueError) as e:  # no network, HTTP error, hash mismatch, bad file
         return None, f"downloading {url} failed ({type(e).__name__}: {e})"
+    finally:
+        socket.setdefaulttimeout(previous)
     return target, ""
 
 
