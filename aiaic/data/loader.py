@@ -388,6 +388,9 @@ class StreamLoader:
         mean = np.asarray(source.mel_mean, dtype=np.float32).reshape(-1, 1)
         std = np.asarray(source.mel_std, dtype=np.float32).reshape(-1, 1)
         mel_cfg = mel_config_from(source.mel_config, source.origin)
+        if cfg.spectrogram is not None and cfg.spectrogram.sample_rate != mel_cfg.sample_rate:
+            raise ConfigError(f"{source.origin}: the shards' PCM is {mel_cfg.sample_rate} Hz, the VGGSound "
+                              f"spectrogram needs {cfg.spectrogram.sample_rate} Hz (extract at that rate)")
         self.dataset = wds.DataPipeline(
             ShardStage(self.plan),
             ReadStage(with_pcm=cfg.spectrogram is not None),

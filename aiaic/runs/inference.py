@@ -92,6 +92,9 @@ class InferenceModel:
                             else self.normalize_mel(raw).reshape(1, *zeros_mel.shape[1:]))
         out["mel"] = torch.stack(mel_rows)
         spec_cfg = cfg.spectrogram
+        if spec_cfg is not None and spec_cfg.sample_rate != self.mel_config.sample_rate:
+            raise RunError(f"{self.stage_dir}: PCM is read at {self.mel_config.sample_rate} Hz but the "
+                           f"VGGSound spectrogram needs {spec_cfg.sample_rate} Hz")
         if spec_cfg is not None:
             specs = []
             for i, x in enumerate(pcm):
