@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from split_fixtures import write_split_dir
 
-from aiaic.data.audio import MelConfig
+from aiaic.data.audio import MelConfig, log_mel
 
 TINY_MODEL = {
     "base_channels": 4, "depth": 2, "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8, "cond_dim": 8,
@@ -63,6 +63,11 @@ class StandInModel:
     def normalize_mel(self, raw):
         return (torch.as_tensor(raw, dtype=torch.float32) - self.mel_mean[:, None]) / self.mel_std[:, None]
 
+    def audio_input(self, pcm, mels=None):
+        rows = [torch.zeros(1, 64, 97) if x is None else self.normalize_mel(log_mel(x, self.mel_config))[None]
+                for x in pcm]
+        return {"mel": torch.stack(rows)}
+
     def expected_ab_n(self, mel: torch.Tensor, has_audio: torch.Tensor) -> torch.Tensor:
         """[N, 2] the constant ab_n predicted for mel [N, 1, 64, 97] (and the guidance c)."""
         r = has_audio.float()
@@ -75,6 +80,8 @@ class StandInModel:
         n = L_n.shape[0]
         if mel is None:
             return None, torch.zeros(n)
+        if isinstance(mel, dict):
+            mel = mel["mel"]
         has = torch.ones(n, dtype=torch.bool) if has_audio is None else has_audio.bool()
         return self.expected_ab_n(mel, has), has.float()
 

@@ -9,6 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AIAIC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# tests never download: aiaic-eval treats this like --offline (LPIPS weights are not fetched)
+os.environ.setdefault("AIAIC_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -122,7 +122,7 @@ def test_video_second_i_guided_by_second_i_and_soundtrack_kept(tmp_path):
     a_exp = []
     for i in range(2):
         g = guidance_from_pcm(model, pcm[i * 16000 : (i + 1) * 16000], -60.0)
-        a_exp.append(float(model.expected_ab_n(g.mel[None], torch.tensor([True]))[0, 0]) * 110)
+        a_exp.append(float(model.expected_ab_n(g.audio["mel"][None], torch.tensor([True]))[0, 0]) * 110)
     assert abs(a_exp[0] - a_exp[1]) > 10  # the two tones give clearly different colours
 
     def a_star(k: int) -> float:
@@ -146,7 +146,7 @@ def test_video_guided_by_audio_or_no_audio_for_every_second_keeps_its_own_soundt
     sf.write(wav, pcm[:16000], 16000, subtype="FLOAT")  # the tone of the clip's second 0
     model = StandInModel()
     g = guidance_from_pcm(model, pcm[:16000], -60.0)
-    a_fixed = float(model.expected_ab_n(g.mel[None], torch.tensor([True]))[0, 0]) * 110
+    a_fixed = float(model.expected_ab_n(g.audio["mel"][None], torch.tensor([True]))[0, 0]) * 110
     assert abs(a_fixed) > 5
 
     def run(name: str, **kw) -> tuple[object, list[np.ndarray]]:

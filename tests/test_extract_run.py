@@ -338,14 +338,15 @@ def test_cli_builds_the_config_from_recipe_and_flags(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake(cfg):
-        seen["cfg"] = cfg
+    def fake(cfg, mel=None):
+        seen["cfg"], seen["mel"] = cfg, mel
         raise InputError(cfg.src, "stop here")
 
     monkeypatch.setattr(cli, "run_extract", fake)
     recipe = tmp_path / "r.toml"
     recipe.write_text(
         '[extract]\nlayout = "ave"\nsamples_per_shard = 7\nsize = 128\nseed = 3\n[split]\nseed = 9\n'
+        '[extract.mel]\nn_mels = 40\nhop_length = 320\n'
     )
     res = runner.invoke(
         app,
@@ -372,6 +373,7 @@ def test_cli_builds_the_config_from_recipe_and_flags(tmp_path, monkeypatch):
         ],
     )
     assert res.exit_code == 2 and "stop here" in text(res)
+    assert (seen["mel"].n_mels, seen["mel"].hop_length, seen["mel"].n_fft) == (40, 320, 512)  # [extract.mel]
     c = seen["cfg"]
     assert (c.src, c.out, c.layout, c.mode, c.samples_per_shard, c.size, c.seed, c.part) == (
         Path("S"),

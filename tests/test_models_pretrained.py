@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from aiaic.models.colorizer import VGG19Features, build_colorizer
 from aiaic.models.config import ModelConfig
 from aiaic.models.pretrained import load_relevance_encoders, load_vgg19_image, load_vggsound_audio
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REFERENCE = Path(os.environ.get("AIAIC_SHARED_DATA", _SHARED / "data")).parent / "reference"
 
 
 def _reference(name: str) -> dict:

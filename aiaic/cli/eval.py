@@ -71,6 +71,11 @@ def evaluate(
     batch_size: int = typer.Option(None, "--batch-size", help="Samples per forward pass (default 16)."),
     max_samples: int = typer.Option(None, "--max-samples", help="Only the first N samples of each split."),
     config: Path = typer.Option(None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[eval] table."),
+    offline: bool = typer.Option(
+        None, "--offline/--online",
+        help="Never download the LPIPS AlexNet weights (default: fetch them into the torch hub cache "
+        "when missing; AIAIC_OFFLINE=1 also forbids it).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Evaluate every available variant of RUN on the requested splits; unavailable ones are listed."""
@@ -89,6 +94,7 @@ def evaluate(
             "device": device,
             "batch_size": batch_size,
             "max_samples": max_samples,
+            "offline": offline,
         }
         cfg = build_config(EvalConfig, recipe_section(load_recipe(config), "eval"), flags)
         metrics = run_eval(cfg)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from aiaic.cli._common import console, setup_logging, user_errors
 from aiaic.config import build_config, load_recipe, recipe_section
+from aiaic.data.audio import MelConfig
 from aiaic.data.extract import ExtractConfig, ExtractSummary, run_extract
 
 
@@ -85,6 +86,7 @@ def extract(
             "allow_missing_audio": True if allow_missing_audio else None,
             "overwrite": True if overwrite else None,
         }
-        cfg = build_config(ExtractConfig, recipe_section(load_recipe(config), "extract"), flags)
-        summary = run_extract(cfg)
+        recipe = load_recipe(config)
+        cfg = build_config(ExtractConfig, recipe_section(recipe, "extract"), flags)
+        summary = run_extract(cfg, mel=build_config(MelConfig, recipe_section(recipe, "extract.mel")))
     print_summary(summary)

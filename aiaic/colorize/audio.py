@@ -1,10 +1,11 @@
 """Audio for colorize: a one-second window from any file PyAV reads; a video's soundtrack second by second.
 
-All audio is decoded with PyAV from the first audio stream, downmixed to mono and resampled to
-`MelConfig.sample_rate` (16 kHz) float32 in [-1, 1]. Windows are cut by sample count from the time
-of the first decoded audio frame (its presentation time anchors sample 0), so irregular packet
-timestamps inside a stream do not shift later seconds; a stream starting after (before) the origin
-is padded with (trimmed by) that many samples of silence.
+All audio is decoded with PyAV from the first audio stream and turned into `MelConfig.sample_rate`
+(16 kHz) mono float32 in [-1, 1] by `aiaic.data.pcm`, the path extraction uses (the channel mean, so a
+stereo file whose two channels are equal gives exactly its mono twin, as in training). Windows are cut
+by sample count from the time of the first decoded audio frame (its presentation time anchors sample
+0), so irregular packet timestamps inside a stream do not shift later seconds; a video's soundtrack
+starting after (before) the picture's origin is padded with (trimmed by) that many samples of silence.
 """
 
 from __future__ import annotations
@@ -19,18 +20,10 @@ import av
 import numpy as np
 
 from aiaic.data.audio import MelConfig
+from aiaic.data.pcm import AudioCutter
 from aiaic.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-def _resampler(rate: int) -> av.AudioResampler:
-    return av.AudioResampler(format="flt", layout="mono", rate=rate)
-
-
-def _frame_samples(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> list[np.ndarray]:
-    """Resample one decoded frame (None flushes) to mono float32 sample arrays."""
-    return [f.to_ndarray().reshape(-1).astype(np.float32, copy=False) for f in resampler.resample(frame)]
 
 
 def open_audio(path: Path) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
@@ -56,54 +49,52 @@ def read_audio_window(path: Path, start: float | None, cfg: MelConfig) -> tuple[
     need = cfg.segment_samples
     rate = cfg.sample_rate
     container, stream = open_audio(path)
-    chunks: list[np.ndarray] = []
-    have = 0
+    cutter = AudioCutter(None, rate)  # sample 0 = the first decoded sample
     stop_at = None if start is None else int(round(start * rate)) + need
     try:
-        resampler = _resampler(rate)
         for frame in container.decode(stream):
-            for s in _frame_samples(resampler, frame):
-                chunks.append(s)
-                have += s.size
-            if stop_at is not None and have >= stop_at:
+            cutter.push(frame)
+            if stop_at is not None and cutter.total >= stop_at:
                 break
         else:
-            for s in _frame_samples(resampler, None):
-                chunks.append(s)
-                have += s.size
+            cutter.push(None)
     except av.error.FFmpegError as e:
         raise InputError(path, f"audio cannot be decoded ({e})") from e
+    except ValueError as e:  # a frame without a timestamp
+        raise InputError(path, f"audio cannot be placed in time ({e})") from e
     finally:
         container.close()
-    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    total = pcm.size / rate
-    if pcm.size < need:
+    n_samples = cutter.total
+    total = n_samples / rate
+    if n_samples < need:
         raise InputError(
             path, f"audio is {total:.2f} s long, shorter than the {cfg.segment_seconds:g} s window"
         )
     if start is None:
-        first = (pcm.size - need) // 2
+        first = (n_samples - need) // 2
     else:
         if start < 0:
             raise InputError(path, f"--audio-start {start} is negative")
         first = int(round(start * rate))
-        if first + need > pcm.size:
+        if first + need > n_samples:
             raise InputError(
                 path,
                 f"--audio-start {start:g} s leaves less than {cfg.segment_seconds:g} s "
                 f"(audio is {total:.2f} s)",
             )
-    return pcm[first : first + need].copy(), first / rate
+    return cutter.samples(first, need)[0], first / rate
 
 
 class Soundtrack:
     """A video's own audio, decoded lazily one second at a time, its packets kept for remuxing.
 
     Times are seconds from `origin` (the video stream's start time), so second i is
-    [i, i + 1) of the picture's timeline. `second(i)` returns PCM [segment_samples] or None where
-    the audio does not cover that second (a final partial second holding at least half a
-    second of audio uses the last full second of audio; a shorter tail counts as no audio).
-    Memory holds only the seconds not yet consumed plus a few packets.
+    [i, i + 1) of the picture's timeline, cut by `aiaic.data.pcm.AudioCutter` as extraction cuts it
+    (sample count from the first frame's timestamp; audio missing before the soundtrack starts is
+    silence). `second(i)` returns PCM [segment_samples] or None where the audio does not cover that
+    second (a final partial second holding at least half a second of audio uses the last full second
+    of audio; a shorter tail counts as no audio). Memory holds only the seconds not yet consumed plus
+    a few packets.
     """
 
     def __init__(self, path: Path, origin: float, cfg: MelConfig, keep_packets: bool):
@@ -113,11 +104,8 @@ class Soundtrack:
         self.keep_packets = keep_packets
         self.container, self.stream = open_audio(self.path)
         self._packets = self.container.demux(self.stream)
-        self._resampler = _resampler(cfg.sample_rate)
-        self._buf: deque[np.ndarray] = deque()
-        self._buf_start = 0  # global sample index of the first buffered sample
-        self._buf_len = 0
-        self._anchor: int | None = None  # samples to drop (>0) or pad (<0) before sample 0
+        # any gap before the soundtrack starts is silence here (extraction rejects > 0.1 s instead)
+        self._cutter = AudioCutter(origin, cfg.sample_rate, tolerance=math.inf)
         self._eof = False
         self._draining = False
         self.last_time = -math.inf  # time of the last demuxed packet, seconds from origin
@@ -126,17 +114,6 @@ class Soundtrack:
         self.keep_frames = False
 
     # ---- decoding -------------------------------------------------------------------------
-    def _push(self, samples: np.ndarray) -> None:
-        if self._draining:  # after the last frame only the packets matter
-            return
-        if self._anchor is not None and self._anchor > 0:  # audio starts before origin: drop
-            drop = min(self._anchor, samples.size)
-            samples = samples[drop:]
-            self._anchor -= drop
-        if samples.size:
-            self._buf.append(samples)
-            self._buf_len += samples.size
-
     def _pump(self) -> bool:
         """Demux and decode one packet; False at end of stream."""
         if self._eof:
@@ -161,62 +138,44 @@ class Soundtrack:
             if packet.pts is not None and packet.time_base is not None:
                 self.last_time = float(packet.pts * packet.time_base) - self.origin
         for frame in frames:
-            if frame is not None and self._anchor is None:
-                t0 = float(frame.time) if frame.time is not None else 0.0
-                shift = int(round((t0 - self.origin) * self.cfg.sample_rate))
-                self._anchor = -shift  # >0: drop that many; <0: pad with silence
-                if shift > 0:
-                    self._buf.append(np.zeros(shift, np.float32))
-                    self._buf_len += shift
             if frame is not None and self.keep_frames:
                 self.decoded_frames.append(frame)
-            for s in _frame_samples(self._resampler, frame):
-                self._push(s)
+            if self._draining:  # after the last frame only the packets matter
+                continue
+            try:
+                self._cutter.push(frame)
+            except ValueError as e:  # a frame without a timestamp
+                raise InputError(self.path, f"audio cannot be placed in time ({e})") from e
         return not self._eof
 
     def ensure(self, seconds: float) -> None:
         """Decode until audio covers `seconds` from the origin (or the stream ends)."""
-        want = int(math.ceil(seconds * self.cfg.sample_rate))
-        while not self._eof and self._buf_start + self._buf_len < want:
+        rate = self.cfg.sample_rate
+        while not self._eof and (self._cutter.anchor is None or self._cutter.end_time() * rate
+                                 < math.ceil(seconds * rate)):
             self._pump()
-
-    def _slice(self, first: int, n: int) -> np.ndarray:
-        out = np.empty(n, np.float32)
-        pos = self._buf_start
-        filled = 0
-        for chunk in self._buf:
-            lo = max(first, pos)
-            hi = min(first + n, pos + chunk.size)
-            if hi > lo:
-                out[lo - first : hi - first] = chunk[lo - pos : hi - pos]
-                filled += hi - lo
-            pos += chunk.size
-        if filled != n:
-            raise RuntimeError(f"internal: audio window [{first}, {first + n}) not buffered")
-        return out
 
     def second(self, i: int) -> np.ndarray | None:
         """PCM of second i (float32 [segment_samples]) or None where there is no audio for it."""
         n = self.cfg.segment_samples
         self.ensure(i + 1 + 1e-9)
-        end = self._buf_start + self._buf_len
-        first = i * n
-        if first + n <= end and first >= self._buf_start:
-            return self._slice(first, n)
-        if self._eof and end - first >= n // 2 and end >= n:  # final partial second (>= 0.5 s): last window
-            first = max(end - n, self._buf_start)
-            if end - first == n:
-                return self._slice(first, n)
+        c = self._cutter
+        if c.anchor is None:
+            return None
+        start = c.start_of(i)
+        if start + n <= c.total:
+            return c.samples(start, n)[0]
+        # final partial second (>= 0.5 s of audio, and a whole second decoded): the last window
+        if self._eof and c.total - start >= n // 2 and c.total >= c.start_of(0) + n:
+            first = max(c.total - n, c.buf_start)
+            if c.total - first == n:
+                return c.samples(first, n)[0]
         return None
 
     def release_before(self, i: int) -> None:
-        """Forget samples before second i (keeps memory bounded)."""
-        keep_from = i * self.cfg.segment_samples
-        while self._buf and self._buf_start + self._buf[0].size <= keep_from:
-            if self._eof and self._buf_len - self._buf[0].size < self.cfg.segment_samples:
-                break  # keep one window for the final partial second
-            self._buf_len -= self._buf[0].size
-            self._buf_start += self._buf.popleft().size
+        """Forget samples before second i (keeps memory bounded; the last window stays for a final
+        partial second)."""
+        self._cutter.discard_before(i)
 
     def drain(self) -> Iterator[None]:
         """Demux to the end (to mux the remaining packets after the last frame); PCM is no longer kept."""

@@ -1,8 +1,8 @@
 """Audio guidance inputs and one batched colorize step, written against contract #4's `InferenceModel`.
 
-`InferenceModel` (aiaic/runs/inference.py) provides `image_size`, `mel_config`, `normalize_mel(raw
-log-mel [..., 64, 97]) -> tensor` and `predict(L_n [B, 1, S, S], mel [B, 1, 64, 97] normalised,
-has_audio bool [B]) -> (ab_n [B, 2, S, S], r [B])`, with r = 0 where has_audio is False.
+`InferenceModel` (aiaic/runs/inference.py) provides `image_size`, `mel_config`, `audio_input(pcm
+windows) -> {"mel": ..., "spec": ...}` (what its audio encoders read) and `predict(L_n [B, 1, S, S],
+audio, has_audio bool [B]) -> (ab_n [B, 2, S, S], r [B])`, with r = 0 where has_audio is False.
 
 Images go through `predict` (the contract). Videos compute the guidance (c, r) once per second with
 `InferenceModel.guidance` and colour each frame with `predict_guided`, so the audio networks run
@@ -18,21 +18,20 @@ import torch
 
 from aiaic.colorize.audio import is_silent
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
-from aiaic.data.audio import log_mel
 
 
 @dataclass(frozen=True)
 class Guidance:
-    """One second's guidance: normalised mel [1, n_mels, frames] (zeros when absent) and has_audio."""
+    """One second's guidance: the model's audio input {field: [1, F, T]} (zeros when absent) and
+    has_audio."""
 
-    mel: torch.Tensor
+    audio: dict[str, torch.Tensor]
     has_audio: bool
     why: str  # "audio", "silent", "missing", "disabled"
 
 
 def no_guidance(model, why: str) -> Guidance:
-    cfg = model.mel_config
-    return Guidance(torch.zeros(1, cfg.n_mels, cfg.frames), False, why)
+    return Guidance({k: v[0] for k, v in model.audio_input([None]).items()}, False, why)
 
 
 def guidance_from_pcm(model, pcm: np.ndarray | None, silence_db: float) -> Guidance:
@@ -41,9 +40,7 @@ def guidance_from_pcm(model, pcm: np.ndarray | None, silence_db: float) -> Guida
         return no_guidance(model, "missing")
     if is_silent(pcm, silence_db):
         return no_guidance(model, "silent")
-    mel = torch.from_numpy(log_mel(pcm, model.mel_config))
-    norm = torch.as_tensor(model.normalize_mel(mel), dtype=torch.float32).reshape(1, *mel.shape)
-    return Guidance(norm, True, "audio")
+    return Guidance({k: v[0] for k, v in model.audio_input([pcm]).items()}, True, "audio")
 
 
 @torch.no_grad()
@@ -58,9 +55,9 @@ def colorize_batch(
         raise ValueError(f"{len(frames)} frames but {len(guidance)} guidance entries")
     L_full = luminance_uint8(frames, device)
     L_n = model_input(L_full, model.image_size)
-    mel = torch.stack([g.mel for g in guidance]).to(device)  # [B, 1, n_mels, frames]
+    audio = {k: torch.stack([g.audio[k] for g in guidance]).to(device) for k in guidance[0].audio}
     has_audio = torch.tensor([g.has_audio for g in guidance], dtype=torch.bool, device=device)
-    ab_n, r = model.predict(L_n, mel, has_audio)
+    ab_n, r = model.predict(L_n, audio, has_audio)
     return join_full_resolution(L_full, ab_n.float()), r.float().reshape(-1).cpu().numpy()
 
 

@@ -10,7 +10,7 @@ for the audio too (audio pts are converted to the same absolute clock).
   one), taken from the pts (never index x fps, so variable frame rate, B-frames and non-zero start
   times are right), and only if it lies within [i, i+1] s.
 - Audio: [i, i+1) s resampled by libswresample to 16 kHz, then the mean of the channels (mono,
-  float32 in [-1, 1], as librosa.to_mono).
+  float32 in [-1, 1], as librosa.to_mono), by `aiaic.data.pcm` (shared with colorize).
   **Windows are cut by sample count, anchored by timestamp**: the audio is decoded from the
   stream's first frame, whose pts places output sample 0 on the timeline; output sample n is then
   at anchor + n / 16000 s, whatever later packets' pts say. Real clips (two in mini-vggsound) have
@@ -40,7 +40,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
-AUDIO_EDGE_TOLERANCE = 0.1  # seconds of audio that may be missing at a window's edge (zero-filled)
+from aiaic.data.pcm import AudioCutter, MissingTimestampError
+
 COVER_EPS = 0.02  # seconds: a video ending at 9.98 s still covers segment 9
 
 
@@ -92,89 +93,14 @@ def target_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(1, round(width * size / height)), size
 
 
-class _AudioCutter:
-    """Resamples an audio stream to `rate` Hz mono and hands out windows [i, i+1) s by sample count."""
-
-    def __init__(self, origin: float, rate: int):
-        self.origin = origin
-        self.rate = rate
-        # keep the channels through the resampler and average them afterwards: libswresample's own
-        # float downmix sums stereo at -3 dB each (peaks up to 1.41), the mean is librosa's to_mono
-        self.resampler = av.AudioResampler(format="fltp", rate=rate)
-        self.anchor: float | None = None  # timeline time of output sample 0
-        self.chunks: list[np.ndarray] = []
-        self.buf_start = 0  # output index of the first buffered sample
-        self.buffered = 0
-        self.ended = False
-
-    @property
-    def total(self) -> int:
-        return self.buf_start + self.buffered
+class _AudioCutter(AudioCutter):
+    """`aiaic.data.pcm.AudioCutter` whose missing timestamp is this module's decode_error."""
 
     def push(self, frame: av.AudioFrame | None) -> None:
-        if frame is None:
-            outs = self.resampler.resample(None)
-            self.ended = True
-        else:
-            if self.anchor is None:
-                if frame.pts is None or frame.time_base is None:
-                    raise DecodeFailure("decode_error", "audio frame without a timestamp")
-                self.anchor = float(frame.pts * frame.time_base) - self.origin
-            outs = self.resampler.resample(frame)
-        for out in outs:
-            a = out.to_ndarray().mean(axis=0, dtype=np.float32)
-            if a.size:
-                self.chunks.append(a)
-                self.buffered += a.size
-
-    def end_time(self) -> float:
-        return (self.anchor or 0.0) + self.total / self.rate
-
-    def _bounds(self, i: int) -> tuple[int, int]:
-        start = round((i - (self.anchor or 0.0)) * self.rate)
-        return start, start + self.rate
-
-    def ready(self, i: int) -> bool:
-        """Window i can be cut now: its samples are here, or the audio has ended."""
-        return self.ended or (self.anchor is not None and self.total >= self._bounds(i)[1])
-
-    def window(self, i: int) -> tuple[np.ndarray | None, int, str]:
-        """(pcm [rate], padded samples, '') or (None, 0, reason) when too much is missing."""
-        if self.anchor is None:
-            return None, 0, "the audio stream decoded to no samples"
-        start, end = self._bounds(i)
-        tol = int(AUDIO_EDGE_TOLERANCE * self.rate)
-        if start < 0 and -start > tol:
-            return None, 0, f"audio starts at {self.anchor:.3f} s"
-        if end > self.total and (end - self.total > tol or not self.ended):
-            return None, 0, f"audio ends at {self.end_time():.3f} s"
-        if max(start, 0) < self.buf_start:
-            raise RuntimeError(f"audio window {i} was already discarded")
-        buf = self._joined()
-        lo, hi = max(start, 0), min(end, self.total)
-        pcm = np.zeros(self.rate, dtype=np.float32)
-        pcm[lo - start : hi - start] = buf[lo - self.buf_start : hi - self.buf_start]
-        return np.clip(pcm, -1.0, 1.0), (end - start) - (hi - lo), ""
-
-    def _joined(self) -> np.ndarray:
-        """The buffered samples as one array, kept as the only chunk (no copy when it already is)."""
-        buf = np.concatenate(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
-        self.chunks = [buf] if buf.size else []
-        return buf
-
-    def discard_before(self, i: int) -> None:
-        """Drop buffered samples that no window >= i needs (keeps memory at about one second)."""
-        if self.anchor is None or not self.chunks:
-            return
-        keep_from = max(self._bounds(i)[0], self.buf_start)
-        drop = keep_from - self.buf_start
-        if drop <= 0:
-            return
-        buf = self._joined()
-        drop = min(drop, buf.size)
-        self.chunks = [buf[drop:]] if buf.size > drop else []
-        self.buf_start += drop
-        self.buffered -= drop
+        try:
+            super().push(frame)
+        except MissingTimestampError as e:
+            raise DecodeFailure("decode_error", str(e)) from None
 
 
 @dataclass

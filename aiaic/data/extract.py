@@ -32,11 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from aiaic.config import config_to_dict, recipe_hash
 from aiaic.data import writer as W
-from aiaic.data.audio import MelConfig
+from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.decode import DecodeFailure, Segment, StreamInfo, VideoClip
 from aiaic.data.distributor import run_pool
 from aiaic.data.sample import encode_sample, sample_key
@@ -133,49 +131,6 @@ class JobSpec:
     spool_dir: str
 
 
-class MelFront:
-    """`aiaic.data.audio.log_mel` in plain numpy, for the workers: same STFT (periodic Hann of
-    `win_length` centred in `n_fft`, center=False), same HTK mel filterbank without normalisation,
-    same log offset. It avoids librosa's first-call cost (~3 s per process: scipy/numba imports and
-    JIT) in every worker; tests hold it to `log_mel` within float16 precision (what shards store).
-    """
-
-    def __init__(self, cfg: MelConfig):
-        if cfg.win_length > cfg.n_fft:
-            raise ValueError("win_length must be <= n_fft")
-        self.cfg = cfg
-        n = np.arange(cfg.win_length)
-        win = 0.5 - 0.5 * np.cos(2 * np.pi * n / cfg.win_length)  # periodic Hann (scipy fftbins=True)
-        lpad = (cfg.n_fft - cfg.win_length) // 2
-        self.window = np.zeros(cfg.n_fft)
-        self.window[lpad : lpad + cfg.win_length] = win
-        self.fb = self._htk_filterbank(cfg)
-
-    @staticmethod
-    def _htk_filterbank(cfg: MelConfig) -> np.ndarray:
-        """[n_mels, n_fft // 2 + 1] triangular HTK mel filters, norm=None (as librosa.filters.mel)."""
-        if not cfg.htk:
-            raise ValueError("MelFront implements the HTK mel scale only")
-        fftfreqs = np.fft.rfftfreq(cfg.n_fft, d=1.0 / cfg.sample_rate)
-        mel_lo, mel_hi = (2595.0 * np.log10(1.0 + f / 700.0) for f in (cfg.fmin, cfg.fmax))
-        mel_f = 700.0 * (10.0 ** (np.linspace(mel_lo, mel_hi, cfg.n_mels + 2) / 2595.0) - 1.0)
-        fdiff = np.diff(mel_f)
-        ramps = np.subtract.outer(mel_f, fftfreqs)
-        lower = -ramps[:-2] / fdiff[:-1, None]
-        upper = ramps[2:] / fdiff[1:, None]
-        return np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
-
-    def __call__(self, pcm: np.ndarray) -> np.ndarray:
-        """float32 PCM [samples] at cfg.sample_rate -> float32 log-mel [n_mels, frames] ([64, 97] for 1 s)."""
-        c = self.cfg
-        y = np.asarray(pcm, dtype=np.float32)
-        n_frames = 1 + (y.shape[0] - c.n_fft) // c.hop_length
-        idx = np.arange(c.n_fft)[None, :] + c.hop_length * np.arange(n_frames)[:, None]
-        spec = np.abs(np.fft.rfft(y[idx] * self.window, axis=1)).astype(np.float32) ** c.power
-        mel = self.fb @ spec.T
-        return np.log(mel + c.log_offset).astype(np.float32)
-
-
 def resolve_mode(mode: str, layout: str) -> str:
     if mode != "auto":
         return mode
@@ -217,11 +172,6 @@ def _meta(
     }
 
 
-@functools.lru_cache(maxsize=4)
-def _mel_front(cfg: MelConfig) -> MelFront:
-    return MelFront(cfg)
-
-
 def process_item(task: tuple[int, WorkItem], job: JobSpec) -> W.ItemResult:
     """Worker side: decode one input, spool its encoded samples, return records and any failure."""
     pos, item = task
@@ -240,7 +190,7 @@ def process_item(task: tuple[int, WorkItem], job: JobSpec) -> W.ItemResult:
                 key = sample_key(item.video_id, item.start, seg.index)
                 h, w = seg.image.shape[:2]
                 meta = _meta(item, seg, clip.info, job, key, h, w)
-                mel = _mel_front(job.mel)(seg.pcm) if seg.pcm is not None else None
+                mel = log_mel(seg.pcm, job.mel) if seg.pcm is not None else None
                 sample = encode_sample(key, seg.image, meta, mel, seg.pcm, job.image_format, job.jpeg_quality)
                 fields = []
                 for name, data in sample.items():

@@ -8,8 +8,8 @@ epoch, rank, worker, stage tag), so a stream is a pure function of those::
     ReadStage      tar -> raw samples (bytes per field), tagged with the pass
     ShuffleStage   seeded shuffle buffer that never mixes two passes (train)
     QuotaStage     exactly this worker's share of the epoch
-    DecodeStage    image crop (+ flip), normalised mel, audio_mask
-    NegativeStage  neg_mel from another video
+    DecodeStage    image crop (+ flip), normalised mel, VGGSound spectrogram (when asked), audio_mask
+    NegativeStage  neg_mel (and neg_spec) from another video
     collate        numpy items -> the batch dict (RGB -> CIE Lab)
 """
 
@@ -34,6 +34,7 @@ from webdataset.gopen import gopen
 from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
 from aiaic.data.sample import IMAGE_FORMATS
+from aiaic.data.spectrogram import vggsound_spectrogram
 from aiaic.errors import InputError
 from aiaic.lab import normalize_ab, normalize_l, rgb_to_lab
 
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("aiaic.data.loader")
 
 N_MELS = 64
-MEL_SHAPE = (64, 97)  # bands x frames of one second (MelConfig defaults)
+MEL_SHAPE = (64, 97)  # bands x frames of one second (MelConfig defaults; a split's own mel_config rules)
 _KEPT_FIELDS = frozenset({"json", "cls", "mel.npy", *IMAGE_FORMATS})
+_KEPT_WITH_PCM = _KEPT_FIELDS | {"pcm.npy"}
 # stage tags that make the RNG streams of the stages independent
 _TAG_SHARDS, _TAG_SHUFFLE, _TAG_DECODE, _TAG_NEG = 11, 12, 13, 14
 
@@ -119,9 +121,16 @@ def _keep_field(fname: str) -> bool:
     return base_plus_ext(fname)[1] in _KEPT_FIELDS
 
 
+def _keep_field_pcm(fname: str) -> bool:
+    return base_plus_ext(fname)[1] in _KEPT_WITH_PCM
+
+
 @dataclass
 class ReadStage:
-    """Opens each shard and yields raw samples (bytes per field) tagged with `__pass__`."""
+    """Opens each shard and yields raw samples (bytes per field) tagged with `__pass__`; `pcm.npy` is
+    read only with `with_pcm` (the VGGSound spectrogram is computed from it)."""
+
+    with_pcm: bool = False
 
     def __call__(self, shards: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         per_pass = 0
@@ -137,7 +146,8 @@ class ReadStage:
             except (OSError, ValueError) as e:
                 raise InputError(url, f"cannot open shard: {e}") from e
             try:
-                files = tar_file_expander([{"url": url, "stream": stream}], select_files=_keep_field)
+                keep = _keep_field_pcm if self.with_pcm else _keep_field
+                files = tar_file_expander([{"url": url, "stream": stream}], select_files=keep)
                 for sample in group_by_keys(files):
                     sample["__pass__"] = current
                     per_pass += 1
@@ -221,12 +231,15 @@ def _resize_short(im: Image.Image, short: int) -> Image.Image:
 
 @dataclass
 class DecodeStage:
-    """Raw sample -> numpy item: image crop [3, S, S] float32 in [0, 1], normalised mel [1, 64, 97]."""
+    """Raw sample -> numpy item: image crop [3, S, S] uint8, normalised mel [64, 97] and, where
+    `cfg.spectrogram` is set, "spec" [bins, frames] (the VGGSound spectrogram of pcm.npy; zeros
+    without audio)."""
 
     plan: Plan
     cfg: LoaderConfig
-    mel_mean: np.ndarray  # [64, 1]
-    mel_std: np.ndarray  # [64, 1]
+    mel_mean: np.ndarray  # [n_mels, 1]
+    mel_std: np.ndarray  # [n_mels, 1]
+    mel_shape: tuple[int, int] = MEL_SHAPE  # [n_mels, frames] of the split's mel_config
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = self.plan.rng(_TAG_DECODE)
@@ -276,12 +289,12 @@ class DecodeStage:
                 mel = np.load(io.BytesIO(raw["mel.npy"]), allow_pickle=False).astype(np.float32)
             except (ValueError, OSError, EOFError) as e:
                 raise InputError(url, f"sample {key!r}: cannot read mel.npy: {e}") from e
-            if mel.shape != MEL_SHAPE:
-                raise InputError(url, f"sample {key!r}: mel shape {mel.shape}, expected {MEL_SHAPE}")
+            if mel.shape != self.mel_shape:
+                raise InputError(url, f"sample {key!r}: mel shape {mel.shape}, expected {self.mel_shape}")
             mel = ((mel - self.mel_mean) / self.mel_std).astype(np.float32)
         else:
-            mel = np.zeros(MEL_SHAPE, dtype=np.float32)
-        return {
+            mel = np.zeros(self.mel_shape, dtype=np.float32)
+        item = {
             "key": key,
             "video_id": video_id,
             "rgb": np.ascontiguousarray(arr.transpose(2, 0, 1)),
@@ -290,11 +303,34 @@ class DecodeStage:
             "audio_mask": bool(mask_u < cfg.mask_prob),
             "label": label,
         }
+        if cfg.spectrogram is not None:
+            item["spec"] = self._spectrogram(raw, has_audio, url, key)
+        return item
+
+    def _spectrogram(self, raw: dict[str, Any], has_audio: bool, url: str, key: str) -> np.ndarray:
+        spec_cfg = self.cfg.spectrogram
+        assert spec_cfg is not None
+        if not has_audio:
+            return np.zeros(spec_cfg.shape, dtype=np.float32)
+        if "pcm.npy" not in raw:
+            raise InputError(url, f"sample {key!r} has no pcm.npy, which the VGGSound spectrogram is "
+                                  "computed from (shards extracted by aiaic-data extract hold it)")
+        try:
+            pcm = np.load(io.BytesIO(raw["pcm.npy"]), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise InputError(url, f"sample {key!r}: cannot read pcm.npy: {e}") from e
+        if pcm.ndim != 1 or pcm.size < spec_cfg.nperseg:
+            raise InputError(url, f"sample {key!r}: pcm.npy has shape {pcm.shape}, expected [samples] "
+                                  f"with at least {spec_cfg.nperseg}")
+        with _one_thread():
+            spec = vggsound_spectrogram(torch.from_numpy(pcm.astype(np.float32)), spec_cfg)
+        return spec[0, 0].numpy()
 
 
 @dataclass
 class NegativeStage:
-    """Adds `neg_mel`: the mel of a recent sample from another video, chosen with a seeded RNG.
+    """Adds `neg_mel` (and `neg_spec` where items carry "spec"): the audio of a recent sample from
+    another video, chosen with a seeded RNG.
 
     The pool holds the last `pool` audio clips; the first samples of a stream wait until the pool is
     full (or the stream ends), so they draw from the samples after them too. With `other_label`, a
@@ -308,28 +344,30 @@ class NegativeStage:
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = self.plan.rng(_TAG_NEG)
-        pool: deque[tuple[str, int, np.ndarray]] = deque(maxlen=self.pool)
+        pool: deque[tuple[str, int, dict[str, np.ndarray]]] = deque(maxlen=self.pool)
         pending: deque[dict[str, Any]] = deque()
         for item in src:
             pending.append(item)
             if item["has_audio"]:
-                pool.append((item["video_id"], item["label"], item["mel"]))
+                pool.append((item["video_id"], item["label"],
+                             {k: item[k] for k in ("mel", "spec") if k in item}))
             while pending and (len(pool) == self.pool or len(pending) > self.pool):
                 yield self._with_negative(pending.popleft(), pool, rng)
         while pending:
             yield self._with_negative(pending.popleft(), pool, rng)
 
     def _with_negative(self, item: dict[str, Any], pool: deque, rng: np.random.Generator) -> dict[str, Any]:
-        others = [(label, mel) for vid, label, mel in pool if vid != item["video_id"]]
+        others = [(label, audio) for vid, label, audio in pool if vid != item["video_id"]]
         if self.other_label and any(label != item["label"] for label, _ in others):
-            others = [(label, mel) for label, mel in others if label != item["label"]]
+            others = [(label, audio) for label, audio in others if label != item["label"]]
         if not others:
             raise InputError(
                 item["key"],
                 f"no audio from another video among the last {len(pool)} clips of this loader worker "
                 "(each worker needs shards holding several videos; use fewer workers)",
             )
-        item["neg_mel"] = others[int(rng.integers(len(others)))][1]
+        for k, v in others[int(rng.integers(len(others)))][1].items():
+            item["neg_" + k] = v
         return item
 
 
@@ -354,7 +392,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         rgb = torch.from_numpy(np.stack([it["rgb"] for it in items])).float().div_(255.0)
         lab = rgb_to_lab(rgb)
         L, ab = normalize_l(lab[:, :1]).contiguous(), normalize_ab(lab[:, 1:]).contiguous()
-    return {
+    batch = {
         "L": L,
         "ab": ab,
         "rgb": rgb,
@@ -366,3 +404,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "key": [it["key"] for it in items],
         "video_id": [it["video_id"] for it in items],
     }
+    if "spec" in items[0]:
+        batch["spec"] = torch.from_numpy(np.stack([it["spec"] for it in items]))[:, None]
+        batch["neg_spec"] = torch.from_numpy(np.stack([it["neg_spec"] for it in items]))[:, None]
+    return batch

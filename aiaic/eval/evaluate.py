@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,7 +60,8 @@ class EvalConfig:
 
     run: training run directory (contract #4). shards: split directory holding manifest.json.
     out: output directory. splits / variants: what to evaluate (those not available are listed).
-    lpips_weights: an ImageNet AlexNet state dict (else the torch hub cache; else LPIPS unavailable).
+    lpips_weights: an ImageNet AlexNet state dict (else the torch hub cache; else downloaded into it
+        unless `offline` or the environment sets AIAIC_OFFLINE=1; else LPIPS unavailable).
     save_images: samples per split shown in the grid. batch_size: samples per forward pass.
     max_samples: evaluate only the first N samples of each split (None = all).
     """
@@ -75,6 +77,7 @@ class EvalConfig:
     batch_size: int = 16
     max_samples: int | None = None
     progress: bool = True
+    offline: bool = False
 
     def __post_init__(self) -> None:
         bad = [v for v in self.variants if v not in VARIANTS]
@@ -214,15 +217,11 @@ def _score_batch(samples, models, lpips_metric, device):
     grey = join_full_resolution(L, torch.zeros(len(samples), 2, 1, 1, device=device))
     preds["grey_input"] = (grey, np.zeros(len(samples)))
     for name, model in models.items():
-        mel = torch.stack(
-            [
-                torch.as_tensor(model.normalize_mel(s.mel), dtype=torch.float32)[None]
-                if s.mel is not None
-                else torch.zeros(1, model.mel_config.n_mels, model.mel_config.frames)
-                for s in samples
-            ]
-        )
-        ab_n, r = model.predict(model_input(L, model.image_size), mel.to(device), has.to(device))
+        # the stored log-mel (what training read) and, where the model reads it, the VGGSound spectrogram
+        kept = [s if h else None for s, h in zip(samples, has.tolist(), strict=True)]
+        audio = model.audio_input([None if s is None else s.pcm for s in kept],
+                                  mels=[None if s is None else s.mel for s in kept])
+        ab_n, r = model.predict(model_input(L, model.image_size), audio, has.to(device))
         preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
     rows: dict[str, list[dict]] = {}
     for name, (images, r) in preds.items():
@@ -271,7 +270,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         )
     urls = {s: _split_urls(shards, s, manifest["splits"][s]) for s in splits}
     models, unavailable["variants"] = _load_variants(cfg, run, device)
-    lpips_metric, lpips_status = load_lpips(cfg.lpips_weights, device)
+    offline = cfg.offline or os.environ.get("AIAIC_OFFLINE", "") not in ("", "0")
+    lpips_metric, lpips_status = load_lpips(cfg.lpips_weights, device, download=not offline)
     if not lpips_status.available:
         log.warning("LPIPS unavailable: %s", lpips_status.reason)
 

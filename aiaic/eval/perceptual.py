@@ -1,7 +1,7 @@
-"""LPIPS (Zhang et al. 2018) with the `lpips` package's AlexNet variant, without any download.
+"""LPIPS (Zhang et al. 2018) with the `lpips` package's AlexNet variant.
 
 `lpips.LPIPS(net="alex")` would fetch torchvision's ImageNet AlexNet (`alexnet-owt-7be5be79.pth`)
-through the torch hub. We never let it: the network is built with a random trunk
+through the torch hub behind our back. We do not let it: the network is built with a random trunk
 (`pnet_rand=True`, `pretrained=False`) and then
 
 - the trunk (AlexNet `features.{0,3,6,8,10}`) is loaded from an ImageNet AlexNet state dict found
@@ -11,8 +11,12 @@ through the torch hub. We never let it: the network is built with a random trunk
 - the five linear layers (`lin0..lin4`, LPIPS v0.1) are loaded from `lpips/weights/v0.1/alex.pth`,
   which ships inside the installed `lpips` package.
 
-Where no trunk weights exist, LPIPS is *unavailable* and `LpipsStatus.reason` says why; it is never
-computed with a random trunk. Whether the file's sha256 starts with torchvision's published prefix
+Where the file is in neither place and `load_lpips(download=True)` (what `aiaic-eval` does unless
+`--offline` or `AIAIC_OFFLINE=1`), it is fetched into the hub cache exactly as torchvision does
+(`torch.hub.load_state_dict_from_url(..., check_hash=True)`: the download is checked against the
+sha256 prefix in its file name, written under a temporary name and renamed). Where no trunk weights
+exist (offline, or the download failed), LPIPS is *unavailable* and `LpipsStatus.reason` says why; it
+is never computed with a random trunk. Whether the file's sha256 starts with torchvision's published prefix
 (`7be5be79`) is recorded, so a report can tell official weights from any other AlexNet-shaped file.
 
 Inputs: uint8 RGB [H, W, 3] mapped to [-1, 1] (x / 127.5 - 1), channel-first [B, 3, H, W].
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -32,6 +38,8 @@ import torch
 from aiaic.errors import InputError
 
 ALEXNET_CACHE_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_CACHE_FILE  # torchvision IMAGENET1K_V1
+DOWNLOAD_STALL_SECONDS = 60.0  # a connection or read that stalls this long fails the download
 ALEXNET_SHA256_PREFIX = "7be5be79"
 # torchvision AlexNet `features.<i>` -> lpips trunk `net.slice<k>.<i>`
 _TRUNK_KEYS = {0: "slice1", 3: "slice2", 6: "slice3", 8: "slice4", 10: "slice5"}
@@ -51,7 +59,7 @@ class LpipsStatus:
     available: True only when ImageNet-shaped AlexNet trunk weights were loaded.
     reason: a human-readable explanation (where the weights came from, or why they are missing).
     weights: path of the trunk file used (None when unavailable).
-    source: "user" (--lpips-weights), "hub-cache", or None.
+    source: "user" (--lpips-weights), "hub-cache", "download" (fetched into the hub cache now), or None.
     sha256: hex digest of the trunk file (None when unavailable).
     official_checksum: True when sha256 starts with torchvision's IMAGENET1K_V1 prefix.
     """
@@ -67,9 +75,27 @@ class LpipsStatus:
         return asdict(self)
 
 
-def hub_cache_path() -> Path:
-    """Where torchvision keeps the AlexNet ImageNet weights: `torch.hub.get_dir()/checkpoints/...`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_CACHE_FILE
+def hub_cache_path(url: str = ALEXNET_URL) -> Path:
+    """Where torchvision keeps the weights of `url`: `torch.hub.get_dir()/checkpoints/<file name>`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def fetch_trunk_weights(url: str = ALEXNET_URL) -> tuple[Path | None, str]:
+    """Download `url` into the hub cache as torchvision does (sha256 prefix of the file name checked).
+
+    Returns (path, "") or (None, the reason it failed); nothing is left behind on failure.
+    """
+    target = hub_cache_path(url)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_STALL_SECONDS)  # torch.hub's urlopen has no timeout of its own
+    try:
+        torch.hub.load_state_dict_from_url(url, model_dir=str(target.parent), map_location="cpu",
+                                           progress=False, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError, ValueError) as e:  # no network, HTTP error, hash mismatch, bad file
+        return None, f"downloading {url} failed ({type(e).__name__}: {e})"
+    finally:
+        socket.setdefaulttimeout(previous)
+    return target, ""
 
 
 def sha256_file(path: Path) -> str:
@@ -140,32 +166,43 @@ def to_lpips_tensor(images: np.ndarray) -> torch.Tensor:
     return t / 127.5 - 1.0
 
 
-def find_trunk_weights(user_path: Path | None) -> tuple[Path | None, str, str | None]:
-    """(path or None, reason, source). A user path that does not exist is an InputError."""
+def find_trunk_weights(user_path: Path | None, download: bool = False, url: str = ALEXNET_URL
+                       ) -> tuple[Path | None, str, str | None]:
+    """(path or None, reason, source): the user's file, else the hub cache, else (with `download`) a
+    fresh download into the hub cache. A user path that does not exist is an InputError."""
     if user_path is not None:
         p = Path(user_path)
         if not p.is_file():
             raise InputError(p, "LPIPS weights file not found")
         return p, f"AlexNet trunk from user file {p}", "user"
-    cached = hub_cache_path()
+    cached = hub_cache_path(url)
     if cached.is_file():
         return cached, f"AlexNet trunk from the torch hub cache {cached}", "hub-cache"
+    if download:
+        path, why = fetch_trunk_weights(url)
+        if path is not None:
+            return path, f"AlexNet trunk downloaded from {url} into the torch hub cache {path}", "download"
+        attempt = why
+    else:
+        attempt = "offline: no download attempted"
     reason = (
-        f"ImageNet AlexNet weights not found: {cached} does not exist (no download is attempted); "
+        f"ImageNet AlexNet weights not found: {cached} does not exist ({attempt}); "
         f"pass --lpips-weights PATH or place torchvision's {ALEXNET_CACHE_FILE} in the hub cache"
     )
     return None, reason, None
 
 
 def load_lpips(
-    weights: Path | None = None, device: torch.device | str = "cpu"
+    weights: Path | None = None, device: torch.device | str = "cpu", *, download: bool = False,
+    url: str = ALEXNET_URL,
 ) -> tuple[LpipsMetric | None, LpipsStatus]:
-    """Build LPIPS-Alex from local files only. Returns (metric or None, status).
+    """Build LPIPS-Alex. Returns (metric or None, status).
 
-    Never downloads. Unavailable (None + reason) when no trunk weights are found; a user-given
+    Trunk weights: `weights`, else the hub cache, else (only with `download`) fetched from `url` into
+    the hub cache. Unavailable (None + reason) when none are found or the download fails; a user-given
     file that is missing or not an AlexNet state dict raises `InputError`.
     """
-    path, reason, source = find_trunk_weights(weights)
+    path, reason, source = find_trunk_weights(weights, download, url)
     if path is None:
         return None, LpipsStatus(available=False, reason=reason)
     trunk = _load_trunk_state(path)

@@ -2,7 +2,9 @@
 
     f_a = A2V(E_a(A)) / ||A2V(E_a(A))||
 
-A is the normalised log-mel [B, 1, 64, 97] (one second; `aiaic.data.audio.MelConfig`). E_a is
+A is the normalised log-mel [B, 1, 64, 97] (one second; `aiaic.data.audio.MelConfig`) for an E_a
+trained from scratch, or the VGGSound spectrogram [B, 1, 257, 1004] (`aiaic.data.spectrogram`) for the
+VGGSound-initialised E_a (`ModelConfig.audio_encoder`); the network is fully convolutional. E_a is
 `torchvision.models.resnet18` with `conv1 = Conv2d(1, 64, 7, stride 2, padding 3, bias False)` and
 its classifier removed, so its keys are those of the public VGGSound ResNet-18 (after stripping the
 `audnet.` prefix and dropping `fc`; see `aiaic.models.pretrained`).
@@ -31,7 +33,8 @@ def one_channel_resnet18(num_classes: int | None = None) -> nn.Module:
 
 
 class AudioEncoder(nn.Module):
-    """E_a: log-mel [B, 1, F, T] (F = 64 mel bands, T = 97 frames) -> features [B, 512]."""
+    """E_a: audio input [B, 1, F, T] (log-mel: F = 64, T = 97; VGGSound spectrogram: F = 257,
+    T = 1004) -> features [B, 512]."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,7 +43,7 @@ class AudioEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 4 or mel.shape[1] != 1:
-            raise ValueError(f"E_a expects a log-mel [B, 1, F, T], got {list(mel.shape)}")
+            raise ValueError(f"E_a expects an audio input [B, 1, F, T], got {list(mel.shape)}")
         return self.net(mel)
 
 

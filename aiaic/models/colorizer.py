@@ -5,7 +5,9 @@
     r = relevance(E_a'(A), E_v(grey X)) in (0, 1), 0 without audio
 
 Tensors: L_n [B, 1, H, W] = (L - 50) / 50; ab_n [B, 2, H, W] = ab / 110; RGB [B, 3, H, W] in [0, 1];
-mel [B, 1, 64, 97] normalised log-mel; r [B]. The components are plain attributes, so a training
+A = E_a's audio input (`ModelConfig.audio_input`): the normalised log-mel [B, 1, 64, 97] ("mel") or
+the VGGSound spectrogram [B, 1, 257, 1004] ("spec"); A' likewise for the relevance net's E_a'
+(`ModelConfig.relevance_audio_input`); r [B]. The components are plain attributes, so a training
 stage freezes or trains them by name (`COMPONENTS`).
 """
 
@@ -123,11 +125,11 @@ class AudioInfusedColorizer(nn.Module):
         return self.semantic(rgb)
 
     def audio_features(self, mel: torch.Tensor) -> torch.Tensor:
-        """E_a(A): mel [B, 1, 64, 97] -> [B, 512]."""
+        """E_a(A): A [B, 1, F, T] (see the module docstring) -> [B, 512]."""
         return self.audio(mel)
 
     def audio_semantics(self, mel: torch.Tensor) -> torch.Tensor:
-        """f_a = A2V(E_a(A)): mel [B, 1, 64, 97] -> [B, semantic_dim], unit norm."""
+        """f_a = A2V(E_a(A)): A [B, 1, F, T] -> [B, semantic_dim], unit norm."""
         return self.a2v(self.audio(mel))
 
     # --- relevance ---------------------------------------------------------------------------
@@ -144,8 +146,9 @@ class AudioInfusedColorizer(nn.Module):
 
     def relevance_audio_features(self, mel: torch.Tensor,
                                  audio_feat: torch.Tensor | None = None) -> torch.Tensor:
-        """E_a'(A): mel [B, 1, 64, 97] -> [B, 512]. Without a pretrained E_a' it is E_a, so a caller that
-        already has E_a(mel) passes it as `audio_feat` [B, 512] and the encoder does not run twice."""
+        """E_a'(A'): A' [B, 1, F, T] (the relevance audio input) -> [B, 512]. Without a pretrained E_a' it
+        is E_a (and A' = A), so a caller that already has E_a(A) passes it as `audio_feat` [B, 512] and
+        the encoder does not run twice."""
         if self.relevance_audio is not None:
             return self.relevance_audio(mel)
         return audio_feat if audio_feat is not None else self.audio(mel)

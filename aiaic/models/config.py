@@ -6,9 +6,11 @@ saves it (as JSON) beside every set of weights, so a run can be rebuilt exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from aiaic.data.spectrogram import SpecConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,12 @@ class ModelConfig:
         activation_checkpointing: recompute activations in the backward pass instead of storing them
             (less memory, ~30 % more compute; for the large backbones on GPUs). A backbone that has no
             use for it ignores it.
+        audio_encoder: E_a of stages 2 and 3: "scratch" (random init, reads the normalised 64-band
+            log-mel [B, 1, 64, 97]) or "vggsound" (the public VGGSound ResNet-18 from `vggsound_weights`,
+            the paper's E_a, reading the VGGSound spectrogram [B, 1, 257, 1004] of
+            `aiaic.data.spectrogram`). A relevance audio encoder "vggsound" reads that spectrogram too.
+        spec_tile_seconds: the VGGSound spectrogram tiles the one-second window to this many seconds
+            (10 = the official input [257, 1004]; 1 = no tiling, [257, 98], ten times cheaper).
     """
 
     backbone: str = "unet"
@@ -57,6 +65,8 @@ class ModelConfig:
     vgg19_weights: Path | None = None
     vggsound_weights: Path | None = None
     activation_checkpointing: bool = False
+    audio_encoder: Literal["scratch", "vggsound"] = "scratch"
+    spec_tile_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.base_channels < 4:
@@ -76,3 +86,44 @@ class ModelConfig:
             raise ValueError("relevance_image_encoder = 'vgg19' needs vgg19_weights (a file path)")
         if self.relevance_audio_encoder == "vggsound" and self.vggsound_weights is None:
             raise ValueError("relevance_audio_encoder = 'vggsound' needs vggsound_weights (a file path)")
+        if self.spec_tile_seconds < 0.05:
+            raise ValueError(f"spec_tile_seconds must be >= 0.05, got {self.spec_tile_seconds}")
+        if self.audio_encoder == "vggsound" and self.vggsound_weights is None:
+            raise ValueError("audio_encoder = 'vggsound' needs vggsound_weights (a file path)")
+
+    @property
+    def audio_input(self) -> Literal["mel", "spec"]:
+        """The batch field E_a reads: "mel" (normalised log-mel) or "spec" (VGGSound spectrogram)."""
+        return "spec" if self.audio_encoder == "vggsound" else "mel"
+
+    @property
+    def relevance_audio_input(self) -> Literal["mel", "spec"]:
+        """The batch field the relevance net's audio encoder E_a' reads (E_a's when E_a serves)."""
+        return "spec" if self.relevance_audio_encoder == "vggsound" else self.audio_input
+
+    @property
+    def spec_config(self) -> SpecConfig:
+        """The VGGSound spectrogram settings (official ones, tiled to `spec_tile_seconds`)."""
+        return SpecConfig(length_samples=round(SpecConfig.sample_rate * self.spec_tile_seconds))
+
+    @property
+    def spectrogram(self) -> SpecConfig | None:
+        """`spec_config` where E_a or E_a' reads the VGGSound spectrogram, else None (what the loader
+        and inference compute)."""
+        return self.spec_config if "spec" in self.audio_inputs else None
+
+    @property
+    def audio_inputs(self) -> tuple[str, ...]:
+        """Every audio field the model reads ("mel" and/or "spec")."""
+        return tuple(sorted({self.audio_input, self.relevance_audio_input}))
+
+    def with_paths_under(self, base: Path) -> ModelConfig:
+        """This config with every relative file path (weights) taken relative to `base` (the recipe's
+        folder); absolute paths and None are kept."""
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                path = value.expanduser()
+                changes[f.name] = path if path.is_absolute() else Path(base) / path
+        return replace(self, **changes) if changes else self

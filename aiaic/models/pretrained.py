@@ -1,4 +1,5 @@
-"""Optional pretrained encoders for the relevance net, read from files the user names (never downloaded).
+"""Optional pretrained encoders (E_a and the relevance net's), read from files the user names (never
+downloaded).
 
 - ImageNet VGG-19 (torchvision `vgg19-dcbb9e9d.pth`: a bare state dict; the `features.*` keys are
   used, `classifier.*` dropped) for the image side E_v.
@@ -9,8 +10,11 @@
 
 Files are read with `torch.load(weights_only=True)`, so no arbitrary object is ever unpickled. Keys
 and shapes are checked against the model; a mismatch raises `InputError` naming the file and the keys.
-The VGGSound network was trained on 257-bin log spectrograms of 10 s; here it reads our log-mel
-[1, 64, 97] (it is fully convolutional), so treat it as an initialisation, not a calibrated classifier.
+The VGGSound network reads what it was trained on: the VGGSound spectrogram [1, 257, 1004] of
+`aiaic.data.spectrogram` (the loader and inference compute it from the one-second PCM).
+
+`check_weight_files(cfg)` lists every configured file that is absent (with where it comes from) in
+one `ConfigError`, so a recipe fails before any data is read.
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ from aiaic.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from aiaic.models.colorizer import AudioInfusedColorizer
+    from aiaic.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
+
+WHERE_FROM = {
+    "vggsound_weights": "the VGGSound authors' model page (hche11/VGGSound README: model H, avgpool, "
+                        "H.pth.tar from www.robots.ox.ac.uk/~vgg/data/vggsound/models/)",
+    "vgg19_weights": "torchvision's ImageNet VGG-19, vgg19-dcbb9e9d.pth: in the torch hub cache "
+                     "(~/.cache/torch/hub/checkpoints/) after "
+                     "torchvision.models.vgg19(weights='IMAGENET1K_V1')",
+}
 
 _WRAPPERS = ("model_state_dict", "state_dict", "params", "model")
 
@@ -95,7 +108,7 @@ def load_vggsound_audio(encoder: nn.Module, path: str | Path) -> None:
     state = vggsound_to_resnet18(read_state_dict(p))
     target: nn.Module = getattr(encoder, "net", encoder)
     _load_checked(target, state, p, "VGGSound ResNet-18 (one-channel stem)")
-    log.info("relevance net audio encoder: VGGSound ResNet-18 from %s (%d tensors)", p, len(state))
+    log.info("VGGSound ResNet-18 from %s (%d tensors)", p, len(state))
 
 
 def vgg19_to_features(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -110,6 +123,42 @@ def load_vgg19_image(module: nn.Module, path: str | Path) -> None:
     state = vgg19_to_features(read_state_dict(p))
     _load_checked(module, state, p, "torchvision VGG-19")
     log.info("relevance net image encoder: ImageNet VGG-19 from %s (%d tensors)", p, len(state))
+
+
+def _uses(cfg: ModelConfig, name: str) -> bool:
+    if name == "vggsound_weights":
+        return cfg.audio_encoder == "vggsound" or cfg.relevance_audio_encoder == "vggsound"
+    if name == "vgg19_weights":
+        return cfg.relevance_image_encoder == "vgg19"
+    return False
+
+
+def check_weight_files(cfg: ModelConfig) -> None:
+    """ConfigError listing every weight file the config uses that does not exist, each with where it
+    comes from; nothing is raised when all are present (or none is used)."""
+    missing = []
+    for name, where in WHERE_FROM.items():
+        path = getattr(cfg, name)
+        if _uses(cfg, name) and path is not None and not Path(path).is_file():
+            missing.append(f"  {name} = {path}: not found; get it from {where}")
+    if missing:
+        raise ConfigError("[model] names weight files that do not exist:\n" + "\n".join(missing))
+
+
+def load_audio_encoder(model: AudioInfusedColorizer) -> list[str]:
+    """With `audio_encoder = "vggsound"`, initialise E_a (`model.audio`) from `vggsound_weights`; the
+    stages that train E_a (stage 2, e2e) call this when they start. Returns the log line ([] for
+    "scratch", whose E_a keeps its random or inherited weights)."""
+    cfg = model.config
+    if cfg.audio_encoder != "vggsound":
+        return []
+    if cfg.vggsound_weights is None:
+        raise ConfigError("audio_encoder = 'vggsound' needs vggsound_weights")
+    load_vggsound_audio(model.audio, cfg.vggsound_weights)
+    line = (f"audio encoder E_a: VGGSound ResNet-18 from {cfg.vggsound_weights} "
+            "(reads the VGGSound spectrogram)")
+    log.info(line)
+    return [line]
 
 
 def load_relevance_encoders(model: AudioInfusedColorizer) -> list[str]:
@@ -136,8 +185,9 @@ def load_relevance_encoders(model: AudioInfusedColorizer) -> list[str]:
         load_vggsound_audio(model.relevance_audio, cfg.vggsound_weights)
         lines.append(f"relevance audio encoder E_a': VGGSound ResNet-18 from {cfg.vggsound_weights}")
     else:
-        lines.append("relevance audio encoder E_a': no VGGSound weights given; E_a trained from scratch in "
-                     "stage 2 serves")
+        lines.append("relevance audio encoder E_a': no VGGSound weights given for it; E_a "
+                     f"({'VGGSound-initialised' if cfg.audio_encoder == 'vggsound' else 'from scratch'}, "
+                     "trained in stage 2) serves")
     for line in lines:
         log.info(line)
     return lines

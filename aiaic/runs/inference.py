@@ -9,20 +9,28 @@
 | e2e            | e2e       | DSG with c from the audio (trained end to end) | 1 where audio exists     |
 
     model = load_inference(Path("runs/demo"), "full", "cpu")
-    ab_n, r = model.predict(L_n, mel, has_audio)      # L_n [B,1,H,W], mel [B,1,64,97] normalised
+    audio = model.audio_input([pcm_second])            # what E_a (and E_a') read, from 16 kHz PCM
+    ab_n, r = model.predict(L_n, audio, has_audio)     # L_n [B,1,H,W]
+
+The audio argument of `predict`/`guidance` is a mapping {"mel": [B,1,64,97] normalised log-mel,
+"spec": [B,1,257,T] VGGSound spectrogram} holding the fields the model reads
+(`ModelConfig.audio_inputs`), or a bare normalised log-mel tensor for a model that reads only "mel".
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from aiaic.config import build_config
-from aiaic.data.audio import MelConfig
+from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.loader import normalize_mel
+from aiaic.data.spectrogram import vggsound_spectrogram
 from aiaic.errors import RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.config import ModelConfig
@@ -60,20 +68,70 @@ class InferenceModel:
         """Raw log-mel [..., 64, 97] -> normalised with the train per-band mean/std (float32)."""
         return normalize_mel(raw_log_mel, self.mel_mean, self.mel_std)
 
+    def audio_input(self, pcm: Sequence[np.ndarray | None],
+                    mels: Sequence[np.ndarray | None] | None = None) -> dict[str, torch.Tensor]:
+        """One-second 16 kHz mono PCM windows -> what the model's audio encoders read, on the CPU.
+
+        Args:
+            pcm: B float32 arrays [segment_samples] in [-1, 1], None where a sample has no audio.
+            mels: optional stored raw log-mels [64, 97] for the same samples (the shards' `mel.npy`,
+                what training read); where absent the log-mel is computed from the PCM.
+        Returns:
+            {"mel": [B, 1, 64, 97] normalised, and "spec": [B, 1, 257, T] where E_a or E_a' reads the
+            VGGSound spectrogram}; zeros for a sample without audio (as the loader gives).
+        """
+        cfg = self.model.config
+        out: dict[str, torch.Tensor] = {}
+        zeros_mel = torch.zeros(1, self.mel_config.n_mels, self.mel_config.frames)
+        mel_rows = []
+        for i, x in enumerate(pcm):
+            raw = mels[i] if mels is not None else None
+            if raw is None and x is not None:
+                raw = log_mel(np.asarray(x, dtype=np.float32), self.mel_config)
+            mel_rows.append(zeros_mel if raw is None
+                            else self.normalize_mel(raw).reshape(1, *zeros_mel.shape[1:]))
+        out["mel"] = torch.stack(mel_rows)
+        spec_cfg = cfg.spectrogram
+        if spec_cfg is not None and spec_cfg.sample_rate != self.mel_config.sample_rate:
+            raise RunError(f"{self.stage_dir}: PCM is read at {self.mel_config.sample_rate} Hz but the "
+                           f"VGGSound spectrogram needs {spec_cfg.sample_rate} Hz")
+        if spec_cfg is not None:
+            specs = []
+            for i, x in enumerate(pcm):
+                if x is None and mels is not None and mels[i] is not None:
+                    raise ValueError(f"sample {i} has a log-mel but no PCM; the VGGSound spectrogram is "
+                                     "computed from the PCM (the shards' pcm.npy)")
+                specs.append(torch.zeros(1, *spec_cfg.shape) if x is None
+                             else vggsound_spectrogram(torch.as_tensor(x, dtype=torch.float32), spec_cfg)[0])
+            out["spec"] = torch.stack(specs)
+        return out
+
+    def _audio_fields(self, audio: torch.Tensor | Mapping[str, torch.Tensor], B: int
+                      ) -> dict[str, torch.Tensor]:
+        fields = {"mel": audio} if isinstance(audio, torch.Tensor) else dict(audio)
+        for key in self.model.config.audio_inputs:
+            if key not in fields:
+                raise ValueError(f"this model reads the audio input {key!r} (ModelConfig.audio_inputs = "
+                                 f"{list(self.model.config.audio_inputs)}); build it with audio_input()")
+            x = fields[key]
+            if x.dim() != 4 or x.shape[0] != B or x.shape[1] != 1:
+                raise ValueError(f"audio input {key!r} must be [B={B}, 1, F, T], got {list(x.shape)}")
+        return {k: v.to(self.device, torch.float32) for k, v in fields.items()}
+
     @torch.no_grad()
-    def predict(self, L_n: torch.Tensor, mel: torch.Tensor | None = None,
+    def predict(self, L_n: torch.Tensor, mel: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
                 has_audio: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """L_n [B, 1, H, W]; mel [B, 1, 64, 97] normalised, or None (no audio); has_audio bool [B] or None
-        (= True for every sample when mel is given) -> (ab_n [B, 2, H, W], r [B]) on the input's device.
+        """L_n [B, 1, H, W]; mel: the audio input (`audio_input`; a bare tensor is the normalised log-mel
+        [B, 1, 64, 97]) or None (no audio); has_audio bool [B] or None (= True for every sample when
+        audio is given) -> (ab_n [B, 2, H, W], r [B]) on the input's device.
 
         r is 0 where has_audio is False; "missing_audio" forces r = 0; "no_r" and "e2e" use r = 1 where
         audio exists; "baseline" always returns r = 0.
         """
         if L_n.dim() != 4 or L_n.shape[1] != 1:
             raise ValueError(f"predict expects L_n [B, 1, H, W], got {list(L_n.shape)}")
-        B = L_n.shape[0]
-        if mel is not None and (mel.dim() != 4 or mel.shape[0] != B or mel.shape[1] != 1):
-            raise ValueError(f"predict expects mel [B={B}, 1, 64, 97], got {list(mel.shape)}")
+        if mel is not None:
+            self._audio_fields(mel, L_n.shape[0])  # checks the shapes for every variant
         L = L_n.to(self.device, torch.float32)
         feats = self.model.encode_grey(L)  # one encoder pass for the colours and the relevance net
         c, r = self._guidance(L, mel, has_audio, feats)
@@ -81,18 +139,19 @@ class InferenceModel:
         return ab_n.to(L_n.device), r.to(L_n.device)
 
     @torch.no_grad()
-    def guidance(self, L_n: torch.Tensor, mel: torch.Tensor | None = None,
+    def guidance(self, L_n: torch.Tensor, mel: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
                  has_audio: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The (c, r) that `predict` would use: L_n [B, 1, H, W] (the frame the relevance net sees),
-        mel [B, 1, 64, 97] normalised or None, has_audio bool [B] or None -> (c [B, cond_dim], or None
-        where the variant or the batch uses no audio, r [B]). For every input,
+        mel: the audio input (as in `predict`) or None, has_audio bool [B] or None -> (c [B, cond_dim],
+        or None where the variant or the batch uses no audio, r [B]). For every input,
         `predict(L_n, mel, has_audio) == (predict_guided(L_n, *guidance(L_n, mel, has_audio)), r)`;
         a video computes (c, r) once per second and colours every frame of that second with it.
         """
         c, r = self._guidance(L_n.to(self.device, torch.float32), mel, has_audio)
         return (None if c is None else c.to(L_n.device)), r.to(L_n.device)
 
-    def _guidance(self, L: torch.Tensor, mel: torch.Tensor | None, has_audio: torch.Tensor | None,
+    def _guidance(self, L: torch.Tensor, mel: torch.Tensor | Mapping[str, torch.Tensor] | None,
+                  has_audio: torch.Tensor | None,
                   feats: list[torch.Tensor] | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(c or None, r) on `self.device` for L [B, 1, H, W] already there (see `guidance`); `feats`:
         the backbone encoder's features of L, if already computed."""
@@ -100,15 +159,16 @@ class InferenceModel:
         zeros = torch.zeros(B, device=self.device)
         if mel is None or self.variant in ("baseline", "missing_audio"):
             return None, zeros
-        mel = mel.to(self.device, torch.float32)
+        fields = self._audio_fields(mel, B)
         has = (torch.ones(B, dtype=torch.bool, device=self.device) if has_audio is None
                else has_audio.to(self.device).bool())
         if not bool(has.any()):
             return None, zeros
-        audio_feat = self.model.audio_features(mel)
+        cfg = self.model.config
+        audio_feat = self.model.audio_features(fields[cfg.audio_input])
         c = self.model.condition(self.model.a2v(audio_feat))
         if self.variant == "full":
-            return c, self.model.relevance_score(L, mel, has, audio_feat, feats)
+            return c, self.model.relevance_score(L, fields[cfg.relevance_audio_input], has, audio_feat, feats)
         return c, has.float()  # "no_r", "e2e"
 
     @torch.no_grad()

@@ -33,6 +33,7 @@ from aiaic.errors import ConfigError
 from aiaic.models.backbones import build_backbone
 from aiaic.models.backbones.base import Backbone
 from aiaic.models.config import ModelConfig
+from aiaic.models.pretrained import check_weight_files
 from aiaic.train.losses import TERM_NAMES
 from aiaic.train.stages import STAGES
 
@@ -232,12 +233,15 @@ def _check_required(train_section: Mapping[str, Any], flags: Mapping[str, Any]) 
                               f"[train] table)")
 
 
-def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> TrainPlan:
+def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
+                     recipe_dir: Path | None = None) -> TrainPlan:
     """Recipe + flags (None = not given) -> TrainPlan, validated once, backbone defaults filled in.
 
-    Raises ConfigError for a missing --shards/--out, an unknown key in [train], [train.<stage>] or
-    [model], a stage table with an unknown name, an unknown loss term, a value out of range, or an
-    image_size that is not a multiple of the backbone's `size_multiple`.
+    Relative weight paths in [model] are taken relative to `recipe_dir` (the recipe's folder; None =
+    the working directory). Raises ConfigError for a missing --shards/--out, an unknown key in [train],
+    [train.<stage>] or [model], a stage table with an unknown name, an unknown loss term, a value out of
+    range, an image_size that is not a multiple of the backbone's `size_multiple`, or weight files that
+    do not exist (all of them named, with where they come from).
     """
     train_section = recipe_section(recipe, "train")
     unknown = sorted(set(train_section) - _RUN_KEYS - _STAGE_KEYS)
@@ -259,6 +263,8 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = build_config(ModelConfig, recipe_section(recipe, "model"),
                          {k: flags.get(k) for k in _MODEL_FLAGS})
+    model = model.with_paths_under(recipe_dir if recipe_dir is not None else Path.cwd())
+    check_weight_files(model)
     backbone = _backbone_for_settings(model)
     if train.image_size % backbone.size_multiple:
         raise ConfigError(f"image_size {train.image_size} is not a multiple of {backbone.size_multiple}, "

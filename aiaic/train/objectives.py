@@ -1,7 +1,8 @@
 """The losses of the stages, as one `nn.Module` per stage (so DDP can wrap it).
 
-`StageObjective(model, spec, stage_cfg)(batch)` takes a loader batch (contract #3: "L", "ab", "rgb",
-"mel", "neg_mel", "has_audio", "audio_mask" ...) already on the device and returns a dict of scalar
+`StageObjective(model, spec, stage_cfg)(batch)` takes a loader batch ("L", "ab", "rgb", "mel",
+"neg_mel", "has_audio", "audio_mask" ..., and "spec"/"neg_spec" where E_a or E_a' reads the VGGSound
+spectrogram: `ModelConfig.audio_input`) already on the device and returns a dict of scalar
 tensors: "loss" (what is minimised) plus the terms and diagnostics worth logging ("r_mean", ...).
 """
 
@@ -60,7 +61,7 @@ class StageObjective(nn.Module):
             f = m.visual_semantics(batch["rgb"])
             audio_feat = None
         else:
-            audio_feat = m.audio_features(batch["mel"])
+            audio_feat = m.audio_features(batch[m.config.audio_input])
             f = m.a2v(audio_feat)
         c = m.condition(f)
         if spec.r_source == "unmasked":
@@ -68,7 +69,7 @@ class StageObjective(nn.Module):
         elif spec.r_source == "audio_unmasked":
             r = (has_audio & ~mask).to(L.dtype)
         elif spec.r_source == "relevance":
-            r = m.relevance_score(L, batch["mel"], has_audio, audio_feat, feats)
+            r = m.relevance_score(L, batch[m.config.relevance_audio_input], has_audio, audio_feat, feats)
         else:
             raise ValueError(f"stage {spec.name}: condition {spec.condition} needs an r source")
         return c, r
@@ -96,7 +97,7 @@ class StageObjective(nn.Module):
         m = self.model
         with torch.no_grad():
             f_v = m.visual_semantics(batch["rgb"])
-        f_a = m.audio_semantics(batch["mel"])
+        f_a = m.audio_semantics(batch[m.config.audio_input])
         has_audio = batch["has_audio"].bool().to(f_a.dtype)
         per_sample = (f_a - f_v).square().sum(dim=1)
         # mean over samples with audio; 0 * sum keeps the graph (DDP) when a batch has none
@@ -110,7 +111,8 @@ class StageObjective(nn.Module):
         L = batch["L"]
         image_feat = m.relevance_image_features(L)
         # true and other pairs in one pass, so the heads' BatchNorm sees one batch of both
-        audio_feat = m.relevance_audio_features(torch.cat([batch["mel"], batch["neg_mel"]]))
+        key = m.config.relevance_audio_input
+        audio_feat = m.relevance_audio_features(torch.cat([batch[key], batch["neg_" + key]]))
         logits = m.relevance.logits(audio_feat, torch.cat([image_feat, image_feat]))
         pos, neg = logits.chunk(2)
         weight = batch["has_audio"].bool().to(pos.dtype)

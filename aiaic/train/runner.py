@@ -27,7 +27,7 @@ from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
-from aiaic.models.pretrained import load_relevance_encoders
+from aiaic.models.pretrained import load_audio_encoder, load_relevance_encoders
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
 from aiaic.train.discriminator import build_discriminator_trainer
@@ -105,6 +105,7 @@ def _stage_record(st: _Stage, manifest: dict, source: SplitSource, complete: boo
         "mel_mean": list(source.mel_mean),
         "mel_std": list(source.mel_std),
         "mel_config": manifest.get("mel_config", {}),
+        "spec_config": None if plan.model.spectrogram is None else plan.model.spectrogram.to_dict(),
         "mel_stats_computed_on": stats.get("computed_on"),
         "split_dir": str(plan.train.shards),
         "split_recipe_hash": recipe_hash(manifest.get("recipe", {})),
@@ -219,8 +220,10 @@ def _build_model(st: _Stage) -> AudioInfusedColorizer:
         _check_same_model(st.plan, prev, prev_cfg)
         ckpt.load_weights(prev / ckpt.WEIGHTS, model)
         st.encoders = list((prev_cfg or {}).get("encoders", []))
+    if "audio" in st.spec.trains and not st.resuming:  # stage 2, e2e: E_a starts from its pretrained file
+        st.encoders = st.encoders + load_audio_encoder(model)
     if st.name == "rnet" and not st.resuming:
-        st.encoders = load_relevance_encoders(model)
+        st.encoders = st.encoders + load_relevance_encoders(model)
     elif st.resuming and st.saved is not None:
         st.encoders = list(st.saved.get("encoders", st.encoders))
     model.to(st.dist_info.device)
@@ -352,7 +355,8 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
     objective = _build_objective(st, model, amp)
     loader_cfg = LoaderConfig(image_size=run.image_size, batch_size=st.batch_per_rank, workers=run.workers,
                               train=True, seed=run.seed, epoch=0,
-                              mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0)
+                              mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0,
+                              spectrogram=st.plan.model.spectrogram)
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
     val_loader = metrics = None
     try:
