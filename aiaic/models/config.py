@@ -35,6 +35,12 @@ class ModelConfig:
             the grey frame as RGB) or "vgg19" (ImageNet VGG-19 features from `vgg19_weights`).
         relevance_audio_encoder: "audio" (the stage-2 E_a) or "vggsound" (ResNet-18 from `vggsound_weights`).
         vgg19_weights / vggsound_weights: files for the optional pretrained encoders (never downloaded).
+        backbone_weights: the backbone's released weights (a file, e.g. DDColor's `ddcolor_paper_tiny.pth`
+            or a `pytorch_model.bin`, or a Hugging Face repo id such as "piddnad/ddcolor_paper_tiny",
+            fetched only when `huggingface_hub` is installed); the baseline, stage 1 and e2e start from
+            them. None = random initialisation.
+        activation_checkpointing: recompute the backbone encoder's activations in the backward pass
+            (DDColor's ConvNeXt stages): less memory, about a third more compute.
     """
 
     backbone: str = "unet"
@@ -53,6 +59,8 @@ class ModelConfig:
     relevance_audio_encoder: Literal["audio", "vggsound"] = "audio"
     vgg19_weights: Path | None = None
     vggsound_weights: Path | None = None
+    backbone_weights: Path | None = None
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.base_channels < 4:
