@@ -144,7 +144,8 @@ class DDColor(Backbone):
         if rgb.dim() != 4 or rgb.shape[1] != 3:
             raise ValueError(f"DDColor expects RGB [B, 3, H, W], got {list(rgb.shape)}")
         if rgb.shape[-1] % self.size_multiple or rgb.shape[-2] % self.size_multiple:
-            raise ValueError(f"DDColor needs H and W multiples of {self.size_multiple}, got {list(rgb.shape)}")
+            raise ValueError(f"DDColor needs H and W multiples of {self.size_multiple}, "
+                             f"got {list(rgb.shape)}")
         x = (rgb - self.mean) / self.std
         skips, deepest = self.encoder.arch(x)
         return [x, *skips, deepest]
