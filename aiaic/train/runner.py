@@ -27,7 +27,7 @@ from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
-from aiaic.models.pretrained import load_relevance_encoders
+from aiaic.models.pretrained import load_backbone_weights, load_relevance_encoders
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
 from aiaic.train.distributed import DistInfo, barrier, setup_distributed, teardown
@@ -150,6 +150,8 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
 
     torch.manual_seed(run.seed)  # the same initial weights on every rank
     model = build_colorizer(plan.model)
+    if spec.init_from is None and not resuming:  # baseline, stage 1, e2e: from the released weights
+        load_backbone_weights(model)
     encoders: list[str] = []
     if spec.init_from is not None:
         prev = Path(run.out) / spec.init_from
