@@ -46,7 +46,7 @@ def guidance_from_pcm(model, pcm: np.ndarray | None, silence_db: float) -> Guida
     return Guidance(norm, True, "audio")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def colorize_batch(
     model, frames: np.ndarray, guidance: list[Guidance], device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,7 @@ def colorize_batch(
     return join_full_resolution(L_full, ab_n.float()), r.float().reshape(-1).cpu().numpy()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def colorize_guided(
     model, frames: np.ndarray, c: torch.Tensor | None, r: torch.Tensor, device: torch.device
 ) -> np.ndarray:
