@@ -105,4 +105,5 @@ class ConvNeXt(nn.Module):
 def _init_weights(m: nn.Module) -> None:
     if isinstance(m, (nn.Conv2d, nn.Linear)) and not m.weight.is_meta:
         nn.init.trunc_normal_(m.weight, std=0.02)
-        nn.init.zeros_(m.bias)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)

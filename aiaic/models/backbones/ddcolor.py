@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -123,16 +123,17 @@ class DDColor(Backbone):
         """Run power iterations on every spectral-norm conv's stored u/v so that, after a random
         init, eval mode divides by the real largest singular value (released files carry settled u/v)."""
         for m in self.modules():
-            u = getattr(m, "weight_u", None)
-            if not isinstance(m, nn.Conv2d) or u is None or u.is_meta:
+            u_buf = getattr(m, "weight_u", None)
+            if not isinstance(m, nn.Conv2d) or not isinstance(u_buf, torch.Tensor) or u_buf.is_meta:
                 continue
-            w = m.weight_orig.flatten(1)
-            v = m.weight_v
+            w = cast(torch.Tensor, m.weight_orig).flatten(1)
+            v_buf = cast(torch.Tensor, m.weight_v)
+            u, v = u_buf, v_buf
             for _ in range(iterations):
                 v = nn.functional.normalize(w.t() @ u, dim=0, eps=1e-12)
                 u = nn.functional.normalize(w @ v, dim=0, eps=1e-12)
-            m.weight_u.copy_(u)
-            m.weight_v.copy_(v)
+            u_buf.copy_(u)
+            v_buf.copy_(v)
 
     # --- the official convention -----------------------------------------------------------
     def forward_official(self, rgb: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ official checkpoints.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +63,7 @@ class PixelShuffleUp(nn.Module):
         if batch_norm:
             layers.append(nn.BatchNorm2d(nf * scale**2))
         self.conv = nn.Sequential(*layers)
-        icnr_(self.conv[0].weight_orig, scale)
+        icnr_(cast(torch.Tensor, self.conv[0].weight_orig), scale)
         self.shuf = nn.PixelShuffle(scale)
         self.do_blur = blur
         self.pad = nn.ReplicationPad2d((1, 0, 1, 0))
@@ -199,6 +200,7 @@ class MultiScaleColorDecoder(nn.Module):
         self.level_embed = nn.Embedding(self.num_scales, hidden_dim)
         self.input_proj = nn.ModuleList(nn.Conv2d(c, hidden_dim, kernel_size=1) for c in in_channels)
         for proj in self.input_proj:
+            assert isinstance(proj, nn.Conv2d) and proj.bias is not None
             if not proj.weight.is_meta:
                 nn.init.kaiming_uniform_(proj.weight, a=1)
                 nn.init.zeros_(proj.bias)
