@@ -377,8 +377,10 @@ def test_load_model_backbone_alone_or_run_and_contradictions(tmp_path, shared_da
         assert torch.equal(alone.model.backbone.state_dict()[k], t)
     L_n = torch.rand(2, 1, 64, 64) * 2 - 1
     ab_n, r = alone.predict(L_n, torch.randn(2, 1, 64, 97))  # audio is never used by the baseline
-    with torch.no_grad():
-        assert torch.equal(ab_n, mini.eval()(L_n)) and torch.equal(r, torch.zeros(2))
+    with torch.no_grad():  # the same values (the loaded model runs in channels-last layout)
+        assert torch.allclose(ab_n, mini.eval()(L_n), atol=1e-6) and torch.equal(r, torch.zeros(2))
+    assert alone.model.backbone.encoder.arch.stages[0][0].dwconv.weight.is_contiguous(
+        memory_format=torch.channels_last)
 
     with caplog.at_level("INFO", logger="aiaic.colorize.run"):
         run_model = load_model(ColorizeConfig(run=tiny_run, backbone_weights=weights, image_size=64), cpu)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -123,7 +124,7 @@ def load_model(cfg: ColorizeConfig, device):
             raise ConfigError(f"--backbone {cfg.backbone} needs --backbone-weights FILE (its released "
                               "weights): a randomly initialised backbone colours nothing")
         size = cfg.image_size or BACKBONE_IMAGE_SIZE
-        return load_backbone(cfg.backbone, Path(cfg.backbone_weights), size, device)
+        return _for_inference(load_backbone(cfg.backbone, Path(cfg.backbone_weights), size, device))
     model = load_inference(Path(cfg.run), cfg.variant, device)
     run_backbone = model.model.config.backbone
     if cfg.backbone is not None and cfg.backbone != run_backbone:
@@ -138,6 +139,14 @@ def load_model(cfg: ColorizeConfig, device):
             raise ConfigError(f"--image-size {cfg.image_size}: must be a multiple of {multiple} for "
                               f"backbone {run_backbone}")
         model.image_size = cfg.image_size
+    return _for_inference(model)
+
+
+def _for_inference(model):
+    """Put a backbone that runs faster in channels-last layout (`channels_last_inference`) into it."""
+    backbone = model.model.backbone
+    if getattr(backbone, "channels_last_inference", False):
+        backbone.to(memory_format=torch.channels_last)
     return model
 
 
