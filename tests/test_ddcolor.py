@@ -301,3 +301,52 @@ def test_ddcolor_mini_learns():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_baseline_training_starts_from_backbone_weights(tmp_path):
+    from split_fixtures import write_split_dir
+
+    from aiaic.config import build_config
+    from aiaic.runs import checkpoint as ckpt
+    from aiaic.train.config import build_train_plan
+    from aiaic.train.runner import run_training
+
+    source = _build("ddcolor-mini", seed=7)
+    weights = tmp_path / "mini.pth"
+    torch.save({"params": source.state_dict()}, weights)
+    split = write_split_dir(tmp_path / "split", classes=3, videos_per_class=3, seconds=2, size=40,
+                            shards_per_split=1, ood_classes=1)
+    model = {"backbone": "ddcolor-mini", "backbone_weights": str(weights), "semantic_channels": [4, 4, 8, 8],
+             "semantic_dim": 8, "cond_dim": 8, "guidance_hidden": 8, "a2v_hidden": 8, "relevance_dim": 4,
+             "relevance_hidden": 8}
+    recipe = {"model": model, "train": {"epochs": 1, "batch_size": 4, "image_size": 32, "device": "cpu"}}
+    run_training(build_train_plan(recipe, {"shards": split, "out": tmp_path / "run", "stage": "baseline"}))
+    stage = tmp_path / "run" / "baseline"
+    trained = build_colorizer(build_config(ModelConfig, ckpt.read_config(stage)["model"]))
+    ckpt.load_weights(stage / ckpt.WEIGHTS, trained)
+    got, start = trained.backbone.state_dict(), source.state_dict()
+    key = "decoder.color_decoder.query_embed.weight"
+    assert (got[key] - start[key]).abs().max() < 0.05  # a few optimizer steps away from the file's values
+    assert (got[key] - _build("ddcolor-mini", seed=8).state_dict()[key]).abs().max() > 0.5  # not a fresh init
+    norm = "encoder.arch.norm.weight"  # ConvNeXt's descriptor norm: not on the colour path, no gradient
+    assert torch.equal(got[norm], start[norm])
+
+
+def test_audio_guided_inference_with_ddcolor():
+    from aiaic.data.audio import MelConfig
+    from aiaic.runs.inference import InferenceModel
+
+    torch.manual_seed(9)
+    cfg = ModelConfig(backbone="ddcolor-mini", semantic_channels=(4, 4, 8, 8), semantic_dim=8, cond_dim=8,
+                      guidance_hidden=8, a2v_hidden=8, relevance_dim=4, relevance_hidden=8)
+    net = build_colorizer(cfg).eval()
+    model = InferenceModel(model=net, variant="full", image_size=64, mel_mean=torch.zeros(64),
+                           mel_std=torch.ones(64), mel_config=MelConfig(), device=torch.device("cpu"),
+                           stage_dir=None)
+    L_n = _L_n(64, batch=2)
+    ab_n, r = model.predict(L_n, torch.randn(2, 1, 64, 97), torch.tensor([True, False]))
+    with torch.no_grad():
+        plain = net.backbone(L_n)
+    assert 0 < float(r[0]) < 1 and float(r[1]) == 0
+    assert torch.equal(ab_n[1], plain[1])  # no audio: DDColor alone, bit for bit
+    assert not torch.equal(ab_n[0], plain[0])  # audio: DSG at decoder.layers.0 changes the colours
