@@ -33,7 +33,8 @@ import torch
 from aiaic.colorize.audio import Soundtrack
 from aiaic.colorize.compose import luminance_uint8, model_input
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import Guidance, colorize_guided, guidance_from_pcm, no_guidance
+from aiaic.colorize.guided import Guidance, colorize_guided, no_guidance
+from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
 from aiaic.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -175,81 +176,6 @@ class KeyFrames:
         self.container.close()
 
 
-class _SecondGuide:
-    """Per second: the audio guidance inputs, then (c, r) from the model; computed once, dropped later."""
-
-    def __init__(
-        self,
-        model,
-        soundtrack: Soundtrack | None,
-        fixed: Guidance | None,
-        keys: KeyFrames,
-        cfg: ColorizeConfig,
-        device: torch.device,
-    ):
-        self.model, self.soundtrack, self.fixed, self.keys, self.cfg = model, soundtrack, fixed, keys, cfg
-        self.device = device
-        self.cache: dict[int, tuple[torch.Tensor | None, float, str]] = {}
-        self.counts = {"audio": 0, "silent": 0, "missing": 0, "disabled": 0}
-
-    def __call__(self, i: int) -> tuple[torch.Tensor | None, float, str]:
-        """(c [cond_dim] or None, r, why) of second i."""
-        if i not in self.cache:
-            if self.fixed is not None:
-                g = self.fixed
-            elif self.soundtrack is None:
-                g = no_guidance(self.model, "disabled" if self.cfg.no_audio else "missing")
-            else:
-                g = guidance_from_pcm(self.model, self.soundtrack.second(i), self.cfg.silence_db)
-            self.counts[g.why] += 1
-            c, r = None, 0.0
-            if g.has_audio:
-                key = self.keys.get(i)
-                if key is not None:
-                    c_b, r_b = self.model.guidance(
-                        key, g.mel[None].to(self.device), torch.tensor([True], device=self.device)
-                    )
-                    c = None if c_b is None else c_b[0]
-                    r = float(r_b[0])
-            self.cache[i] = (c, r, g.why)
-        return self.cache[i]
-
-    def forget_before(self, i: int) -> None:
-        for k in [k for k in self.cache if k < i - 1]:
-            del self.cache[k]
-
-
-def frame_weights(t: float, smooth: float, last_second: int | None) -> list[tuple[float, int]]:
-    """[(weight, second)] of a frame at t seconds: second floor(t), cross-faded linearly with its
-    neighbour within smooth / 2 of a second boundary (weights sum to 1)."""
-    i = max(0, int(math.floor(t)))
-    half = smooth / 2.0
-    frac = t - i
-    if smooth > 0 and frac < half and i >= 1:
-        alpha = (frac + half) / smooth
-        return [(1.0 - alpha, i - 1), (alpha, i)]
-    if smooth > 0 and frac > 1.0 - half and (last_second is None or i + 1 <= last_second):
-        alpha = (frac - (1.0 - half)) / smooth
-        return [(1.0 - alpha, i), (alpha, i + 1)]
-    return [(1.0, i)]
-
-
-def mix_guidance(weights: list[tuple[float, int]], guide: _SecondGuide) -> tuple[torch.Tensor | None, float]:
-    """Time-smoothed guidance: r = sum w_k r_k; c = the w-weighted mean of the seconds that have c."""
-    r = 0.0
-    cs, ws = [], []
-    for w, sec in weights:
-        c_k, r_k, _ = guide(sec)
-        r += w * r_k
-        if c_k is not None:
-            cs.append(c_k)
-            ws.append(w)
-    if not cs or sum(ws) <= 0:
-        return None, 0.0
-    c = torch.stack(cs) * torch.tensor(ws, dtype=cs[0].dtype, device=cs[0].device)[:, None]
-    return c.sum(dim=0) / sum(ws), r
-
-
 def colorize_video(
     src: Path,
     dst: Path,
@@ -309,7 +235,7 @@ def _timeline(ic: av.container.InputContainer, in_v, in_a, cfg: ColorizeConfig) 
 def _second_guide(
     src: Path, in_a, line: _Timeline, model, cfg: ColorizeConfig, device: torch.device,
     fixed: Guidance | None, stack: contextlib.ExitStack,
-) -> tuple[Soundtrack | None, _SecondGuide]:
+) -> tuple[Soundtrack | None, SecondGuide]:
     """The soundtrack reader (None without audio) and the per-second guidance."""
     soundtrack = None
     if in_a is not None:
@@ -324,7 +250,7 @@ def _second_guide(
         log.info("%s has no audio stream: the visual backbone alone colours it (r = 0)", src)
     keys = KeyFrames(src, line.origin, model.image_size, device)
     stack.callback(keys.close)
-    guide = _SecondGuide(model, None if fixed is not None else soundtrack, fixed, keys, cfg, device)
+    guide = SecondGuide(model, None if fixed is not None else soundtrack, fixed, keys, cfg, device)
     return soundtrack, guide
 
 
@@ -355,7 +281,7 @@ class _FrameWriter:
     """Colours batches of decoded frames with their time-smoothed guidance, encodes them at their
     own pts and muxes the soundtrack alongside; counts frames and the r they got."""
 
-    def __init__(self, model, cfg: ColorizeConfig, device: torch.device, line: _Timeline, guide: _SecondGuide,
+    def __init__(self, model, cfg: ColorizeConfig, device: torch.device, line: _Timeline, guide: SecondGuide,
                  soundtrack: Soundtrack | None, output: tuple, copy_audio: bool):
         self.model, self.cfg, self.device, self.line, self.guide = model, cfg, device, line, guide
         self.soundtrack = soundtrack

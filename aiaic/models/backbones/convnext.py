@@ -14,6 +14,8 @@ official checkpoints (`downsample_layers`, `stages`, `norm0`..`norm3`, `norm`).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,6 +98,11 @@ class ConvNeXt(nn.Module):
                 x = stage(x)
             skips.append(getattr(self, f"norm{i}")(x))
         return skips, x
+
+    def in_channels_last(self) -> bool:
+        """Whether the weights were put in channels-last layout (then inputs should be too)."""
+        stem = cast(torch.Tensor, cast(nn.Sequential, self.downsample_layers[0])[0].weight)
+        return stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
 
     def descriptor(self, deepest: torch.Tensor) -> torch.Tensor:
         """ConvNeXt's global image descriptor: LayerNorm of the spatial mean, [B, dims[3]]."""

@@ -72,6 +72,8 @@ SIZES = {
 class _Encoder(nn.Module):
     """Holds the ConvNeXt as `arch` (the official checkpoints' `encoder.arch.*` names)."""
 
+    arch: ConvNeXt
+
     def __init__(self, arch: ConvNeXt):
         super().__init__()
         self.arch = arch
@@ -151,9 +153,8 @@ class DDColor(Backbone):
             raise ValueError(f"DDColor needs H and W multiples of {self.size_multiple}, "
                              f"got {list(rgb.shape)}")
         x = (rgb - self.mean) / self.std
-        stem = self.encoder.arch.downsample_layers[0][0].weight
-        if stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous():
-            x = x.contiguous(memory_format=torch.channels_last)  # the model was put in channels-last layout
+        if self.encoder.arch.in_channels_last():
+            x = x.contiguous(memory_format=torch.channels_last)
         skips, deepest = self.encoder.arch(x)
         return [x, *skips, deepest]
 
