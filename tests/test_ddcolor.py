@@ -350,3 +350,40 @@ def test_audio_guided_inference_with_ddcolor():
     assert 0 < float(r[0]) < 1 and float(r[1]) == 0
     assert torch.equal(ab_n[1], plain[1])  # no audio: DDColor alone, bit for bit
     assert not torch.equal(ab_n[0], plain[0])  # audio: DSG at decoder.layers.0 changes the colours
+
+
+# ---- building blocks against their definitions ----------------------------------------------------
+
+
+def test_building_blocks_match_their_definitions():
+    import math
+
+    import torch.nn.functional as F
+
+    from aiaic.models.backbones.convnext import LayerNorm2d
+    from aiaic.models.backbones.ddcolor_decoder import PixelShuffleUp, sine_positions
+
+    torch.manual_seed(0)
+    ln = LayerNorm2d(6)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    x = torch.randn(2, 6, 5, 7)
+    ref = F.layer_norm(x.permute(0, 2, 3, 1), (6,), ln.weight, ln.bias, 1e-6).permute(0, 3, 1, 2)
+    assert torch.allclose(ln(x), ref, atol=1e-5)
+
+    h, w, c = 3, 4, 16
+    pos = sine_positions(h, w, c, torch.device("cpu"), torch.float32).reshape(h, w, c)
+    n = c // 2
+    for row, col, k in ((0, 0, 0), (2, 3, 1), (1, 2, 4), (2, 1, 7)):
+        y = (row + 1) / (h + 1e-6) * 2 * math.pi
+        xx = (col + 1) / (w + 1e-6) * 2 * math.pi
+        f = 10000 ** (2 * (k // 2) / n)
+        trig = math.sin if k % 2 == 0 else math.cos
+        assert pos[row, col, k].item() == pytest.approx(trig(y / f), abs=1e-5)  # y half
+        assert pos[row, col, n + k].item() == pytest.approx(trig(xx / f), abs=1e-5)  # x half
+
+    up = PixelShuffleUp(8, 4, scale=2, blur=False)  # ICNR: each 2x2 output block starts constant
+    out = up(torch.randn(1, 8, 3, 3))
+    assert out.shape == (1, 4, 6, 6)
+    assert torch.allclose(out[..., 0::2, 0::2], out[..., 1::2, 1::2])
