@@ -114,7 +114,7 @@ BACKBONE_IMAGE_SIZE = 512  # the official DDColor pipeline's input side
 def load_model(cfg: ColorizeConfig, device):
     """The InferenceModel that `cfg` asks for: a trained run and its variant (`cfg.run`), or a backbone
     alone from its released weights (`cfg.backbone`, `cfg.backbone_weights`; variant "baseline")."""
-    from aiaic.runs.inference import load_backbone, load_inference  # contract #4
+    from aiaic.runs.inference import load_backbone, load_inference
 
     if cfg.run is None:
         if cfg.backbone is None:
