@@ -83,3 +83,9 @@ def denormalize_ab(ab_n: torch.Tensor) -> torch.Tensor:
 def lab_from_normalized(L_n: torch.Tensor, ab_n: torch.Tensor) -> torch.Tensor:
     """Join L_n [..., 1, H, W] and ab_n [..., 2, H, W] into Lab [..., 3, H, W] (ab clamped)."""
     return torch.cat([denormalize_l(L_n), denormalize_ab(ab_n)], dim=-3)
+
+
+def grey_rgb(L_n: torch.Tensor) -> torch.Tensor:
+    """L_n [B, 1, H, W] -> the grey image as RGB [B, 3, H, W] in [0, 1] (Lab with a = b = 0)."""
+    zeros = torch.zeros_like(L_n).expand(-1, 2, -1, -1)
+    return lab_to_rgb(lab_from_normalized(L_n, zeros))

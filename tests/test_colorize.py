@@ -354,3 +354,44 @@ def test_video_with_vorbis_soundtrack_goes_to_mkv_with_the_audio_copied(tmp_path
     res = colorize(ColorizeConfig(inputs=(src,), out=tmp_path, progress=False), StandInModel()).videos[0]
     assert res.output == str(tmp_path / "big_buck_bunny_432_433.mkv") and res.audio == "copied (vorbis)"
     _assert_same_timing_and_audio(src, Path(res.output))
+
+
+# ---- a backbone alone, and its combinations with --run -----------------------------------------
+
+
+def test_load_model_backbone_alone_or_run_and_contradictions(tmp_path, shared_data, tiny_run, caplog):
+    from aiaic.colorize.run import load_model
+    from aiaic.errors import ConfigError
+    from aiaic.models.backbones import build_backbone
+    from aiaic.models.config import ModelConfig
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    mini = build_backbone("ddcolor-mini", ModelConfig(backbone="ddcolor-mini"))
+    weights = tmp_path / "mini.pth"
+    torch.save({"params": mini.state_dict()}, weights)
+
+    alone = load_model(ColorizeConfig(backbone="ddcolor-mini", backbone_weights=weights), cpu)
+    assert (alone.variant, alone.image_size) == ("baseline", 512)  # the official pipeline's size
+    for k, t in mini.state_dict().items():
+        assert torch.equal(alone.model.backbone.state_dict()[k], t)
+    L_n = torch.rand(2, 1, 64, 64) * 2 - 1
+    ab_n, r = alone.predict(L_n, torch.randn(2, 1, 64, 97))  # audio is never used by the baseline
+    with torch.no_grad():  # the same values (the loaded model runs in channels-last layout)
+        assert torch.allclose(ab_n, mini.eval()(L_n), atol=1e-6) and torch.equal(r, torch.zeros(2))
+    assert alone.model.backbone.encoder.arch.stages[0][0].dwconv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+
+    with caplog.at_level("INFO", logger="aiaic.colorize.run"):
+        run_model = load_model(ColorizeConfig(run=tiny_run, backbone_weights=weights, image_size=64), cpu)
+    assert "ignored" in caplog.text and run_model.variant == "full" and run_model.image_size == 64
+    assert run_model.model.config.backbone == "unet"  # the run's own backbone and weights win
+    with pytest.raises(ConfigError, match="contradicts"):
+        load_model(ColorizeConfig(run=tiny_run, backbone="ddcolor-mini"), cpu)
+    with pytest.raises(ConfigError, match="--run RUN .* or --backbone"):
+        load_model(ColorizeConfig(), cpu)
+    img = shared_data / "images" / "bw" / "skimage" / "moon.png"
+    audio = shared_data / "audio" / "imagebind" / "dog_audio.wav"
+    r = runner.invoke(app, [str(img), "--backbone", "ddcolor-mini", "--backbone-weights", str(weights),
+                            "--audio", str(audio), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--audio needs --run" in _flat(r.output)

@@ -4,6 +4,7 @@ r"""`aiaic-colorize`: colour grey photos and old films (guided by their own soun
     aiaic-colorize ../shared/data/clips/moviepy/chaplin_bw_film.mp4 --run runs/demo -o out/chaplin.mp4
     aiaic-colorize film.mkv --run runs/vgg -o out/ --device cuda --batch-size 32 \
         --config pipelines/vggsound.toml
+    aiaic-colorize photo.jpg --backbone ddcolor-tiny --backbone-weights ddcolor_paper_tiny.pth -o out/
 
 Images keep their full resolution and luminance; videos keep size, frame count, frame rate, length
 and their audio stream. Flags override the recipe's [colorize] table.
@@ -19,7 +20,9 @@ from aiaic.cli._common import setup_logging, user_errors
 from aiaic.config import build_config, load_recipe, recipe_section
 
 app = typer.Typer(
-    name="aiaic-colorize", help="Colorize images and videos with a trained run.", add_completion=False
+    name="aiaic-colorize",
+    help="Colorize images and videos with a trained run, or a pretrained backbone alone.",
+    add_completion=False,
 )
 
 
@@ -45,6 +48,16 @@ def colorize(
         None, "--smooth-seconds", help="Cross-fade width between seconds (0..1, default 0.5)."
     ),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace existing outputs."),
+    backbone: str = typer.Option(
+        None, "--backbone", help="Colour with this backbone alone (e.g. ddcolor-tiny), no run, no audio."
+    ),
+    backbone_weights: Path = typer.Option(
+        None, "--backbone-weights", help="The backbone's released weights (.pth, pytorch_model.bin, or a "
+        "Hugging Face repo id)."
+    ),
+    image_size: int = typer.Option(
+        None, "--image-size", help="Side (px) the model colours at (backbone alone: default 512)."
+    ),
     config: Path = typer.Option(
         None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[colorize] table."
     ),
@@ -69,6 +82,9 @@ def colorize(
             "max_seconds": max_seconds,
             "smooth_seconds": smooth_seconds,
             "overwrite": overwrite,
+            "backbone": backbone,
+            "backbone_weights": backbone_weights,
+            "image_size": image_size,
         }
         cfg = build_config(ColorizeConfig, recipe_section(load_recipe(config), "colorize"), flags)
         run_colorize(cfg)

@@ -25,6 +25,13 @@ class ColorizeConfig:
     silence_db: a second whose RMS is at or below this level (dBFS) counts as silent (r = 0).
     max_seconds: colour only the first seconds of each video (None = all of it).
     crf / preset: libx264 quality and speed for video output.
+    backbone: colour with this registered backbone alone (e.g. "ddcolor-tiny"), from its released
+      weights `backbone_weights` (a file or a Hugging Face repo id), without a run and without audio.
+      With `run`, the run's own backbone and weights are used: a different `backbone` is refused,
+      `backbone_weights` is ignored (with a note).
+    image_size: the side (pixels) the model colours at (default: the run's training size; 512, the
+      official DDColor pipeline's, for a backbone alone).
+    batch_size: video frames per forward pass.
     """
 
     inputs: tuple[Path, ...] = ()
@@ -43,6 +50,9 @@ class ColorizeConfig:
     preset: str = "veryfast"
     overwrite: bool = False
     progress: bool = True
+    backbone: str | None = None
+    backbone_weights: Path | None = None
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -57,6 +67,11 @@ class ColorizeConfig:
             raise ValueError("--audio-start needs --audio")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {self.image_size}")
+        if self.backbone is not None and self.run is None and (self.audio is not None):
+            raise ValueError("--audio needs --run (a model trained with audio); --backbone alone colours "
+                             "without audio")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in [0, 51], got {self.crf}")
 

@@ -43,7 +43,7 @@ def guidance_from_pcm(model, pcm: np.ndarray | None, silence_db: float) -> Guida
     return Guidance({k: v[0] for k, v in model.audio_input([pcm]).items()}, True, "audio")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def colorize_batch(
     model, frames: np.ndarray, guidance: list[Guidance], device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def colorize_batch(
     return join_full_resolution(L_full, ab_n.float()), r.float().reshape(-1).cpu().numpy()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def colorize_guided(
     model, frames: np.ndarray, c: torch.Tensor | None, r: torch.Tensor, device: torch.device
 ) -> np.ndarray:

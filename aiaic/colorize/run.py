@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -107,13 +108,51 @@ def plan_jobs(inputs: tuple[Path, ...], out: Path, overwrite: bool) -> list[Job]
     return jobs
 
 
-def load_model(cfg: ColorizeConfig, device):
-    """The InferenceModel that `cfg` asks for (a trained run and its variant)."""
-    if cfg.run is None:
-        raise ConfigError("--run RUN is required (a training run directory)")
-    from aiaic.runs.inference import load_inference  # contract #4
+BACKBONE_IMAGE_SIZE = 512  # the official DDColor pipeline's input side
 
-    return load_inference(Path(cfg.run), cfg.variant, device)
+
+def load_model(cfg: ColorizeConfig, device):
+    """The InferenceModel that `cfg` asks for: a trained run and its variant (`cfg.run`), or a backbone
+    alone from its released weights (`cfg.backbone`, `cfg.backbone_weights`; variant "baseline")."""
+    from aiaic.runs.inference import load_backbone, load_inference
+
+    if cfg.run is None:
+        if cfg.backbone is None:
+            raise ConfigError("--run RUN (a training run directory) or --backbone NAME (with "
+                              "--backbone-weights FILE) is required")
+        if cfg.backbone_weights is None:
+            raise ConfigError(f"--backbone {cfg.backbone} needs --backbone-weights FILE (its released "
+                              "weights): a randomly initialised backbone colours nothing")
+        size = cfg.image_size or BACKBONE_IMAGE_SIZE
+        return _for_inference(load_backbone(cfg.backbone, Path(cfg.backbone_weights), size, device))
+    model = load_inference(Path(cfg.run), cfg.variant, device)
+    run_backbone = model.model.config.backbone
+    if cfg.backbone is not None and cfg.backbone != run_backbone:
+        raise ConfigError(f"--backbone {cfg.backbone} contradicts --run {cfg.run}, which was trained on "
+                          f"{run_backbone}; give one of them")
+    if cfg.backbone_weights is not None:
+        log.info("--backbone-weights %s ignored: the run's own trained weights are used",
+                 cfg.backbone_weights)
+    if cfg.image_size is not None:
+        multiple = int(model.model.backbone.size_multiple)
+        if cfg.image_size % multiple:
+            raise ConfigError(f"--image-size {cfg.image_size}: must be a multiple of {multiple} for "
+                              f"backbone {run_backbone}")
+        model.image_size = cfg.image_size
+    return _for_inference(model)
+
+
+def _for_inference(model):
+    """Put a backbone that runs faster in channels-last layout (`channels_last_inference`) into it."""
+    backbone = model.model.backbone
+    if getattr(backbone, "channels_last_inference", False):
+        backbone.to(memory_format=torch.channels_last)
+    return model
+
+
+def _backbone_name(model) -> str | None:
+    config = getattr(getattr(model, "model", None), "config", None)
+    return getattr(config, "backbone", None)
 
 
 def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
@@ -135,11 +174,12 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
             start + 1.0,
             " (silent there: r = 0)" if not guidance.has_audio else "",
         )
-    elif cfg.no_audio:
-        guidance = no_guidance(model, "disabled")
+    elif cfg.no_audio or getattr(model, "variant", None) == "baseline":
+        guidance = no_guidance(model, "disabled")  # the baseline never uses audio
     else:
         guidance = no_guidance(model, "missing")
-    video_fixed = guidance if cfg.audio is not None or cfg.no_audio else None  # else each video's own audio
+    uses_own_audio = cfg.audio is None and not cfg.no_audio and getattr(model, "variant", None) != "baseline"
+    video_fixed = None if uses_own_audio else guidance  # None: each video's own soundtrack guides it
     n_images = sum(j.kind == "image" for j in jobs)
     if n_images and not guidance.has_audio:
         log.info("no audio for the images: the visual backbone alone colours them (r = 0)")
@@ -197,7 +237,8 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
         summary.summary_path,
         {
             "config": config_to_dict(cfg),
-            "model": {"variant": getattr(model, "variant", None), "image_size": model.image_size},
+            "model": {"variant": getattr(model, "variant", None), "image_size": model.image_size,
+                      "backbone": _backbone_name(model)},
             "images": [r.to_dict() for r in summary.images],
             "videos": [r.to_dict() for r in summary.videos],
             "seconds": summary.seconds,

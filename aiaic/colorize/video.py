@@ -33,7 +33,8 @@ import torch
 from aiaic.colorize.audio import Soundtrack
 from aiaic.colorize.compose import luminance_uint8, model_input
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import Guidance, colorize_guided, guidance_from_pcm, no_guidance
+from aiaic.colorize.guided import Guidance, colorize_guided, no_guidance
+from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
 from aiaic.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -176,84 +177,6 @@ class KeyFrames:
         self.container.close()
 
 
-class _SecondGuide:
-    """Per second: the audio guidance inputs, then (c, r) from the model; computed once, dropped later."""
-
-    def __init__(
-        self,
-        model,
-        soundtrack: Soundtrack | None,
-        fixed: Guidance | None,
-        keys: KeyFrames,
-        cfg: ColorizeConfig,
-        device: torch.device,
-    ):
-        self.model, self.soundtrack, self.fixed, self.keys, self.cfg = model, soundtrack, fixed, keys, cfg
-        self.device = device
-        self.cache: dict[int, tuple[torch.Tensor | None, float, str]] = {}
-        self.counts = {"audio": 0, "silent": 0, "missing": 0, "disabled": 0}
-        self.r_by_second: dict[int, float] = {}  # kept for the whole video (one float per second)
-
-    def __call__(self, i: int) -> tuple[torch.Tensor | None, float, str]:
-        """(c [cond_dim] or None, r, why) of second i."""
-        if i not in self.cache:
-            if self.fixed is not None:
-                g = self.fixed
-            elif self.soundtrack is None:
-                g = no_guidance(self.model, "disabled" if self.cfg.no_audio else "missing")
-            else:
-                g = guidance_from_pcm(self.model, self.soundtrack.second(i), self.cfg.silence_db)
-            self.counts[g.why] += 1
-            c, r = None, 0.0
-            if g.has_audio:
-                key = self.keys.get(i)
-                if key is not None:
-                    c_b, r_b = self.model.guidance(
-                        key, {k: v[None].to(self.device) for k, v in g.audio.items()},
-                        torch.tensor([True], device=self.device)
-                    )
-                    c = None if c_b is None else c_b[0]
-                    r = float(r_b[0])
-            self.cache[i] = (c, r, g.why)
-            self.r_by_second[i] = r
-        return self.cache[i]
-
-    def forget_before(self, i: int) -> None:
-        for k in [k for k in self.cache if k < i - 1]:
-            del self.cache[k]
-
-
-def frame_weights(t: float, smooth: float, last_second: int | None) -> list[tuple[float, int]]:
-    """[(weight, second)] of a frame at t seconds: second floor(t), cross-faded linearly with its
-    neighbour within smooth / 2 of a second boundary (weights sum to 1)."""
-    i = max(0, int(math.floor(t)))
-    half = smooth / 2.0
-    frac = t - i
-    if smooth > 0 and frac < half and i >= 1:
-        alpha = (frac + half) / smooth
-        return [(1.0 - alpha, i - 1), (alpha, i)]
-    if smooth > 0 and frac > 1.0 - half and (last_second is None or i + 1 <= last_second):
-        alpha = (frac - (1.0 - half)) / smooth
-        return [(1.0 - alpha, i), (alpha, i + 1)]
-    return [(1.0, i)]
-
-
-def mix_guidance(weights: list[tuple[float, int]], guide: _SecondGuide) -> tuple[torch.Tensor | None, float]:
-    """Time-smoothed guidance: r = sum w_k r_k; c = the w-weighted mean of the seconds that have c."""
-    r = 0.0
-    cs, ws = [], []
-    for w, sec in weights:
-        c_k, r_k, _ = guide(sec)
-        r += w * r_k
-        if c_k is not None:
-            cs.append(c_k)
-            ws.append(w)
-    if not cs or sum(ws) <= 0:
-        return None, 0.0
-    c = torch.stack(cs) * torch.tensor(ws, dtype=cs[0].dtype, device=cs[0].device)[:, None]
-    return c.sum(dim=0) / sum(ws), r
-
-
 def colorize_video(
     src: Path,
     dst: Path,
@@ -275,6 +198,201 @@ def colorize_video(
         return _colorize_open_video(src, dst, ic, in_v, model, cfg, device, fixed, on_frames, stack)
 
 
+@dataclass(frozen=True)
+class _Timeline:
+    """Facts of the input read once (stream objects must not be touched after the container closes)."""
+
+    width: int
+    height: int
+    rate: Fraction
+    tb: Fraction
+    origin: float  # seconds: the video stream's start time
+    last_second: int | None  # the last whole second that has frames (None: unknown length)
+    audio_codec: str | None
+
+
+def _timeline(ic: av.container.InputContainer, in_v, in_a, cfg: ColorizeConfig) -> _Timeline:
+    tb = in_v.time_base or Fraction(1, 90000)
+    origin = float(in_v.start_time * tb) if in_v.start_time is not None else 0.0
+    if in_v.duration:
+        video_end = float(in_v.duration * tb)
+    elif ic.duration:
+        video_end = ic.duration / 1e6
+    else:
+        video_end = None
+    if cfg.max_seconds is not None:
+        video_end = cfg.max_seconds if video_end is None else min(video_end, cfg.max_seconds)
+    return _Timeline(
+        width=in_v.codec_context.width,
+        height=in_v.codec_context.height,
+        rate=_rate(in_v),
+        tb=tb,
+        origin=origin,
+        last_second=None if video_end is None else max(0, math.ceil(video_end - 1e-6) - 1),
+        audio_codec=audio_codec_name(in_a) if in_a is not None else None,
+    )
+
+
+def _second_guide(
+    src: Path, in_a, line: _Timeline, model, cfg: ColorizeConfig, device: torch.device,
+    fixed: Guidance | None, stack: contextlib.ExitStack,
+) -> tuple[Soundtrack | None, SecondGuide]:
+    """The soundtrack reader (None without audio) and the per-second guidance."""
+    soundtrack = None
+    if in_a is not None:
+        soundtrack = Soundtrack(src, line.origin, model.mel_config, keep_packets=True)
+    if soundtrack is not None:
+        stack.callback(soundtrack.close)
+    if fixed is None and cfg.no_audio:
+        fixed = no_guidance(model, "disabled")
+    if cfg.no_audio:
+        log.info("%s: --no-audio: the visual backbone alone colours it (r = 0); its audio is still kept", src)
+    elif fixed is None and soundtrack is None:
+        log.info("%s has no audio stream: the visual backbone alone colours it (r = 0)", src)
+    keys = KeyFrames(src, line.origin, model.image_size, device)
+    stack.callback(keys.close)
+    guide = SecondGuide(model, None if fixed is not None else soundtrack, fixed, keys, cfg, device)
+    return soundtrack, guide
+
+
+def _output_with_audio(dst: Path, in_v, in_a, cfg: ColorizeConfig, line: _Timeline,
+                       soundtrack: Soundtrack | None):
+    """(container, video stream, audio stream or None, audio mode): the soundtrack copied where the
+    container takes its codec, else re-encoded to AAC (then the soundtrack keeps decoded frames)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        oc, ov, oa = _open_output(dst, in_v, in_a, cfg, copy_audio=True)
+    except (av.error.FFmpegError, ValueError) as e:
+        if in_a is None:
+            raise InputError(dst, f"cannot write video output ({e})") from e
+        dst.unlink(missing_ok=True)
+        try:
+            oc, ov, oa = _open_output(dst, in_v, in_a, cfg, copy_audio=False)
+        except (av.error.FFmpegError, ValueError) as e2:
+            raise InputError(dst, f"cannot write video output ({e2})") from e2
+        mode = f"re-encoded to aac ({line.audio_codec} cannot be copied into {dst.suffix}: {e})"
+        log.warning("%s: audio %s", dst, mode)
+        soundtrack.keep_frames = True  # type: ignore[union-attr]
+        return oc, ov, oa, mode
+    mode = f"copied ({line.audio_codec})" if oa is not None else "none (the input has no audio stream)"
+    return oc, ov, oa, mode
+
+
+class _FrameWriter:
+    """Colours batches of decoded frames with their time-smoothed guidance, encodes them at their
+    own pts and muxes the soundtrack alongside; counts frames and the r they got."""
+
+    def __init__(self, model, cfg: ColorizeConfig, device: torch.device, line: _Timeline, guide: SecondGuide,
+                 soundtrack: Soundtrack | None, output: tuple, copy_audio: bool):
+        self.model, self.cfg, self.device, self.line, self.guide = model, cfg, device, line, guide
+        self.soundtrack = soundtrack
+        self.oc, self.ov, self.oa = output
+        self.copy_audio = copy_audio
+        self.frames_done, self.r_sum = 0, 0.0
+        self.last_pts: int | None = None
+
+    def mux_audio(self, limit: float | None) -> None:
+        """Mux the soundtrack read so far (packets or frames starting before `limit` seconds)."""
+        st, origin = self.soundtrack, self.line.origin
+        if st is None:
+            return
+        if self.copy_audio:
+            while st.pending:
+                p = st.pending.popleft()
+                if limit is not None and p.pts is not None and float(p.pts * p.time_base) - origin >= limit:
+                    continue
+                p.stream = self.oa
+                self.oc.mux(p)
+        else:
+            st.pending.clear()
+            while st.decoded_frames:
+                f = st.decoded_frames.popleft()
+                if limit is not None and f.time is not None and f.time - origin >= limit:
+                    continue
+                f.pts = None
+                self.oc.mux(self.oa.encode(f))
+
+    def _guidance(self, times: list[float]) -> tuple[torch.Tensor | None, np.ndarray]:
+        """(c [B, cond_dim] or None, r [B]) of frames at `times`; frames without guidance get c = 0 and
+        r = 0, which DSG turns into the backbone alone."""
+        mixes = [mix_guidance(frame_weights(t, self.cfg.smooth_seconds, self.line.last_second), self.guide)
+                 for t in times]
+        r = np.array([m[1] for m in mixes], dtype=np.float64)
+        if all(m[0] is None for m in mixes):
+            return None, r
+        dim = next(m[0] for m in mixes if m[0] is not None).shape[-1]
+        zeros = torch.zeros(dim, device=self.device)
+        return torch.stack([m[0] if m[0] is not None else zeros for m in mixes]), r
+
+    def _next_pts(self, pts: int | None) -> int:
+        last = self.last_pts
+        if pts is None or (last is not None and pts <= last):
+            pts = 0 if last is None else last + max(1, int(round(1 / (self.line.rate * self.line.tb))))
+        self.last_pts = pts
+        return pts
+
+    def write(self, batch: list[tuple[av.VideoFrame, float]]) -> None:
+        """Colour, encode and mux one batch of (frame, seconds from the stream's start)."""
+        if not batch:
+            return
+        rgbs = np.stack([f.to_ndarray(format="rgb24") for f, _ in batch])
+        if self.soundtrack is not None:
+            self.soundtrack.ensure(batch[-1][1] + 2.0)  # decode audio a little ahead for muxing
+        c, r = self._guidance([t for _, t in batch])
+        out = colorize_guided(self.model, rgbs, c, torch.tensor(r, dtype=torch.float32), self.device)
+        for (frame, _), rgb in zip(batch, out, strict=True):
+            of = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            of.pts, of.time_base = self._next_pts(frame.pts), self.line.tb
+            self.oc.mux(self.ov.encode(of))
+        self.frames_done += len(batch)
+        self.r_sum += float(r.sum())
+        self.guide.forget_before(int(batch[-1][1]))
+        if self.soundtrack is not None:  # decoded for muxing even when --audio/--no-audio guides instead
+            self.soundtrack.release_before(int(batch[-1][1]) - 1)
+        self.mux_audio(self.cfg.max_seconds)
+
+    def finish(self) -> None:
+        """Flush the encoder, then mux the rest of the soundtrack (up to max_seconds)."""
+        self.oc.mux(self.ov.encode(None))
+        st, limit = self.soundtrack, self.cfg.max_seconds
+        if st is None:
+            return
+        for _ in st.drain():
+            self.mux_audio(limit)
+            if limit is not None and st.last_time >= limit:
+                break
+        self.mux_audio(limit)
+        if not self.copy_audio:
+            self.oc.mux(self.oa.encode(None))
+
+
+def _decode_and_write(ic: av.container.InputContainer, in_v, writer: _FrameWriter, cfg: ColorizeConfig,
+                      on_frames: Callable[[int], None] | None) -> tuple[float | None, float]:
+    """Decode every frame (up to max_seconds) into batches for `writer`; (first, last) frame time."""
+    first_t, last_t = None, 0.0
+    batch: list[tuple[av.VideoFrame, float]] = []
+
+    def flush() -> None:
+        writer.write(batch)
+        if on_frames is not None and batch:
+            on_frames(len(batch))
+        batch.clear()
+
+    for frame in ic.decode(in_v):
+        t = frame.time if frame.time is not None else writer.frames_done / float(writer.line.rate)
+        t = float(t) - writer.line.origin
+        if cfg.max_seconds is not None and t >= cfg.max_seconds:
+            break
+        first_t = t if first_t is None else first_t
+        last_t = t
+        batch.append((frame, t))
+        if len(batch) >= cfg.batch_size:
+            flush()
+    flush()
+    writer.finish()
+    return first_t, last_t
+
+
 def _colorize_open_video(
     src: Path,
     dst: Path,
@@ -289,153 +407,39 @@ def _colorize_open_video(
 ) -> VideoResult:
     """The body of `colorize_video`; every container opened here is closed by `stack`."""
     in_a = ic.streams.audio[0] if ic.streams.audio else None
-    tb = in_v.time_base or Fraction(1, 90000)
-    width, height = in_v.codec_context.width, in_v.codec_context.height
-    rate = _rate(in_v)  # read now: stream objects must not be touched after the container closes
-    in_codec = audio_codec_name(in_a) if in_a is not None else None
-    origin = float(in_v.start_time * tb) if in_v.start_time is not None else 0.0
-    if in_v.duration:
-        video_end = float(in_v.duration * tb)
-    elif ic.duration:
-        video_end = ic.duration / 1e6
-    else:
-        video_end = None
-    if cfg.max_seconds is not None:
-        video_end = cfg.max_seconds if video_end is None else min(video_end, cfg.max_seconds)
-    last_second = None if video_end is None else max(0, math.ceil(video_end - 1e-6) - 1)
-
-    soundtrack = Soundtrack(src, origin, model.mel_config, keep_packets=True) if in_a is not None else None
-    if soundtrack is not None:
-        stack.callback(soundtrack.close)
-    if fixed is None and cfg.no_audio:
-        fixed = no_guidance(model, "disabled")
-    if cfg.no_audio:
-        log.info("%s: --no-audio: the visual backbone alone colours it (r = 0); its audio is still kept", src)
-    elif fixed is None and soundtrack is None:
-        log.info("%s has no audio stream: the visual backbone alone colours it (r = 0)", src)
-    keys = KeyFrames(src, origin, model.image_size, device)
-    stack.callback(keys.close)
-    guide = _SecondGuide(model, None if fixed is not None else soundtrack, fixed, keys, cfg, device)
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    audio_mode = "none (the input has no audio stream)"
-    try:
-        oc, ov, oa = _open_output(dst, in_v, in_a, cfg, copy_audio=True)
-        if oa is not None:
-            audio_mode = f"copied ({in_codec})"
-    except (av.error.FFmpegError, ValueError) as e:
-        if in_a is None:
-            raise InputError(dst, f"cannot write video output ({e})") from e
-        dst.unlink(missing_ok=True)
-        try:
-            oc, ov, oa = _open_output(dst, in_v, in_a, cfg, copy_audio=False)
-        except (av.error.FFmpegError, ValueError) as e2:
-            raise InputError(dst, f"cannot write video output ({e2})") from e2
-        audio_mode = f"re-encoded to aac ({in_codec} cannot be copied into {dst.suffix}: {e})"
-        log.warning("%s: audio %s", dst, audio_mode)
-        soundtrack.keep_frames = True  # type: ignore[union-attr]
+    line = _timeline(ic, in_v, in_a, cfg)
+    soundtrack, guide = _second_guide(src, in_a, line, model, cfg, device, fixed, stack)
+    oc, ov, oa, audio_mode = _output_with_audio(dst, in_v, in_a, cfg, line, soundtrack)
     stack.callback(oc.close)
-    copy = audio_mode.startswith("copied")
-
-    def mux_audio(limit: float | None) -> None:
-        if soundtrack is None:
-            return
-        if copy:
-            while soundtrack.pending:
-                p = soundtrack.pending.popleft()
-                if limit is not None and p.pts is not None and float(p.pts * p.time_base) - origin >= limit:
-                    continue
-                p.stream = oa
-                oc.mux(p)
-        else:
-            soundtrack.pending.clear()
-            while soundtrack.decoded_frames:
-                f = soundtrack.decoded_frames.popleft()
-                if limit is not None and f.time is not None and f.time - origin >= limit:
-                    continue
-                f.pts = None
-                oc.mux(oa.encode(f))
-
-    frames_done, r_sum, last_pts = 0, 0.0, None
-    first_t, last_t = None, 0.0
+    writer = _FrameWriter(model, cfg, device, line, guide, soundtrack, (oc, ov, oa),
+                          copy_audio=audio_mode.startswith("copied"))
     t_start = time.perf_counter()
-    batch: list[tuple[av.VideoFrame, float]] = []
-
-    def flush_batch() -> None:
-        nonlocal frames_done, r_sum, last_pts
-        if not batch:
-            return
-        rgbs = np.stack([f.to_ndarray(format="rgb24") for f, _ in batch])
-        if soundtrack is not None:
-            soundtrack.ensure(batch[-1][1] + 2.0)  # decode audio a little ahead for muxing
-        mixes = [mix_guidance(frame_weights(t, cfg.smooth_seconds, last_second), guide) for _, t in batch]
-        r = np.array([m[1] for m in mixes], dtype=np.float64)
-        if all(m[0] is None for m in mixes):
-            c = None
-        else:  # frames without guidance get c = 0 and r = 0: DSG then leaves the backbone unchanged
-            dim = next(m[0] for m in mixes if m[0] is not None).shape[-1]
-            c = torch.stack([m[0] if m[0] is not None else torch.zeros(dim, device=device) for m in mixes])
-        out = colorize_guided(model, rgbs, c, torch.tensor(r, dtype=torch.float32), device)
-        for (frame, _), rgb in zip(batch, out, strict=True):
-            of = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            pts = frame.pts
-            if pts is None or (last_pts is not None and pts <= last_pts):
-                pts = 0 if last_pts is None else last_pts + max(1, int(round(1 / (rate * tb))))
-            of.pts, of.time_base = pts, tb
-            last_pts = pts
-            oc.mux(ov.encode(of))
-        frames_done += len(batch)
-        r_sum += float(r.sum())
-        guide.forget_before(int(batch[-1][1]))
-        if soundtrack is not None:  # decoded for muxing even when --audio/--no-audio guides instead
-            soundtrack.release_before(int(batch[-1][1]) - 1)
-        mux_audio(cfg.max_seconds)
-        if on_frames is not None:
-            on_frames(len(batch))
-        batch.clear()
-
     try:
-        for frame in ic.decode(in_v):
-            t = (float(frame.time) if frame.time is not None else frames_done / float(rate)) - origin
-            if cfg.max_seconds is not None and t >= cfg.max_seconds:
-                break
-            first_t = t if first_t is None else first_t
-            last_t = t
-            batch.append((frame, t))
-            if len(batch) >= cfg.batch_size:
-                flush_batch()
-        flush_batch()
-        oc.mux(ov.encode(None))
-        if soundtrack is not None:
-            for _ in soundtrack.drain():
-                mux_audio(cfg.max_seconds)
-                if cfg.max_seconds is not None and soundtrack.last_time >= cfg.max_seconds:
-                    break
-            mux_audio(cfg.max_seconds)
-            if not copy:
-                oc.mux(oa.encode(None))
+        first_t, last_t = _decode_and_write(ic, in_v, writer, cfg, on_frames)
     except av.error.FFmpegError as e:
         raise InputError(src, f"video cannot be decoded or encoded ({e})") from e
     oc.close()  # finish the file before it is checked (closing twice is harmless)
-    if frames_done == 0:
+    frames = writer.frames_done
+    if frames == 0:
         dst.unlink(missing_ok=True)
         raise InputError(src, "no video frames could be decoded")
     elapsed = time.perf_counter() - t_start
-    fps = float(rate)
+    fps = float(line.rate)
     counts = guide.counts
     return VideoResult(
         source=str(src),
         output=str(dst),
-        frames=frames_done,
-        width=width,
-        height=height,
+        frames=frames,
+        width=line.width,
+        height=line.height,
         fps=fps,
         duration=(last_t - (first_t or 0.0)) + 1.0 / fps,
         audio=audio_mode,
         guided_seconds=counts["audio"],
         silent_seconds=counts["silent"],
         unguided_seconds=counts["missing"] + counts["disabled"],
-        mean_r=r_sum / frames_done,
-        frames_per_second=frames_done / elapsed if elapsed > 0 else float("inf"),
+        mean_r=writer.r_sum / frames,
+        frames_per_second=frames / elapsed if elapsed > 0 else float("inf"),
         r_per_second=[guide.r_by_second.get(i, 0.0) for i in range(max(guide.r_by_second, default=-1) + 1)],
     )
+

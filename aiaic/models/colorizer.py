@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torchvision.models import vgg19
 
-from aiaic.lab import lab_from_normalized, lab_to_rgb
+from aiaic.lab import grey_rgb
 from aiaic.models.audio import AUDIO_FEATURE_DIM, AudioEncoder, AudioToVisual
 from aiaic.models.backbones import build_backbone
 from aiaic.models.config import ModelConfig
@@ -30,12 +30,6 @@ from aiaic.models.semantic import ConditionMLP, SemanticEncoder
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def grey_rgb(L_n: torch.Tensor) -> torch.Tensor:
-    """L_n [B, 1, H, W] -> the grey frame as RGB [B, 3, H, W] in [0, 1] (Lab with a = b = 0)."""
-    zeros = torch.zeros_like(L_n).expand(-1, 2, -1, -1)
-    return lab_to_rgb(lab_from_normalized(L_n, zeros))
 
 
 class VGG19Features(nn.Module):

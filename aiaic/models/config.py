@@ -37,6 +37,10 @@ class ModelConfig:
             the grey frame as RGB) or "vgg19" (ImageNet VGG-19 features from `vgg19_weights`).
         relevance_audio_encoder: "audio" (the stage-2 E_a) or "vggsound" (ResNet-18 from `vggsound_weights`).
         vgg19_weights / vggsound_weights: files for the optional pretrained encoders (never downloaded).
+        backbone_weights: the backbone's released weights (a file, e.g. DDColor's `ddcolor_paper_tiny.pth`
+            or a `pytorch_model.bin`, or a Hugging Face repo id such as "piddnad/ddcolor_paper_tiny",
+            fetched only when `huggingface_hub` is installed); the baseline, stage 1 and e2e start from
+            them. None = random initialisation.
         activation_checkpointing: recompute activations in the backward pass instead of storing them
             (less memory, ~30 % more compute; for the large backbones on GPUs). A backbone that has no
             use for it ignores it.
@@ -67,6 +71,7 @@ class ModelConfig:
     activation_checkpointing: bool = False
     audio_encoder: Literal["scratch", "vggsound"] = "scratch"
     spec_tile_seconds: float = 10.0
+    backbone_weights: Path | None = None
 
     def __post_init__(self) -> None:
         if self.base_channels < 4:

@@ -20,6 +20,7 @@ one `ConfigError`, so a recipe fails before any data is read.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,13 +71,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """`state` with `prefix` removed from every key, when every key has it (else an unchanged copy)."""
     if state and all(k.startswith(prefix) for k in state):
         return {k[len(prefix):]: v for k, v in state.items()}
     return dict(state)
 
 
-def _load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+def load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+    """Load `state` into `module` strictly; InputError naming `path` and listing the missing,
+    unexpected and wrongly shaped keys (`what` names the expected kind of checkpoint)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -84,15 +88,19 @@ def _load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], path: Pa
     if missing or unexpected or wrong:
         detail = []
         if missing:
-            detail.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+            detail.append(f"{len(missing)} missing (e.g. {missing[:10]})")
         if unexpected:
-            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:10]})")
         if wrong:
             k = wrong[0]
             detail.append(f"{len(wrong)} with wrong shapes (e.g. {k}: file {list(state[k].shape)}, "
                           f"model {list(own[k].shape)})")
         raise InputError(path, f"not a {what} checkpoint: " + "; ".join(detail))
     module.load_state_dict(dict(state), strict=True)
+
+
+_strip_prefix = strip_prefix
+_load_checked = load_checked
 
 
 def vggsound_to_resnet18(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -191,3 +199,43 @@ def load_relevance_encoders(model: AudioInfusedColorizer) -> list[str]:
     for line in lines:
         log.info(line)
     return lines
+
+
+_HF_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+HF_WEIGHTS_FILE = "pytorch_model.bin"
+
+
+def resolve_weights(value: str | Path) -> Path:
+    """The local file of a weights setting: an existing path as is; a Hugging Face repo id
+    ("owner/name", not an existing path) fetched with `huggingface_hub` into its usual cache
+    (`pytorch_model.bin`). ConfigError when the id cannot be fetched, InputError for a missing file."""
+    p = Path(value)
+    if p.exists():
+        return p
+    text = str(value)
+    if _HF_REPO_ID.match(text):
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError as e:
+            raise ConfigError(f"{text}: no such file; as a Hugging Face repo id it needs the package "
+                              "huggingface_hub (pip install huggingface_hub), or download "
+                              f"{HF_WEIGHTS_FILE} yourself and pass its path") from e
+        try:
+            return Path(hf_hub_download(repo_id=text, filename=HF_WEIGHTS_FILE))
+        except Exception as e:  # the hub raises many types (network, missing repo, auth)
+            raise ConfigError(f"{text}: cannot fetch {HF_WEIGHTS_FILE} from Hugging Face: "
+                              f"{type(e).__name__}: {e}") from e
+    raise InputError(p, "backbone weights file not found")
+
+
+def load_backbone_weights(model: AudioInfusedColorizer) -> str | None:
+    """Load `model.config.backbone_weights` (a file or a Hugging Face repo id) into `model.backbone`;
+    returns a line saying what was loaded (also logged), or None when no weights are configured."""
+    value = model.config.backbone_weights
+    if value is None:
+        return None
+    path = resolve_weights(value)
+    info = model.backbone.load_pretrained(path)
+    line = f"backbone {model.config.backbone}: released weights from {path} ({info.get('keys')} tensors)"
+    log.info(line)
+    return line

@@ -15,6 +15,10 @@
 The audio argument of `predict`/`guidance` is a mapping {"mel": [B,1,64,97] normalised log-mel,
 "spec": [B,1,257,T] VGGSound spectrogram} holding the fields the model reads
 (`ModelConfig.audio_inputs`), or a bare normalised log-mel tensor for a model that reads only "mel".
+
+A backbone alone, from its released weights and without any run (variant "baseline", no audio):
+
+    model = load_backbone("ddcolor-tiny", Path("ddcolor_paper_tiny.pth"), 512, "cpu")
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class InferenceModel:
         mel_mean, mel_std: float32 [64] train statistics of the log-mel (from the split manifest).
         mel_config: the log-mel front end the model was trained with.
         device: where the model lives.
-        stage_dir: the RUN/<stage>/ folder it was loaded from.
+        stage_dir: the RUN/<stage>/ folder it was loaded from (None for `load_backbone`).
     """
 
     model: AudioInfusedColorizer
@@ -62,7 +66,7 @@ class InferenceModel:
     mel_std: torch.Tensor
     mel_config: MelConfig
     device: torch.device
-    stage_dir: Path
+    stage_dir: Path | None
 
     def normalize_mel(self, raw_log_mel: Any) -> torch.Tensor:
         """Raw log-mel [..., 64, 97] -> normalised with the train per-band mean/std (float32)."""
@@ -217,3 +221,27 @@ def load_inference(run_dir: Path, variant: str, device: str | torch.device = "cp
         device=dev,
         stage_dir=stage_dir,
     )
+
+
+def load_backbone(name: str, weights: Path | None, image_size: int,
+                  device: str | torch.device = "cpu") -> InferenceModel:
+    """A registered backbone alone (variant "baseline": no audio, r = 0) in eval mode, from its released
+    weights `weights` (a file or a Hugging Face repo id; None = random weights), predicting at
+    `image_size` x `image_size` (a multiple of the backbone's `size_multiple`). ConfigError for an
+    unknown backbone or a bad size; InputError for a weights file that does not fit."""
+    from aiaic.errors import ConfigError
+    from aiaic.models.pretrained import load_backbone_weights
+
+    model_cfg = ModelConfig(backbone=name, backbone_weights=None if weights is None else Path(weights))
+    model = build_colorizer(model_cfg)
+    multiple = int(model.backbone.size_multiple)
+    if image_size < multiple or image_size % multiple:
+        raise ConfigError(f"image size {image_size} for backbone {name!r}: must be a positive multiple "
+                          f"of {multiple}")
+    load_backbone_weights(model)
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    model.to(dev).eval()
+    mel_cfg = MelConfig()
+    return InferenceModel(model=model, variant="baseline", image_size=image_size,
+                          mel_mean=torch.zeros(mel_cfg.n_mels), mel_std=torch.ones(mel_cfg.n_mels),
+                          mel_config=mel_cfg, device=dev, stage_dir=None)

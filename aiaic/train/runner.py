@@ -27,7 +27,7 @@ from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
-from aiaic.models.pretrained import load_audio_encoder, load_relevance_encoders
+from aiaic.models.pretrained import load_audio_encoder, load_backbone_weights, load_relevance_encoders
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
 from aiaic.train.discriminator import build_discriminator_trainer
@@ -211,6 +211,10 @@ def _build_model(st: _Stage) -> AudioInfusedColorizer:
     run = st.plan.train
     torch.manual_seed(run.seed)  # the same initial weights on every rank
     model = build_colorizer(st.plan.model)
+    if st.spec.init_from is None and not st.resuming:  # baseline, stage 1, e2e: from the released weights
+        loaded = load_backbone_weights(model)
+        if loaded is not None:
+            st.encoders.append(loaded)
     if st.spec.init_from is not None:
         prev = Path(run.out) / st.spec.init_from
         if not ckpt.is_complete(prev):
@@ -330,7 +334,8 @@ def _optimisation(st: _Stage, objective: StageObjective, params: list[nn.Paramet
     if st.dist_info.initialized:
         device = st.dist_info.device
         wrapped = DistributedDataParallel(objective,
-                                          device_ids=[device.index] if device.type == "cuda" else None)
+                                          device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=objective.model.backbone.has_unused_parameters)
     second = objective.discriminator_step if objective.adversary is not None else None
     return Optimisation(wrapped, optimizer, params, make_scheduler(st.cfg, optimizer, steps), second, amp)
 

@@ -60,6 +60,9 @@ class Backbone(nn.Module):
     size_multiple: int
     loss_terms: ClassVar[Mapping[str, float]] = {"huber": 1.0}
     optimizer: ClassVar[OptimizerDefaults] = OptimizerDefaults()
+    # True where some parameters serve `pool` only, so a colour stage leaves them without gradient
+    # (DistributedDataParallel must then look for unused parameters)
+    has_unused_parameters: ClassVar[bool] = False
 
     def encode(self, L_n: torch.Tensor) -> Features:
         """E(L_n): L_n [B, 1, H, W] -> the encoder's features (what `decode` and `pool` take)."""
