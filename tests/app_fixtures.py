@@ -37,10 +37,12 @@ def subprocess_env() -> dict[str, str]:
 class AppServer:
     """`aiaic-app` in its own process; `url` ends with "/"."""
 
-    def __init__(self, run: Path, log_path: Path, *extra: str, startup_timeout: float = 120.0):
+    def __init__(self, run: Path | None, log_path: Path, *extra: str, startup_timeout: float = 120.0):
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, "-m", "aiaic.cli.app", "--run", str(run), "--port", "0", "--device", "cpu"]
+        cmd = [sys.executable, "-m", "aiaic.cli.app", "--port", "0", "--device", "cpu"]
+        if run is not None:  # else `extra` names a backbone alone (--backbone, --backbone-weights)
+            cmd += ["--run", str(run)]
         self.proc = subprocess.Popen(
             [*cmd, *extra],
             stdout=subprocess.PIPE,

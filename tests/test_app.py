@@ -14,6 +14,7 @@ import pytest
 from app_fixtures import (
     APP_FLAGS,
     LIMIT_MB,
+    AppServer,
     lab,
     mean_chroma,
     reference_colorize,
@@ -261,3 +262,39 @@ def test_bad_inputs_get_a_clear_message_and_the_server_keeps_serving(server, sha
     )
     ok = _post(server.url, {"image": shared_data / PHOTO})
     assert ok.status_code == 200 and ok.headers["X-Aiaic-Guidance"] == "missing"
+
+
+def test_backbone_alone_is_the_png_aiaic_colorize_writes(shared_data, tmp_path):
+    """`aiaic-app --backbone ddcolor-mini --backbone-weights FILE`: no run, no audio; the PNG equals
+    `aiaic-colorize --backbone ...` with the same file, byte for byte."""
+    import torch
+    from typer.testing import CliRunner
+
+    from aiaic.cli.colorize import app as colorize_app
+    from aiaic.models.backbones import build_backbone
+    from aiaic.models.config import ModelConfig
+
+    torch.manual_seed(3)
+    weights = tmp_path / "ddcolor_mini.pth"
+    torch.save({"params": build_backbone("ddcolor-mini", ModelConfig(backbone="ddcolor-mini")).state_dict()},
+               weights)
+    flags = ("--backbone", "ddcolor-mini", "--backbone-weights", str(weights), "--image-size", "64")
+    photo = shared_data / PHOTO
+    ref = tmp_path / "ref.png"
+    res = CliRunner().invoke(colorize_app, [str(photo), *flags, "-o", str(ref), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    srv = AppServer(None, tmp_path / "app.log", *flags)
+    try:
+        info = requests.get(srv.url + "api/info", timeout=10).json()
+        resp = _post(srv.url, {"image": photo})
+        assert resp.status_code == 200, resp.text
+        assert resp.content == ref.read_bytes()
+        assert float(resp.headers["X-Aiaic-R"]) == 0.0
+        out = tmp_path / "app.png"
+        out.write_bytes(resp.content)
+        assert lab(out).shape == lab(photo).shape
+        with_sound = _post(srv.url, {"image": photo, "audio": shared_data / SOUND})
+        assert with_sound.status_code != 200  # a backbone alone hears nothing: refused, not ignored
+    finally:
+        srv.stop()
+    assert "ddcolor-mini" in json.dumps(info)

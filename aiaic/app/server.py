@@ -149,6 +149,8 @@ def serve(app_cfg: AppConfig, colorize_cfg: ColorizeConfig, on_ready: Callable[[
     model = load_model(colorize_cfg, device)
     model_info = {
         "variant": getattr(model, "variant", None),
+        "backbone": model.model.config.backbone,
+        "run": None if colorize_cfg.run is None else str(colorize_cfg.run),
         "image_size": model.image_size,
         "device": str(device),
     }
