@@ -49,4 +49,4 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job: generated sample corpus -> extract -> split -> inspect -> train -> eval -> colorize."""
     _install(session)
-    session.run("python", "-m", "aiaic.demo", *session.posargs)
+    session.run("python", "pipelines/demo.py", *session.posargs)

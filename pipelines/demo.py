@@ -1,4 +1,4 @@
-"""The main job on the embedded default: `nox -s demo` (or `python -m aiaic.demo [--out DIR]`).
+"""The main job on the embedded default: `nox -s demo` (or `python pipelines/demo.py [--out DIR]`).
 
 Builds the project's generated audio-visual corpus (clips in which only the sound tells the colour),
 then runs the real commands one after another into `demo-output/`:
@@ -28,8 +28,7 @@ import numpy as np
 
 from aiaic.data.synthetic import make_disambiguation_corpus
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "pipelines" / "demo.toml"
+RECIPE = Path(__file__).resolve().parent / "demo.toml"
 
 
 def _tool(name: str) -> str:
