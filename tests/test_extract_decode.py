@@ -8,9 +8,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from fixtures_av import CLICK_AT, decode_frame_code, make_clip
 from PIL import Image
 from scipy.signal import firwin, resample_poly
+from support.fixtures_av import CLICK_AT, decode_frame_code, make_clip
 
 from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.decode import DecodeFailure, VideoClip, target_size

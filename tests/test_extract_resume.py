@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_av import make_clip
+from support.fixtures_av import make_clip
 
 from aiaic.data.distributor import run_pool
 from aiaic.data.extract import ExtractConfig, run_extract

@@ -1,6 +1,6 @@
 """Streaming loader (aiaic.data.loader): content, determinism, rank/worker coverage, spawn workers.
 
-Shards are real tars written by tests/split_fixtures.py; workers are real spawn-started processes.
+Shards are real tars written by support.split_fixtures; workers are real spawn-started processes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from skimage import color
-from split_fixtures import read_split, write_split_dir
+from support.split_fixtures import read_split, write_split_dir
 
 from aiaic.data.loader import (
     LoaderConfig,

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from split_fixtures import write_split_dir  # noqa: E402
-from test_train import TINY_MODEL, write_recipe  # noqa: E402
+from support.split_fixtures import write_split_dir
+from support.train_fixtures import TINY_MODEL, write_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
-"""Tiny split directories (contract #2) with known content, for loader and trainer tests.
+"""Tiny shard folders with known content, for tests and benchmarks: split directories and raw extractions.
 
-    from split_fixtures import write_split_dir, read_split
+    from aiaic.data.synthetic_shards import write_split_dir, read_split
     root = write_split_dir(tmp_path / "split", classes=2, videos_per_class=3, seconds=4, size=64,
                            shards_per_split=4)
     source = open_split(root, "train")
@@ -10,6 +10,10 @@ wide) is the class colour `CLASS_RGB[c]` times a left-to-right brightness ramp, 
 makes every frame unique; its audio is a tone (plus faint noise) whose frequency is unique per (video,
 second), so a mel identifies its sample. `silent_videos` videos have no audio (no mel.npy/pcm.npy,
 has_audio false).
+`make_raw(root, [raw_video(...), ...])` writes a raw extraction output instead (the input of
+`aiaic-data split`): `shards` tars, their stats files, index.csv and recipe.json, one sample per second
+of each video, with a known mel per sample (`sample_mel`).
+
 Shards are written with `aiaic.data.sample.encode_sample` and `webdataset.TarWriter`, samples shuffled
 with `seed` and dealt round-robin, so shard sizes differ by at most one. The manifest's audio_stats are
 the per-band mean/std of the train mels over samples and frames.
@@ -17,7 +21,10 @@ the per-band mean/std of the train mels over samples and frames.
 
 from __future__ import annotations
 
+import csv
 import json
+import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,7 @@ import webdataset as wds
 
 from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.sample import DecodedSample, decode_sample, encode_sample, sample_key
+from aiaic.data.writer import INDEX_COLUMNS
 
 CLASS_NAMES = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "purple")
 CLASS_RGB = (
@@ -168,6 +176,63 @@ def write_split_dir(
         "created": "fixture",
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return root
+
+
+def raw_video(dataset: str, vid: str, label: str, split: str | None, seconds: int = 1, start: int = 0,
+          audio: bool = True) -> dict:  # fmt: skip
+    """One video of a raw extraction for `make_raw`: `seconds` one-second samples from `start` (s)."""
+    return dict(
+        dataset=dataset, video_id=vid, label=label, split=split, seconds=seconds, start=start, audio=audio
+    )
+
+
+def sample_mel(key: str, label: str) -> np.ndarray:
+    """A known mel per sample: seeded noise around a per-label level (float16-exact values)."""
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    level = (zlib.crc32(label.encode()) % 7) - 4.0
+    return (level + rng.normal(0, 1, size=(64, 97))).astype(np.float16).astype(np.float32)
+
+
+def make_raw(root: Path, videos: list[dict], *, shards: int = 3, seed: int = 0) -> Path:
+    """Write a raw extraction output (as `aiaic-data extract --out`): one sample per second of each video."""
+    root.mkdir(parents=True, exist_ok=True)
+    labels = sorted({v["label"] for v in videos})
+    samples = []
+    for v in videos:
+        for seg in range(v["seconds"]):
+            key = sample_key(v["video_id"], v["start"], seg)
+            li = labels.index(v["label"])
+            meta = {
+                "dataset": v["dataset"], "video_id": v["video_id"], "source": f"{v['video_id']}.mp4",
+                "label": v["label"], "label_id": li, "segment": seg, "frame_time": seg + 0.5,
+                "audio_start": float(seg), "audio_end": seg + 1.0, "in_event": seg % 2 == 0,
+                "has_audio": v["audio"], "fps": 10.0, "width": 8, "height": 8, "sample_rate": 16000,
+                "channels": 1, "duration": float(v["seconds"]), "split": v["split"], "recipe_hash": "abc123",
+            }  # fmt: skip
+            img = np.zeros((8, 8, 3), np.uint8)
+            img[..., 0], img[..., 1], img[..., 2] = (40 + 30 * li) % 256, (40 + 20 * seg) % 256, 120
+            mel = sample_mel(key, v["label"]) if v["audio"] else None
+            pcm = np.full(16000, li / 100, np.float32) if v["audio"] else None
+            samples.append((key, meta, encode_sample(key, img, meta, mel=mel, pcm=pcm, image_format="png")))
+    random.Random(seed).shuffle(samples)
+    rows = []
+    for i in range(shards):
+        name = f"shard-{i:05d}.tar"
+        part = samples[i::shards]
+        with wds.TarWriter(str(root / name)) as w:
+            for key, meta, s in part:
+                w.write(s)
+                rows.append([key, name, meta["label"], meta["label_id"], meta["video_id"], meta["segment"],
+                             meta["split"] or "", meta["dataset"], meta["in_event"], meta["has_audio"],
+                             meta["source"]])  # fmt: skip
+        (root / f"shard-{i:05d}.stats.json").write_text(json.dumps({"samples": len(part), "shard": name}))
+    with (root / "index.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(INDEX_COLUMNS)
+        w.writerows(rows)
+    recipe = {"extract": {"mode": "test"}, "mel": MelConfig().to_dict(), "recipe_hash": "abc123"}
+    (root / "recipe.json").write_text(json.dumps(recipe))
     return root
 
 
