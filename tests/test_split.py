@@ -360,8 +360,8 @@ def test_recipes_split_tables_build():
     vgg = build_config(
         SplitConfig, recipe_section(load_recipe(ROOT / "pipelines" / "vggsound.toml"), "split")
     )
-    assert vgg.ood == 20 and vgg.categories == Path("manifests/vggsound-common164.txt")
-    assert vgg.ood_list == Path("manifests/vggsound-ood20.txt")
+    assert vgg.ood == 20 and vgg.categories == ROOT / "manifests" / "vggsound-common164.txt"
+    assert vgg.ood_list == ROOT / "manifests" / "vggsound-ood20.txt"
 
 
 def test_class_list_only_path_reproduces_committed_manifests(shared_data, tmp_path):

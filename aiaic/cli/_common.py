@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from aiaic.errors import AiaicError
 
@@ -33,5 +34,5 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except AiaicError as e:
-        console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
         raise typer.Exit(EXIT_USAGE) from e

@@ -34,14 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from aiaic.config import config_to_dict, recipe_hash
+from aiaic.config import config_to_dict, recipe_hash, required
 from aiaic.data import writer as W
 from aiaic.data.audio import MelConfig
 from aiaic.data.decode import DecodeFailure, Segment, StreamInfo, VideoClip
 from aiaic.data.distributor import run_pool
 from aiaic.data.sample import encode_sample, sample_key
 from aiaic.data.sources import WorkItem, list_source, parse_part
-from aiaic.errors import InputError
+from aiaic.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class ExtractConfig:
     and the MelConfig); src, out, workers, part, time_limit and overwrite do not.
     """
 
-    src: Path
-    out: Path
+    src: Path = required("--src")
+    out: Path = required("--out")
     layout: Literal["auto", "vggsound", "ave", "folder"] = "auto"
     mode: Literal["auto", "middle", "all"] = "auto"
     workers: int = 0
@@ -75,15 +75,15 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         if self.samples_per_shard < 1:
-            raise ValueError("samples_per_shard must be >= 1")
+            raise ConfigError("samples_per_shard must be >= 1")
         if self.size < 0:
-            raise ValueError("size must be >= 0 (0 keeps the source size)")
+            raise ConfigError("size must be >= 0 (0 keeps the source size)")
         if self.workers < 0:
-            raise ValueError("workers must be >= 0 (0 = one per CPU)")
+            raise ConfigError("workers must be >= 0 (0 = one per CPU)")
         if self.time_limit <= 0:
-            raise ValueError("time_limit must be > 0 seconds")
+            raise ConfigError("time_limit must be > 0 seconds")
         if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError("jpeg_quality must be in 1..100")
+            raise ConfigError("jpeg_quality must be in 1..100")
         parse_part(self.part)
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from aiaic.data.raw import TarIndex
 from aiaic.data.sample import DecodedSample, decode_sample
-from aiaic.errors import InputError
+from aiaic.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class InspectConfig:
 
     def __post_init__(self) -> None:
         if self.samples < 0:
-            raise ValueError(f"samples must be >= 0, got {self.samples}")
+            raise ConfigError(f"samples must be >= 0, got {self.samples}")
 
 
 @dataclass

@@ -68,7 +68,11 @@ PRIORITY = {"test": 3, "ood": 2, "val": 1, "train": 0}  # where a video goes whe
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Settings of `aiaic-data split` (recipe table [split]); paths are relative to the working directory."""
+    """Settings of `aiaic-data split` (recipe table [split]).
+
+    A path given in the recipe is relative to the recipe file's folder, one given as a flag to the
+    working directory.
+    """
 
     src: tuple[Path, ...] = ()  # raw extraction outputs (one or more)
     out: Path | None = None  # output folder (split mode) or folder of the category lists (class-list mode)
@@ -91,15 +95,15 @@ class SplitConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "test_datasets", tuple(d.strip().lower() for d in self.test_datasets))
         if self.ood is not None and self.ood < 0:
-            raise ValueError(f"ood must be >= 0, got {self.ood}")
+            raise ConfigError(f"ood must be >= 0, got {self.ood}")
         if self.ood_samples < 0:
-            raise ValueError(f"ood_samples must be >= 0, got {self.ood_samples}")
+            raise ConfigError(f"ood_samples must be >= 0, got {self.ood_samples}")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.samples_per_shard < 0 or self.max_samples_per_shard < 1:
-            raise ValueError("samples_per_shard must be >= 0 and max_samples_per_shard >= 1")
+            raise ConfigError("samples_per_shard must be >= 0 and max_samples_per_shard >= 1")
         if self.ranks < 1 or self.workers < 1:
-            raise ValueError("ranks and workers must be >= 1")
+            raise ConfigError("ranks and workers must be >= 1")
 
     @property
     def min_shards(self) -> int:

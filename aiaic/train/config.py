@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from aiaic.config import build_config, recipe_section
+from aiaic.config import build_config, recipe_section, required
 from aiaic.errors import ConfigError
 from aiaic.models.config import ModelConfig
 
@@ -87,8 +87,8 @@ class TrainConfig:
         log_every: append a metrics line every N steps.
     """
 
-    shards: Path
-    out: Path
+    shards: Path = required("--shards")
+    out: Path = required("--out")
     stage: Literal["baseline", "1", "2", "rnet", "3", "e2e", "all"] = "all"
     image_size: int = 128
     workers: int = 0
@@ -142,7 +142,7 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     if unknown_flags:
         raise ConfigError(f"unknown training options {unknown_flags}")
 
-    run_recipe = {k: v for k, v in train_section.items() if k in _RUN_KEYS}
+    run_recipe = train_section.subset(_RUN_KEYS)
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = build_config(ModelConfig, recipe_section(recipe, "model"),
                          {k: flags.get(k) for k in _MODEL_FLAGS})
