@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiaic.errors import ConfigError
+from aiaic.io import write_json_atomic as write_json
 
 T = TypeVar("T")
 
@@ -225,12 +226,5 @@ def recipe_hash(obj: Any) -> str:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON under a temporary name in the same directory, fsync, then rename."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as f:
-        json.dump(config_to_dict(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    """Write a config (or any mapping) as JSON (`config_to_dict`), atomically (`aiaic.io`)."""
+    write_json(path, config_to_dict(obj))

@@ -297,30 +297,6 @@ def recipe_of(cfg: ExtractConfig, layout: str, mode: str, mel: MelConfig) -> dic
     }
 
 
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]extract[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | None = None) -> ExtractSummary:
     """Extract every input of `cfg.src` (this part of it) into shards under `cfg.out`.
 
@@ -383,7 +359,9 @@ def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | N
     samples = 0
     workers = cfg.workers or os.cpu_count() or 1
     try:
-        with _progress(progress) as bar:
+        from aiaic.progress import progress_bar  # rich only when extracting (workers never import it)
+
+        with progress_bar("[bold]extract[/]", fields=("{task.fields[info]}",), enabled=progress) as bar:
             bar_task = bar.add_task("extract", total=len(tasks), info="")
             fn = functools.partial(process_item, job=job)
             for _, res in run_pool(

@@ -25,6 +25,7 @@ import pandas as pd
 from aiaic.data.raw import TarIndex
 from aiaic.data.sample import DecodedSample, decode_sample
 from aiaic.errors import ConfigError, InputError
+from aiaic.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,9 @@ def _draw_sheet(samples: list[DecodedSample], splits: list[str], out: Path) -> N
         ax_mel.tick_params(labelsize=6)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    tmp.replace(out)
 
 
 def inspect_data(cfg: InspectConfig) -> InspectReport:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -40,14 +39,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import webdataset as wds
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.categories import choose_ood, read_class_file, read_video_ids
 from aiaic.data.raw import INDEX_COLUMNS, TarIndex, load_raw, mel_config_of
 from aiaic.data.sample import _npy_load
 from aiaic.errors import ConfigError, InputError
+from aiaic.io import atomic_path
+from aiaic.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -394,23 +393,17 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
     splits: dict[str, dict] = {}
     index_rows = []
     total = sum(len(r) for p in plans.values() for r in p)
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]split[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar("[bold]split[/] {task.description}", transient=True) as bar:
         task = bar.add_task("re-packing", total=total)
         for name, shards in plans.items():
             (out / name).mkdir(parents=True, exist_ok=True)
             shard_names = []
             for i, rows in enumerate(shards):
                 rel = f"{name}/{name}-{i:06d}.tar"
-                tmp = out / name / f".{name}-{i:06d}.tar.tmp"
-                with wds.TarWriter(str(tmp), encoder=False, mtime=0.0, user="aiaic", group="aiaic") as w:
+                with (
+                    atomic_path(out / rel) as tmp,
+                    wds.TarWriter(str(tmp), encoder=False, mtime=0.0, user="aiaic", group="aiaic") as w,
+                ):
                     for r in rows:
                         rec = records[r]
                         label_id = label_ids[rec["label"]]
@@ -422,7 +415,6 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
                         index_rows.append({**{c: rec[c] for c in INDEX_COLUMNS}, "shard": rel, "split": name,
                                            "label_id": label_id})  # fmt: skip
                         bar.advance(task)
-                os.replace(tmp, out / rel)
                 shard_names.append(rel)
             sel = df[df["target"] == name]
             splits[name] = {
@@ -436,8 +428,8 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
     if stats.samples == 0:
         warnings.append("train has no audio: mel_mean 0 / mel_std 1 written with samples = 0")
 
-    pd.DataFrame(index_rows, columns=list(INDEX_COLUMNS)).to_csv(out / ".index.csv.tmp", index=False)
-    os.replace(out / ".index.csv.tmp", out / "index.csv")
+    with atomic_path(out / "index.csv") as tmp:
+        pd.DataFrame(index_rows, columns=list(INDEX_COLUMNS)).to_csv(tmp, index=False)
     extract_recipes = [s.recipe for s in sources]
     split_recipe = {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_RECIPE}
     manifest = {

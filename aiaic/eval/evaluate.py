@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import webdataset as wds
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
 from aiaic.config import config_to_dict, write_json_atomic
@@ -41,6 +39,7 @@ from aiaic.eval.grid import GridRow, write_grid
 from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
+from aiaic.progress import progress_bar
 from aiaic.runs.device import resolve_device
 
 if TYPE_CHECKING:
@@ -292,14 +291,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     ]
     with (
         tmp_csv.open("w", newline="") as fh,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=not cfg.progress,
-        ) as progress,
+        progress_bar(enabled=cfg.progress) as progress,
     ):
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from aiaic.errors import RunError
+from aiaic.progress import progress_bar
 from aiaic.train.distributed import DistInfo, all_reduce_mean
 from aiaic.train.metrics import MetricsLog
 
@@ -95,10 +95,7 @@ def train_loop(
     """
     progress = None
     if show_progress and dist_info.is_main:
-        progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False,
-        )
+        progress = progress_bar("[bold]{task.description}", fields=("{task.fields[info]}",))
         progress.start()
     try:
         while state.epoch < epochs:
