@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,28 @@ def test_train_paths_in_a_recipe_are_relative_to_it(tmp_path):
     folder = (tmp_path / "recipes" / "sub").resolve()
     assert (plan.train.shards, plan.train.out) == (folder.parent / "split", folder / "runs" / "a")
     assert plan.stages["stage1"].epochs == 2
+
+
+def test_loader_table_reaches_the_loader_and_is_recorded_in_the_stage_config(tmp_path):
+    from support.split_fixtures import write_split_dir
+    from support.train_fixtures import TINY_MODEL, write_recipe
+
+    from aiaic.data.loader import LoaderConfig
+    from aiaic.train.runner import run_training
+
+    split = write_split_dir(tmp_path / "split", classes=2, videos_per_class=2, seconds=2, size=32,
+                            shards_per_split=1)
+    recipe = {"model": TINY_MODEL, "train": {"image_size": 32, "epochs": 1, "batch_size": 4, "log_every": 1},
+              "loader": {"shuffle_buffer": 0, "flip": False, "neg_pool": 8, "train_resize": 1.25}}
+    path = write_recipe(tmp_path / "r.toml", recipe)
+    plan = build_train_plan(load_recipe(path), {"shards": split, "out": tmp_path / "run", "stage": "baseline",
+                                                "device": "cpu"})
+    assert plan.loader == LoaderConfig(shuffle_buffer=0, flip=False, neg_pool=8, train_resize=1.25)
+    run_training(plan)
+    record = json.loads((tmp_path / "run" / "baseline" / "config.json").read_text())
+    assert record["loader"]["shuffle_buffer"] == 0 and record["loader"]["flip"] is False
+    assert record["loader"]["neg_pool"] == 8 and record["loader"]["train_resize"] == 1.25
+    with pytest.raises(ConfigError, match=r"\[loader\] cannot set \['batch_size'\]"):
+        build_train_plan({"loader": {"batch_size": 3}}, {"shards": split, "out": tmp_path / "r2"})
+    with pytest.raises(ConfigError, match="neg_pool must be >= 1"):
+        build_train_plan({"loader": {"neg_pool": 0}}, {"shards": split, "out": tmp_path / "r2"})

@@ -54,7 +54,7 @@ import logging
 import math
 import multiprocessing as mp
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -68,6 +68,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 from webdataset.tariterators import base_plus_ext
 
+from aiaic.config import build_config
 from aiaic.data.loader_stages import (
     N_MELS,
     DecodeStage,
@@ -123,6 +124,20 @@ class LoaderConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"loader: {message}")
+
+
+# what a recipe's [loader] table may set; sizes, workers, seed, epoch and mask_prob come from [train]
+RECIPE_KEYS = ("shuffle_buffer", "neg_pool", "neg_other_label", "train_resize", "flip", "start_method",
+               "prefetch", "fast_jpeg")
+
+
+def loader_config_from_recipe(section: Mapping[str, Any]) -> LoaderConfig:
+    """LoaderConfig defaults with the recipe's [loader] table applied; ConfigError for another key."""
+    other = sorted(set(section) - set(RECIPE_KEYS))
+    if other:
+        raise ConfigError(f"[loader] cannot set {other} (set by [train] or the stage); "
+                          f"it sets {list(RECIPE_KEYS)}")
+    return build_config(LoaderConfig, section)
 
 
 @dataclass(frozen=True)

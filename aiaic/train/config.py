@@ -5,6 +5,7 @@ Recipe layout (`pipelines/*.toml`)::
     [model]            -> ModelConfig (aiaic.models.config)
     [train]            -> TrainConfig keys (run-wide) and StageConfig keys (defaults for every stage)
     [train.stage1]     -> StageConfig overrides for one stage (baseline, stage1, stage2, rnet, stage3, e2e)
+    [loader]           -> the loader's knobs (aiaic.data.loader.RECIPE_KEYS: shuffle buffer, negatives, ...)
 
 Flags override the recipe: `--epochs/--batch-size/--lr` apply to every stage that runs, `--backbone`
 to the model, the others to `TrainConfig`. Unknown keys are errors.
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiaic.config import build_config, recipe_section, required
+from aiaic.data.loader import LoaderConfig, loader_config_from_recipe
 from aiaic.errors import ConfigError
 from aiaic.models.config import ModelConfig
 
@@ -114,6 +116,7 @@ class TrainPlan:
     train: TrainConfig
     model: ModelConfig
     stages: Mapping[str, StageConfig]
+    loader: LoaderConfig = LoaderConfig()  # the [loader] table; the stage sets sizes, workers, seed, mask
 
 
 _RUN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -155,4 +158,5 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     }
     if train.image_size % (2**model.depth):
         raise ConfigError(f"image_size {train.image_size} is not a multiple of 2**depth = {2**model.depth}")
-    return TrainPlan(train=train, model=model, stages=stages)
+    loader = loader_config_from_recipe(recipe_section(recipe, "loader"))
+    return TrainPlan(train=train, model=model, stages=stages, loader=loader)

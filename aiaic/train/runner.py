@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
-from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
+from aiaic.data.loader import SplitSource, make_loader, open_split, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.pretrained import load_relevance_encoders
@@ -81,6 +81,7 @@ def _stage_record(plan: TrainPlan, spec: StageSpec, manifest: dict, dist_info: D
         "model_hash": recipe_hash(plan.model),
         "train": config_to_dict(plan.stages[spec.name]),
         "run": config_to_dict(plan.train),
+        "loader": config_to_dict(plan.loader),
         "init_from": spec.init_from,
         "trains": list(spec.trains),
         "mel_mean": list(source.mel_mean),
@@ -169,9 +170,9 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
 
     params = trainable_parameters(model, spec)
     optimizer = make_optimizer(cfg, params)
-    loader_cfg = LoaderConfig(image_size=run.image_size, batch_size=cfg.batch_size, workers=run.workers,
-                              train=True, seed=run.seed, epoch=0,
-                              mask_prob=cfg.mask_prob if spec.uses_mask else 0.0)
+    loader_cfg = replace(plan.loader, image_size=run.image_size, batch_size=cfg.batch_size,
+                         workers=run.workers, train=True, seed=run.seed, epoch=0,
+                         mask_prob=cfg.mask_prob if spec.uses_mask else 0.0)
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
     scheduler = make_scheduler(cfg, optimizer, cfg.epochs * len(loader))
     state = LoopState()
