@@ -25,7 +25,9 @@ import csv
 import json
 import random
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import webdataset as wds
@@ -71,6 +73,68 @@ def tone(c: int, v: int, t: int, videos_per_class: int) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * f * n) + noise).astype(np.float32)
 
 
+def _members(classes: int, videos_per_class: int, val_videos_per_class: int, ood_classes: int
+             ) -> dict[str, list[tuple[int, int]]]:  # fmt: skip
+    """(class, video) pairs per split: the last `ood_classes` classes -> ood, the last videos -> val."""
+    members: dict[str, list[tuple[int, int]]] = {"train": [], "val": [], "ood": []}
+    for c in range(classes):
+        for v in range(videos_per_class):
+            if c >= classes - ood_classes:
+                members["ood"].append((c, v))
+            elif v >= videos_per_class - val_videos_per_class:
+                members["val"].append((c, v))
+            else:
+                members["train"].append((c, v))
+    return members
+
+
+@dataclass(frozen=True)
+class _SampleMaker:
+    """Encodes the sample of second t of video v of class c (see the module docstring)."""
+
+    videos_per_class: int
+    seconds: int
+    size: int
+    aspect: float
+    image_format: str
+    with_pcm: bool
+    seed: int
+    mel_cfg: MelConfig = MelConfig()
+
+    def __call__(self, c: int, v: int, t: int, split: str, has_audio: bool
+                 ) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+        """(the encoded sample, its float32 log-mel [64, 97] or None without audio)."""
+        vid = video_id(c, v)
+        pcm = tone(c, v, t, self.videos_per_class) if has_audio else None
+        mel = log_mel(pcm, self.mel_cfg) if pcm is not None else None
+        meta = {
+            "dataset": "fixture", "video_id": vid, "source": f"{CLASS_NAMES[c]}/{vid}.mp4",
+            "label": CLASS_NAMES[c], "label_id": c, "segment": t, "frame_time": t + 0.5,
+            "audio_start": float(t), "audio_end": float(t + 1), "in_event": True,
+            "has_audio": has_audio, "fps": 10.0, "width": round(self.size * self.aspect), "height": self.size,
+            "sample_rate": SAMPLE_RATE, "channels": 1, "duration": float(self.seconds),
+            "split": split, "recipe_hash": "fixture",
+        }  # fmt: skip
+        image = frame(c, v, t, self.size, self.aspect, self.seed)
+        pcm_stored = pcm if self.with_pcm else None
+        sample = encode_sample(sample_key(vid, 0, t), image, meta, mel=mel, pcm=pcm_stored,
+                               image_format=self.image_format)  # fmt: skip
+        return sample, mel
+
+
+def _audio_stats(train_mels: list[np.ndarray]) -> dict[str, Any]:
+    """The manifest's audio_stats: per-band mean/std of the train mels over samples and frames."""
+    stack = np.stack(train_mels)  # [N, 64, 97]
+    return {
+        "mel_mean": [float(x) for x in stack.mean(axis=(0, 2))],
+        "mel_std": [float(x) for x in stack.std(axis=(0, 2))],
+        "mel_mean_scalar": float(stack.mean()),
+        "mel_std_scalar": float(stack.std()),
+        "computed_on": "train",
+        "samples": len(train_mels),
+    }
+
+
 def write_split_dir(
     root: Path,
     *,
@@ -94,51 +158,22 @@ def write_split_dir(
     no audio. Splits: train (and val, ood when non-empty).
     """
     root = Path(root)
-    mel_cfg = MelConfig()
+    make = _SampleMaker(videos_per_class, seconds, size, aspect, image_format, with_pcm, seed)
     id_classes = classes - ood_classes
-    members: dict[str, list[tuple[int, int]]] = {"train": [], "val": [], "ood": []}
-    for c in range(classes):
-        for v in range(videos_per_class):
-            if c >= id_classes:
-                members["ood"].append((c, v))
-            elif v >= videos_per_class - val_videos_per_class:
-                members["val"].append((c, v))
-            else:
-                members["train"].append((c, v))
     manifest_splits = {}
     train_mels = []
-    for split, videos in members.items():
+    for split, videos in _members(classes, videos_per_class, val_videos_per_class, ood_classes).items():
         if not videos:
             continue
-        n_shards = shards_per_split[split] if isinstance(shards_per_split, dict) else shards_per_split
         silent = set(videos[:silent_videos])
         samples = []
         for c, v in videos:
-            vid = video_id(c, v)
             for t in range(seconds):
-                has_audio = (c, v) not in silent
-                pcm = tone(c, v, t, videos_per_class) if has_audio else None
-                mel = log_mel(pcm, mel_cfg) if pcm is not None else None
+                sample, mel = make(c, v, t, split, (c, v) not in silent)
                 if mel is not None and split == "train":
                     train_mels.append(mel.astype(np.float16).astype(np.float64))
-                meta = {
-                    "dataset": "fixture", "video_id": vid, "source": f"{CLASS_NAMES[c]}/{vid}.mp4",
-                    "label": CLASS_NAMES[c], "label_id": c, "segment": t, "frame_time": t + 0.5,
-                    "audio_start": float(t), "audio_end": float(t + 1), "in_event": True,
-                    "has_audio": has_audio, "fps": 10.0, "width": round(size * aspect), "height": size,
-                    "sample_rate": SAMPLE_RATE, "channels": 1, "duration": float(seconds),
-                    "split": split, "recipe_hash": "fixture",
-                }  # fmt: skip
-                samples.append(
-                    encode_sample(
-                        sample_key(vid, 0, t),
-                        frame(c, v, t, size, aspect, seed),
-                        meta,
-                        mel=mel,
-                        pcm=pcm if with_pcm else None,
-                        image_format=image_format,
-                    )
-                )
+                samples.append(sample)
+        n_shards = shards_per_split[split] if isinstance(shards_per_split, dict) else shards_per_split
         order = np.random.default_rng([seed, len(split)]).permutation(len(samples))
         (root / split).mkdir(parents=True, exist_ok=True)
         names = [f"{split}/{split}-{i:06d}.tar" for i in range(n_shards)]
@@ -146,15 +181,9 @@ def write_split_dir(
             with wds.TarWriter(str(root / name)) as sink:
                 for j in order[i::n_shards]:
                     sink.write(samples[j])
-        manifest_splits[split] = {
-            "samples": len(samples),
-            "videos": len(videos),
-            "categories": len({c for c, _ in videos}),
-            "shards": names,
-        }
-    stack = np.stack(train_mels)  # [N, 64, 97]
-    mel_mean = stack.mean(axis=(0, 2))
-    mel_std = stack.std(axis=(0, 2))
+        categories = len({c for c, _ in videos})
+        manifest_splits[split] = {"samples": len(samples), "videos": len(videos), "categories": categories,
+                                  "shards": names}  # fmt: skip
     manifest = {
         "format_version": 1,
         "recipe": {"fixture": True},
@@ -164,15 +193,8 @@ def write_split_dir(
         "ood_categories": list(CLASS_NAMES[id_classes:classes]),
         "label_ids": {CLASS_NAMES[c]: c for c in range(classes)},
         "splits": manifest_splits,
-        "audio_stats": {
-            "mel_mean": [float(x) for x in mel_mean],
-            "mel_std": [float(x) for x in mel_std],
-            "mel_mean_scalar": float(stack.mean()),
-            "mel_std_scalar": float(stack.std()),
-            "computed_on": "train",
-            "samples": len(train_mels),
-        },
-        "mel_config": mel_cfg.to_dict(),
+        "audio_stats": _audio_stats(train_mels),
+        "mel_config": make.mel_cfg.to_dict(),
         "created": "fixture",
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
