@@ -43,7 +43,7 @@ import pandas as pd
 import webdataset as wds
 
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
-from aiaic.data.categories import choose_ood, read_class_file, read_video_ids
+from aiaic.data.categories import choose_ood, read_class_file, read_video_ids, write_category_lists
 from aiaic.data.raw import INDEX_COLUMNS, RawSource, TarIndex, load_raw, mel_config_of
 from aiaic.data.sample import _npy_load
 from aiaic.errors import ConfigError, InputError
@@ -517,4 +517,16 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
         audio_samples=stats.samples,
         warnings=warnings,
         seconds=time.monotonic() - t0,
+    )
+
+
+def run_class_lists(cfg: SplitConfig) -> list[Path]:
+    """Class-list-only mode: draw the OOD categories from `cfg.class_list` outside `cfg.categories` and
+    write the ID and OOD lists into `cfg.out` (no shards); returns the two files written."""
+    if cfg.class_list is None or cfg.categories is None or cfg.out is None:
+        raise ConfigError("--class-list needs --categories (the ID list) and --out (the lists' folder)")
+    if cfg.src:
+        raise ConfigError("give either --class-list (category lists only) or --src (split shards)")
+    return write_category_lists(
+        cfg.class_list, cfg.categories, cfg.out, ood=cfg.ood or 0, seed=cfg.seed, list_name=cfg.list_name
     )
