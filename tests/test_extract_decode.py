@@ -226,6 +226,7 @@ def check_against_independent(path: Path, segs, size: int) -> None:
         assert np.abs(mel - log_mel(s.pcm)).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_real_vggsound_middle_second_matches_independent_decode(shared_data):
     videos = sorted((shared_data / "mini-vggsound" / "video").glob("*.mp4"))
     assert len(videos) == 19

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 from support.split_fixtures import write_split_dir
 from support.train_fixtures import TINY_MODEL, write_recipe
 
+pytestmark = pytest.mark.slow  # real processes: kill -9 and resume, torchrun
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
