@@ -109,7 +109,7 @@ def load_model(cfg: ColorizeConfig, device):
     """The InferenceModel that `cfg` asks for (a trained run and its variant)."""
     if cfg.run is None:
         raise ConfigError("--run RUN is required (a training run directory)")
-    from aiaic.runs.inference import load_inference  # contract #4
+    from aiaic.runs.inference import load_inference
 
     return load_inference(Path(cfg.run), cfg.variant, device)
 

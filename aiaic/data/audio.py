@@ -1,7 +1,7 @@
 """The audio front end: one second of 16 kHz mono PCM -> log-mel [n_mels, frames].
 
 All parameters live in `MelConfig` and are recorded in every shard's stats and in the manifest.
-The default is the VGGish front end used by AVE and AVSBench (DESIGN section 3)::
+The default is the VGGish front end used by AVE and AVSBench::
 
     librosa.feature.melspectrogram(y, sr=16000, n_fft=512, win_length=400, hop_length=160,
         n_mels=64, fmin=125, fmax=7500, power=1.0, htk=True, norm=None, center=False)

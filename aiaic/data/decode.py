@@ -1,6 +1,6 @@
 """Decode one video with PyAV into per-second segments: a frame chosen by pts and that second's audio.
 
-The timeline (DESIGN section 3): time 0 is the video stream's own start time (``start_time``, or
+The timeline: time 0 is the video stream's own start time (``start_time``, or
 the first frame's pts where the stream has none); every time below is in seconds on that timeline,
 for the audio too (audio pts are converted to the same absolute clock).
 

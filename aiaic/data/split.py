@@ -6,7 +6,7 @@ Reads one or more raw extraction outputs (``RAW/index.csv``, ``RAW/*.tar`` with 
 
     aiaic-data split --src shards/raw --out shards/split --ood 20 --config pipelines/vggsound.toml
 
-Rules (DESIGN section 3, issue 3):
+Rules:
 - OOD categories: `ood_list` when given, else `ood` drawn with the seed among the categories present
   outside the ID list (`categories`). Their rows go to "ood" only (at most `ood_samples` of them,
   chosen with the seed); they never reach train or val.

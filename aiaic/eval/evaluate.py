@@ -1,4 +1,4 @@
-"""`run_eval(cfg)`: the paper's evaluation of a training run on split shards (DESIGN section 3).
+"""`run_eval(cfg)`: the paper's evaluation of a training run on split shards (`aiaic.eval.protocol`).
 
     aiaic-eval --run runs/demo --shards shards/split --split val --split ood --out reports/demo
 
@@ -56,7 +56,7 @@ PSNR_CAP = 100.0  # dB; identical images (PSNR = inf) enter split means as this 
 class EvalConfig:
     """Settings of one evaluation.
 
-    run: training run directory (contract #4). shards: split directory holding manifest.json.
+    run: training run directory (`aiaic-train --out`). shards: split directory holding manifest.json.
     out: output directory. splits / variants: what to evaluate (those not available are listed).
     lpips_weights: an ImageNet AlexNet state dict (else the torch hub cache; else LPIPS unavailable).
     save_images: samples per split shown in the grid. batch_size: samples per forward pass.
@@ -179,7 +179,7 @@ def _batches(urls: list[str], batch_size: int, limit: int | None):
 
 
 def _load_variants(cfg: EvalConfig, run: Path, device: torch.device) -> tuple[dict, dict]:
-    from aiaic.runs.inference import load_inference, stage_dir_for  # contract #4
+    from aiaic.runs.inference import load_inference, stage_dir_for
 
     models, missing = {}, {}
     by_stage: dict[Path, InferenceModel] = {}  # full, missing_audio and no_r share stage3's weights

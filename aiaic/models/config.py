@@ -13,7 +13,7 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of every component (DESIGN section 4).
+    """Sizes of every component.
 
     Attributes:
         backbone: name in `aiaic.models.backbones.registry` ("unet" is the compact CPU U-Net).

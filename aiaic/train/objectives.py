@@ -1,6 +1,6 @@
 """The losses of the stages, as one `nn.Module` per stage (so DDP can wrap it).
 
-`StageObjective(model, spec, stage_cfg)(batch)` takes a loader batch (contract #3: "L", "ab", "rgb",
+`StageObjective(model, spec, stage_cfg)(batch)` takes a batch of `aiaic.data.loader` ("L", "ab", "rgb",
 "mel", "neg_mel", "has_audio", "audio_mask" ...) already on the device and returns a dict of scalar
 tensors: "loss" (what is minimised) plus the terms and diagnostics worth logging ("r_mean", ...).
 """
