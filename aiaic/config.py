@@ -53,16 +53,17 @@ def required(flag: str) -> Any:
 class Recipe(dict):
     """A parsed recipe: its tables, and `folder`, the recipe file's folder (None: no file)."""
 
-    def __init__(self, tables: Mapping[str, Any] = (), folder: Path | None = None):
-        super().__init__(tables)
+    def __init__(self, tables: Mapping[str, Any] | None = None, folder: Path | None = None):
+        super().__init__(tables or {})
         self.folder = folder
 
 
 class RecipeSection(dict):
     """The settings of one recipe table: `name` ("train.stage1"), `folder` for its relative paths."""
 
-    def __init__(self, items: Mapping[str, Any] = (), name: str | None = None, folder: Path | None = None):
-        super().__init__(items)
+    def __init__(self, items: Mapping[str, Any] | None = None, name: str | None = None,
+                 folder: Path | None = None):
+        super().__init__(items or {})
         self.name = name
         self.folder = folder
 
