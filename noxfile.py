@@ -1,7 +1,11 @@
 """Developer tasks: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s bench`, `nox -s demo`.
 
 Every session installs the package with the pinned versions of `constraints.txt`, so CI and a
-developer machine run the same torch (2.11.0) and the same libraries.
+developer machine run the same torch (2.11.0) and the same libraries. Where `uv` is installed
+(`pip install uv`), nox builds its virtualenvs with it and every session takes torch and its CUDA
+wheels from uv's one cache instead of downloading them again; otherwise it falls back to virtualenv.
+
+    nox -s tests -- -m "not slow"     # the quick loop: skips the learning and multi-process tests
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "uv|virtualenv"
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
+LINTED = ("aiaic", "tests", "benchmarks", "pipelines", "noxfile.py")
 
 
 def _install(session: nox.Session, extras: str = "dev") -> None:
@@ -29,12 +35,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
+    """ruff's rules and its formatting (`ruff format` applies what `--check` reports)."""
     session.install(*CONSTRAINTS, "ruff")
-    session.run("ruff", "check", "aiaic", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
+    """mypy over the library (settings in pyproject.toml)."""
     _install(session)
     session.run("mypy", "aiaic")
 
@@ -50,4 +59,4 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job: generated sample corpus -> extract -> split -> inspect -> train -> eval -> colorize."""
     _install(session)
-    session.run("python", "-m", "aiaic.demo", *session.posargs)
+    session.run("python", "pipelines/demo.py", *session.posargs)

@@ -1,10 +1,22 @@
 """Recipes (`pipelines/*.toml`) and typed, frozen config dataclasses.
 
 A recipe is a TOML file with one table per concern: `[extract]`, `[split]`, `[model]`, `[train]`
-(shared training settings) and `[train.<stage>]`, `[eval]`, `[colorize]`. A command builds its config
-from the recipe's table, then applies the flags the user gave (a flag left at None does not
+(shared training settings) and `[train.<stage>]`, `[loader]`, `[eval]`, `[colorize]`. A command builds
+its config from the recipe's table, then applies the flags the user gave (a flag left at None does not
 override). Unknown keys are errors, never silently ignored. The resulting config is saved beside
 every output (`config_to_dict`) and identified by `recipe_hash`.
+
+Declaring a table's settings: a frozen dataclass whose fields are the table's keys. A setting that has
+no default is marked with `required(flag)`, so a missing one is reported with the flag and the recipe
+key that give it:
+
+    @dataclass(frozen=True)
+    class TrainConfig:
+        shards: Path = required("--shards")
+        image_size: int = 128
+
+A relative path given in a recipe is taken relative to the recipe file's folder (a flag's relative
+path stays relative to the working directory). Every bad setting raises `ConfigError`.
 """
 
 from __future__ import annotations
@@ -12,46 +24,85 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tomllib
-
 from aiaic.errors import ConfigError
+from aiaic.io import write_json_atomic as write_json
 
 T = TypeVar("T")
 
 
-def load_recipe(path: str | Path | None) -> dict[str, Any]:
+_REQUIRED_FLAG = "aiaic_required_flag"
+
+
+def required(flag: str) -> Any:
+    """A dataclass field with no default that the user must give, as `flag` or as the recipe key.
+
+    `build_config` reports it missing as a ConfigError naming both, e.g. "give --shards or set
+    `shards` in the recipe's [train] table".
+    """
+    return dataclasses.field(metadata={_REQUIRED_FLAG: flag})
+
+
+class Recipe(dict):
+    """A parsed recipe: its tables, and `folder`, the recipe file's folder (None: no file)."""
+
+    def __init__(self, tables: Mapping[str, Any] | None = None, folder: Path | None = None):
+        super().__init__(tables or {})
+        self.folder = folder
+
+
+class RecipeSection(dict):
+    """The settings of one recipe table: `name` ("train.stage1"), `folder` for its relative paths."""
+
+    def __init__(self, items: Mapping[str, Any] | None = None, name: str | None = None,
+                 folder: Path | None = None):
+        super().__init__(items or {})
+        self.name = name
+        self.folder = folder
+
+    def subset(self, keys: Iterable[str]) -> RecipeSection:
+        """The entries whose key is in `keys`, with the same name and folder."""
+        wanted = set(keys)
+        return RecipeSection({k: v for k, v in self.items() if k in wanted}, self.name, self.folder)
+
+
+def load_recipe(path: str | Path | None) -> Recipe:
     """Read a TOML recipe; None gives an empty recipe (all defaults)."""
     if path is None:
-        return {}
+        return Recipe()
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: recipe file not found")
     try:
         with p.open("rb") as f:
-            return tomllib.load(f)
+            return Recipe(tomllib.load(f), folder=p.resolve().parent)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the recipe: {e.strerror or e}") from e
 
 
-def recipe_section(recipe: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The table `name` (dotted for nesting, e.g. "train.stage1") or {} when absent.
+def recipe_section(recipe: Mapping[str, Any], name: str) -> RecipeSection:
+    """The table `name` (dotted for nesting, e.g. "train.stage1"); empty when absent.
 
     Nested tables inside the returned section are dropped, so `[train]` does not carry its stage tables.
     """
+    folder = recipe.folder if isinstance(recipe, Recipe) else None
     node: Any = recipe
     for part in name.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return {}
+            return RecipeSection(name=name, folder=folder)
         node = node[part]
     if not isinstance(node, Mapping):
         raise ConfigError(f"recipe entry [{name}] is not a table")
-    return {k: v for k, v in node.items() if not isinstance(v, Mapping)}
+    return RecipeSection({k: v for k, v in node.items() if not isinstance(v, Mapping)}, name, folder)
 
 
 def _coerce(name: str, tp: Any, value: Any) -> Any:
@@ -82,6 +133,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     if tp is Any:
         return value
     if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{name}: expected a path, got {value!r}")
         return Path(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -102,26 +155,52 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     return value
 
 
+def _relative_to(value: Any, folder: Path) -> Any:
+    """`value` with every relative Path in it (also inside tuples and lists) joined onto `folder`."""
+    if isinstance(value, Path):
+        value = value.expanduser()
+        return value if value.is_absolute() else Path(os.path.normpath(folder / value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_relative_to(v, folder) for v in value)
+    return value
+
+
+def _missing_required(cls: type, fields: Mapping[str, dataclasses.Field], given: Mapping[str, Any],
+                      table: str | None) -> None:
+    missing = [f for name, f in fields.items() if _REQUIRED_FLAG in f.metadata and name not in given]
+    if missing:
+        where = f"the recipe's [{table}] table" if table else "the recipe"
+        wants = "; ".join(f"give {f.metadata[_REQUIRED_FLAG]} or set `{f.name}` in {where}" for f in missing)
+        raise ConfigError(f"{cls.__name__}: missing {', '.join(f.name for f in missing)}: {wants}")
+
+
 def build_config(cls: type[T], section: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> T:
     """Build the frozen dataclass `cls` from a recipe section, then from flags (None = not given).
 
-    Raises ConfigError for unknown keys or values of the wrong type; `__post_init__` validates ranges.
+    A relative path in the section is joined onto its recipe's folder (`RecipeSection.folder`).
+    Raises ConfigError for unknown keys, values of the wrong type, a missing `required` setting, or a
+    value `__post_init__` refuses.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls} is not a dataclass")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    table = section.name if isinstance(section, RecipeSection) else None
+    folder = section.folder if isinstance(section, RecipeSection) else None
     merged: dict[str, Any] = {}
     for source_name, source in (("recipe", section), ("flags", overrides or {})):
         for key, value in source.items():
             k = key.replace("-", "_")
             if k not in fields:
-                raise ConfigError(
-                    f"unknown {source_name} setting '{key}' for {cls.__name__}; known: {sorted(fields)}"
-                )
+                where = f" in [{table}]" if source_name == "recipe" and table else ""
+                raise ConfigError(f"unknown {source_name} setting '{key}'{where} for {cls.__name__}; "
+                                  f"known: {sorted(fields)}")
             if value is None:
                 continue
             merged[k] = _coerce(f"{cls.__name__}.{k}", hints[k], value)
+            if source_name == "recipe" and folder is not None:
+                merged[k] = _relative_to(merged[k], folder)
+    _missing_required(cls, fields, merged, table)
     try:
         return cls(**merged)
     except (TypeError, ValueError) as e:
@@ -148,14 +227,5 @@ def recipe_hash(obj: Any) -> str:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON under a temporary name in the same directory, fsync, then rename."""
-    import os
-
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as f:
-        json.dump(config_to_dict(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    """Write a config (or any mapping) as JSON (`config_to_dict`), atomically (`aiaic.io`)."""
+    write_json(path, config_to_dict(obj))

@@ -9,8 +9,11 @@ class AiaicError(Exception):
     """Base class: an error a user can act on. Its message is shown as is."""
 
 
-class ConfigError(AiaicError):
-    """A recipe or flag is invalid (unknown key, wrong type, value out of range)."""
+class ConfigError(AiaicError, ValueError):
+    """A recipe or flag is invalid (unknown key, wrong type, value out of range).
+
+    Also a ValueError, so a config's `__post_init__` raising it reads as any bad value does.
+    """
 
 
 class InputError(AiaicError):

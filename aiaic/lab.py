@@ -1,7 +1,7 @@
 """CIE Lab (D65, 2 degree observer) in torch, matching `skimage.color.rgb2lab` / `lab2rgb`.
 
 Tensors are channel-first: RGB in [0, 1] as [B, 3, H, W] (or [3, H, W]); Lab as L in [0, 100],
-a and b roughly in [-110, 110]. Differentiable. Network conventions (DESIGN section 3):
+a and b roughly in [-110, 110]. Differentiable. Network conventions:
 L_n = (L - 50) / 50 and ab_n = ab / 110.
 """
 

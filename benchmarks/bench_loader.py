@@ -3,27 +3,23 @@
     python -m benchmarks.run loader
 
 Shards like the real ones (JPEG frames with a 256-pixel short side at 16:9, float16 mel, pcm) are
-written by tests/split_fixtures.py into a temporary directory: 2 classes x 8 videos x 12 s = 192 train
-samples in 8 shards. For each image size (64, 128) and worker count (0, 2) one warm-up epoch is run
-(it also starts the spawn workers, which stay alive), then the next three epochs are timed, so a row
-is the steady-state rate of one rank. The load average is in the note: on a shared machine with no
-idle core, workers cannot help. The 2-worker rows give their ratio to the in-process row.
+written by `aiaic.data.synthetic_shards.write_split_dir` into a temporary directory: 2 classes x 8
+videos x 12 s = 192 train samples in 8 shards. For each image size (64, 128) and worker count (0, 2) one
+warm-up epoch is run (it also starts the spawn workers, which stay alive), then the next three epochs
+are timed, so a row is the steady-state rate of one rank. The load average is in the note: on a shared
+machine with no idle core, workers cannot help. The 2-worker rows give their ratio to the in-process
+row.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-from split_fixtures import write_split_dir  # noqa: E402
-
-from aiaic.data.loader import LoaderConfig, make_loader, open_split  # noqa: E402
+from aiaic.data.loader import LoaderConfig, make_loader, open_split
+from aiaic.data.synthetic_shards import write_split_dir
 
 SIZES = (64, 128)
 WORKERS = (0, 2)

@@ -22,13 +22,12 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
-from split_fixtures import write_split_dir  # noqa: E402
 
 from aiaic.data.audio import MelConfig, log_mel  # noqa: E402
 from aiaic.data.loader import LoaderConfig, make_loader, open_split  # noqa: E402
 from aiaic.data.spectrogram import SpecConfig, vggsound_spectrogram  # noqa: E402
+from aiaic.data.synthetic_shards import write_split_dir  # noqa: E402
 
 N = 32
 

@@ -3,7 +3,7 @@
     python -m benchmarks.run split
 
 A raw extraction output like the real one per sample (float16 mel [64, 97], float32 pcm [16000], a
-small PNG frame: ~90 kB) is written by `tests/test_split.py:make_raw` into a temporary directory:
+small PNG frame: ~90 kB) is written by `aiaic.data.synthetic_shards.make_raw` into a temporary directory:
 40 categories x 50 one-second clips = 2,000 samples in 8 shards. `run_split` then draws 5 OOD
 categories, keeps the official train/test (-> train/val), shuffles, re-packs into 16 shards per split
 and streams the train mel statistics. Reading is random access by tar offsets, so the rate is bounded
@@ -12,16 +12,12 @@ by the disk's small random reads; the VGGSound scale (~200k samples) takes about
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-from aiaic.data.split import SplitConfig, run_split  # noqa: E402
-from tests.test_split import make_raw, video  # noqa: E402
+from aiaic.data.split import SplitConfig, run_split
+from aiaic.data.synthetic_shards import make_raw, raw_video
 
 CATEGORIES, CLIPS = 40, 50
 
@@ -30,7 +26,7 @@ def run() -> list[dict]:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench_split_") as tmp:
         vids = [
-            video("vggsound", f"y{c:03d}_{i:03d}", f"class {c}", "test" if i % 10 == 0 else "train", start=i)
+            raw_video("vggsound", f"y{c:03d}_{i:03d}", f"class {c}", "train" if i % 10 else "test", start=i)
             for c in range(CATEGORIES)
             for i in range(CLIPS)
         ]

@@ -1,4 +1,8 @@
-"""Shared fixtures. Real clips come from ../shared/data (CI has it); tests needing it skip with a reason."""
+"""Shared fixtures. Real clips come from ../shared/data (CI has it); tests needing it skip with a reason.
+
+Tests marked `slow` (learning, multi-process, over ~20 s) are left out by `pytest -m "not slow"`; a test
+that uses a really trained run (a `tiny_run` fixture) is marked slow here, the rest by their decorator.
+"""
 
 from __future__ import annotations
 
@@ -19,3 +23,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA} (set AIAIC_SHARED_DATA)")
     return SHARED_DATA
+
+
+TRAINED_RUN_FIXTURES = {"tiny_run"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINED_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

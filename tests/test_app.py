@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from app_fixtures import (
+from support.app_fixtures import (
     APP_FLAGS,
     LIMIT_MB,
     AppServer,
@@ -21,8 +21,8 @@ from app_fixtures import (
     shared_server,
     write_audio_only,
 )
-from colorize_fixtures import shared_tiny_run
-from fixtures_av import make_clip
+from support.colorize_fixtures import shared_tiny_run
+from support.fixtures_av import make_clip
 
 requests = pytest.importorskip("requests", reason="the app tests need requests (pip install requests)")
 pytest.importorskip("fastapi", reason='aiaic-app needs its extra: pip install "aiaic[app]"')

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from app_fixtures import (
+from support.app_fixtures import (
     APP_FLAGS,
     LIMIT_MB,
     ROOT,
@@ -24,8 +24,8 @@ from app_fixtures import (
     shared_server,
     write_audio_only,
 )
-from colorize_fixtures import shared_tiny_run
-from fixtures_av import make_clip
+from support.colorize_fixtures import shared_tiny_run
+from support.fixtures_av import make_clip
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from safetensors.torch import load_file
 from aiaic.config import load_recipe
 from aiaic.data.loader import LoaderConfig, make_loader, open_split
 from aiaic.data.spectrogram import vggsound_spectrogram
+from aiaic.data.synthetic_shards import tone, video_id, write_split_dir  # noqa: E402
 from aiaic.errors import ConfigError
 from aiaic.models.audio import AudioEncoder
 from aiaic.models.colorizer import build_colorizer
@@ -31,9 +31,6 @@ from aiaic.train.config import StageConfig, build_train_plan
 from aiaic.train.objectives import StageObjective
 from aiaic.train.runner import run_training
 from aiaic.train.stages import STAGES
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from split_fixtures import tone, video_id, write_split_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("AIAIC_SHARED_DATA", ROOT.parent / "shared" / "data")).parent / "reference"

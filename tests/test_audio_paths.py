@@ -8,8 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audio_reference import librosa_log_mel
-from fixtures_av import make_clip
+from support.audio_reference import librosa_log_mel
+from support.fixtures_av import make_clip
 
 from aiaic.colorize.audio import Soundtrack, read_audio_window
 from aiaic.config import build_config, load_recipe, recipe_section

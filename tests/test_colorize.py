@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from colorize_fixtures import StandInModel, shared_tiny_run
-from fixtures_av import make_audio, make_clip, write_garbage
 from PIL import Image
 from skimage.color import rgb2lab
+from support.colorize_fixtures import StandInModel, shared_tiny_run
+from support.fixtures_av import make_audio, make_clip, write_garbage
 from typer.testing import CliRunner
 
 from aiaic.cli.colorize import app

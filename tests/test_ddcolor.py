@@ -78,7 +78,8 @@ def test_state_dict_is_the_official_one_key_for_key(name):
 def test_registry_and_contract_values():
     assert {"ddcolor-tiny", "ddcolor-large", "ddcolor-mini"} <= set(available())
     # DDColor's weights; its L1 (0.1 on ab in Lab units) is 11 on our ab_n = ab / 110
-    assert dict(DDColor.loss_terms) == {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
+    terms = {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
+    assert dict(DDColor.loss_terms) == terms
     opt = DDColor.optimizer
     assert (opt.name, opt.lr, opt.betas, opt.weight_decay) == ("adamw", 1e-4, (0.9, 0.99), 0.01)
     net = _build("ddcolor-mini")
@@ -305,7 +306,7 @@ def test_ddcolor_mini_learns():
 
 
 def test_baseline_training_starts_from_backbone_weights(tmp_path):
-    from split_fixtures import write_split_dir
+    from support.split_fixtures import write_split_dir
 
     from aiaic.config import build_config
     from aiaic.runs import checkpoint as ckpt

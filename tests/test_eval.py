@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from colorize_fixtures import shared_tiny_run
 from PIL import Image
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from split_fixtures import read_split, write_split_dir
+from support.colorize_fixtures import shared_tiny_run
+from support.split_fixtures import read_split, write_split_dir
 from typer.testing import CliRunner
 
 from aiaic.cli.eval import app

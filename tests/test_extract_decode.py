@@ -8,10 +8,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audio_reference import librosa_log_mel
-from fixtures_av import CLICK_AT, decode_frame_code, make_clip
 from PIL import Image
 from scipy.signal import firwin, resample_poly
+from support.audio_reference import librosa_log_mel
+from support.fixtures_av import CLICK_AT, decode_frame_code, make_clip
 
 from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.decode import DecodeFailure, VideoClip, target_size
@@ -224,6 +224,7 @@ def check_against_independent(path: Path, segs, size: int) -> None:
         assert np.abs(log_mel(s.pcm) - librosa_log_mel(s.pcm)).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_real_vggsound_middle_second_matches_independent_decode(shared_data):
     videos = sorted((shared_data / "mini-vggsound" / "video").glob("*.mp4"))
     assert len(videos) == 19

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_av import make_clip
+from support.fixtures_av import make_clip
 
 from aiaic.data.distributor import run_pool
 from aiaic.data.extract import ExtractConfig, run_extract
@@ -58,6 +58,7 @@ def check_clean(out: Path) -> None:
         assert n.startswith("shard-") and (n.endswith(".tar") or n.endswith(".stats.json")), n
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(many_clips, tmp_path):
     args = ["--src", str(many_clips), "--samples-per-shard", "20", "--size", "24", "--workers", "2"]
     ref = tmp_path / "ref"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
-from fixtures_av import decode_frame_code, make_audio, make_clip, truncate_copy, write_garbage
+from support.fixtures_av import decode_frame_code, make_audio, make_clip, truncate_copy, write_garbage
 from typer.testing import CliRunner
 
 from aiaic.cli.data import app

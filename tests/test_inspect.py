@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_split import make_raw, video
+from support.split_fixtures import make_raw, raw_video
 from typer.testing import CliRunner
 
 from aiaic.cli.data import app
@@ -18,9 +18,9 @@ from aiaic.errors import InputError
 
 @pytest.fixture
 def raw(tmp_path):
-    vids = [video("ave", f"a{c}{s}{i}", f"Cat{c}", s, seconds=2) for c in range(3) for s in ("train", "test")
-            for i in range(3)]  # fmt: skip
-    vids.append(video("ave", "quiet", "Cat0", "train", seconds=2, audio=False))
+    vids = [raw_video("ave", f"a{c}{s}{i}", f"Cat{c}", s, seconds=2) for c in range(3)
+            for s in ("train", "test") for i in range(3)]  # fmt: skip
+    vids.append(raw_video("ave", "quiet", "Cat0", "train", seconds=2, audio=False))
     root = make_raw(tmp_path / "raw", vids)
     (root / "failures-00000.jsonl").write_text(
         "\n".join(json.dumps(r) for r in [

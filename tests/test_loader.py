@@ -1,6 +1,6 @@
 """Streaming loader (aiaic.data.loader): content, determinism, rank/worker coverage, spawn workers.
 
-Shards are real tars written by tests/split_fixtures.py; workers are real spawn-started processes.
+Shards are real tars written by support.split_fixtures; workers are real spawn-started processes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from skimage import color
-from split_fixtures import read_split, write_split_dir
+from support.split_fixtures import read_split, write_split_dir
 
 from aiaic.data.loader import (
     LoaderConfig,
@@ -190,6 +190,7 @@ def test_audio_mask_follows_mask_prob(split_dir):
         assert masks.dtype == torch.bool and lo <= int(masks.sum()) <= hi, (p, int(masks.sum()))
 
 
+@pytest.mark.slow
 def test_two_ranks_two_spawn_workers_cover_every_sample_once(split_dir, train_samples):
     """Eval: 8 shards of 4 over 2 ranks x 2 workers, batch 4: each sample exactly once, 4 batches per rank."""
     source = open_split(split_dir, "train")
@@ -207,6 +208,7 @@ def test_two_ranks_two_spawn_workers_cover_every_sample_once(split_dir, train_sa
     assert Counter(seen) == Counter(train_samples.keys())
 
 
+@pytest.mark.slow
 def test_spawn_workers_are_deterministic_and_match_in_process_content(split_dir):
     source = open_split(split_dir, "train")
     cfg = LoaderConfig(image_size=64, batch_size=4, workers=2, train=True, seed=5, mask_prob=0.3)

@@ -115,6 +115,7 @@ def test_relevance_is_sigmoid_of_scaled_cosine_of_the_heads():
     assert ((net(a, v) > 0) & (net(a, v) < 1)).all()
 
 
+@pytest.mark.slow
 def test_relevance_net_learns_true_pairs_where_the_frame_tells_the_class():
     """Heads on frozen (random) encoders learn r(true pair) > r(audio of the other class).
 

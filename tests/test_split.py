@@ -1,6 +1,6 @@
 """`aiaic-data split`: leakage-free splits, official splits kept, OOD cap, determinism, shards, errors.
 
-Raw inputs are built here following contract #1 (`make_raw`): real tar shards written with
+Raw inputs are built by `make_raw` (support.split_fixtures): real tar shards written with
 `encode_sample` + `webdataset.TarWriter`, an index.csv, per-shard stats files and a recipe.json.
 """
 
@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import csv
 import json
-import random
-import zlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import webdataset as wds
+from support.split_fixtures import make_raw, raw_video, sample_mel
 from typer.testing import CliRunner
 
 from aiaic.cli.data import app
 from aiaic.config import build_config, load_recipe, recipe_section
 from aiaic.data.audio import MelConfig
 from aiaic.data.categories import choose_ood, read_class_file, write_category_lists
-from aiaic.data.raw import INDEX_COLUMNS
-from aiaic.data.sample import decode_sample, encode_sample, sample_key
+from aiaic.data.sample import decode_sample
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.errors import ConfigError, InputError
 
@@ -33,60 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------------- helpers
 
 
-def video(dataset: str, vid: str, label: str, split: str | None, seconds: int = 1, start: int = 0,
-          audio: bool = True) -> dict:  # fmt: skip
-    return dict(
-        dataset=dataset, video_id=vid, label=label, split=split, seconds=seconds, start=start, audio=audio
-    )
-
-
-def sample_mel(key: str, label: str) -> np.ndarray:
-    """A known mel per sample: seeded noise around a per-label level (float16-exact values)."""
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    level = (zlib.crc32(label.encode()) % 7) - 4.0
-    return (level + rng.normal(0, 1, size=(64, 97))).astype(np.float16).astype(np.float32)
-
-
-def make_raw(root: Path, videos: list[dict], *, shards: int = 3, seed: int = 0) -> Path:
-    """Write a raw extraction output (contract #1) holding one sample per second of each video."""
-    root.mkdir(parents=True, exist_ok=True)
-    labels = sorted({v["label"] for v in videos})
-    samples = []
-    for v in videos:
-        for seg in range(v["seconds"]):
-            key = sample_key(v["video_id"], v["start"], seg)
-            li = labels.index(v["label"])
-            meta = {
-                "dataset": v["dataset"], "video_id": v["video_id"], "source": f"{v['video_id']}.mp4",
-                "label": v["label"], "label_id": li, "segment": seg, "frame_time": seg + 0.5,
-                "audio_start": float(seg), "audio_end": seg + 1.0, "in_event": seg % 2 == 0,
-                "has_audio": v["audio"], "fps": 10.0, "width": 8, "height": 8, "sample_rate": 16000,
-                "channels": 1, "duration": float(v["seconds"]), "split": v["split"], "recipe_hash": "abc123",
-            }  # fmt: skip
-            img = np.zeros((8, 8, 3), np.uint8)
-            img[..., 0], img[..., 1], img[..., 2] = (40 + 30 * li) % 256, (40 + 20 * seg) % 256, 120
-            mel = sample_mel(key, v["label"]) if v["audio"] else None
-            pcm = np.full(16000, li / 100, np.float32) if v["audio"] else None
-            samples.append((key, meta, encode_sample(key, img, meta, mel=mel, pcm=pcm, image_format="png")))
-    random.Random(seed).shuffle(samples)
-    rows = []
-    for i in range(shards):
-        name = f"shard-{i:05d}.tar"
-        part = samples[i::shards]
-        with wds.TarWriter(str(root / name)) as w:
-            for key, meta, s in part:
-                w.write(s)
-                rows.append([key, name, meta["label"], meta["label_id"], meta["video_id"], meta["segment"],
-                             meta["split"] or "", meta["dataset"], meta["in_event"], meta["has_audio"],
-                             meta["source"]])  # fmt: skip
-        (root / f"shard-{i:05d}.stats.json").write_text(json.dumps({"samples": len(part), "shard": name}))
-    with (root / "index.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(INDEX_COLUMNS)
-        w.writerows(rows)
-    recipe = {"extract": {"mode": "test"}, "mel": MelConfig().to_dict(), "recipe_hash": "abc123"}
-    (root / "recipe.json").write_text(json.dumps(recipe))
-    return root
 
 
 def read_split(out: Path) -> tuple[dict, dict[str, list]]:
@@ -104,12 +48,12 @@ def vggsound_videos() -> list[dict]:
     vids = []
     for c in range(6):
         for i in range(6):
-            vids.append(video("vggsound", f"-v{c}tr{i}", f"cat {c}", "train", start=10 * i))
+            vids.append(raw_video("vggsound", f"-v{c}tr{i}", f"cat {c}", "train", start=10 * i))
         for i in range(2):
-            vids.append(video("vggsound", f"-v{c}te{i}", f"cat {c}", "test", start=30))
-    vids.append(video("vggsound", "-v0tr0", "cat 0", "train", start=200))  # same YouTube id, other clip
-    vids.append(video("vggsound", "-v1tr5", "cat 1", "train", start=300, audio=False))
-    vids[3] = video("vggsound", "AVEid000001", "cat 0", "train")  # also an AVE id
+            vids.append(raw_video("vggsound", f"-v{c}te{i}", f"cat {c}", "test", start=30))
+    vids.append(raw_video("vggsound", "-v0tr0", "cat 0", "train", start=200))  # same YouTube id, other clip
+    vids.append(raw_video("vggsound", "-v1tr5", "cat 1", "train", start=300, audio=False))
+    vids[3] = raw_video("vggsound", "AVEid000001", "cat 0", "train")  # also an AVE id
     return vids
 
 
@@ -226,7 +170,7 @@ def test_ave_keeps_official_train_val_test_and_shuffles_seconds(tmp_path):
     vids = []
     for c in range(3):
         for split, n in (("train", 4), ("val", 1), ("test", 2)):
-            vids += [video("ave", f"a{c}{split}{i}", f"Ave{c}", split, seconds=10) for i in range(n)]
+            vids += [raw_video("ave", f"a{c}{split}{i}", f"Ave{c}", split, seconds=10) for i in range(n)]
     raw = make_raw(tmp_path / "raw", vids, shards=2)
     run_split(SplitConfig(src=(raw,), out=tmp_path / "out", seed=1, ranks=2, workers=2))
     manifest, got = read_split(tmp_path / "out")
@@ -246,11 +190,12 @@ def test_ave_keeps_official_train_val_test_and_shuffles_seconds(tmp_path):
 
 
 def test_ave_id_in_a_vggsound_source_is_kept_out_of_train(tmp_path):
-    vgg = [video("vggsound", f"y{i}", "dog", "train", start=i) for i in range(6)]
-    vgg += [video("vggsound", "shared_id", "dog", "train", start=0), video("vggsound", "y9", "dog", "test")]
+    vgg = [raw_video("vggsound", f"y{i}", "dog", "train", start=i) for i in range(6)]
+    vgg += [raw_video("vggsound", "shared_id", "dog", "train", start=0),
+            raw_video("vggsound", "y9", "dog", "test")]
     ave = [
-        video("ave", "shared_id", "Dog", "test", seconds=3, start=1),
-        video("ave", "a1", "Dog", "train", 3),
+        raw_video("ave", "shared_id", "Dog", "test", seconds=3, start=1),
+        raw_video("ave", "a1", "Dog", "train", 3),
     ]
     raw_v, raw_a = make_raw(tmp_path / "v", vgg, shards=2), make_raw(tmp_path / "a", ave, shards=1)
     run_split(SplitConfig(src=(raw_v, raw_a), out=tmp_path / "out", ranks=1, workers=1))
@@ -262,13 +207,13 @@ def test_ave_id_in_a_vggsound_source_is_kept_out_of_train(tmp_path):
 
 
 def test_paper_layout_vggsound_train_val_ood_and_ave_test(tmp_path):
-    vgg = [video("vggsound", f"y{c}{i}", f"v{c}", "train", start=i) for c in range(4) for i in range(4)]
-    vgg += [video("vggsound", f"t{c}", f"v{c}", "test") for c in range(4)]
-    vgg.append(video("vggsound", "ave_tr", "v0", "train"))  # an AVE id in VGGSound train
-    ave = [video("ave", f"ave_{s[:2]}", "Dog", s, seconds=3) for s in ("train", "test")]
+    vgg = [raw_video("vggsound", f"y{c}{i}", f"v{c}", "train", start=i) for c in range(4) for i in range(4)]
+    vgg += [raw_video("vggsound", f"t{c}", f"v{c}", "test") for c in range(4)]
+    vgg.append(raw_video("vggsound", "ave_tr", "v0", "train"))  # an AVE id in VGGSound train
+    ave = [raw_video("ave", f"ave_{s[:2]}", "Dog", s, seconds=3) for s in ("train", "test")]
     ave += [
-        video("ave", "ave_te2", "Cat", "test", seconds=3),
-        video("ave", "ave_va", "Cat", "val", seconds=3),
+        raw_video("ave", "ave_te2", "Cat", "test", seconds=3),
+        raw_video("ave", "ave_va", "Cat", "val", seconds=3),
     ]
     raw_v, raw_a = make_raw(tmp_path / "v", vgg, shards=2), make_raw(tmp_path / "a", ave, shards=1)
     cfg = SplitConfig(src=(raw_v, raw_a), out=tmp_path / "out", ood=1, seed=2, test_datasets=("ave",))
@@ -289,10 +234,10 @@ def test_paper_layout_vggsound_train_val_ood_and_ave_test(tmp_path):
 
 def test_video_in_two_official_splits_goes_to_the_held_out_one(tmp_path):
     # the official AVE lists put a few videos in two sets (train and test); rows are never split up
-    vids = [video("ave", f"a{i}", "Bark", "train", seconds=2) for i in range(5)]
+    vids = [raw_video("ave", f"a{i}", "Bark", "train", seconds=2) for i in range(5)]
     vids += [
-        video("ave", "twice", "Bark", "train", seconds=2),
-        video("ave", "twice", "Bark", "test", 2, start=5),
+        raw_video("ave", "twice", "Bark", "train", seconds=2),
+        raw_video("ave", "twice", "Bark", "test", 2, start=5),
     ]
     raw = make_raw(tmp_path / "raw", vids)
     run_split(SplitConfig(src=(raw,), out=tmp_path / "out", ranks=1, workers=1))
@@ -303,8 +248,9 @@ def test_video_in_two_official_splits_goes_to_the_held_out_one(tmp_path):
 
 
 def test_same_key_kept_from_two_sources_is_an_error(tmp_path):
-    a = make_raw(tmp_path / "a", [video("folder", "v1", "x", None, 2), video("folder", "v2", "x", None, 2)])
-    b = make_raw(tmp_path / "b", [video("folder", "v1", "x", None, 2)])
+    a = make_raw(tmp_path / "a", [raw_video("folder", "v1", "x", None, 2),
+                                  raw_video("folder", "v2", "x", None, 2)])
+    b = make_raw(tmp_path / "b", [raw_video("folder", "v1", "x", None, 2)])
     with pytest.raises(InputError, match="sample keys kept from more than one source"):
         run_split(SplitConfig(src=(a, b), out=tmp_path / "out", val_fraction=0.0))
 
@@ -325,7 +271,7 @@ def test_committed_ave_id_list_matches_the_annotations(shared_data, tmp_path):
 
 
 def test_folder_source_val_fraction_by_video(tmp_path):
-    vids = [video("folder", f"c{c}__v{i}", f"c{c}", None, seconds=3) for c in range(3) for i in range(8)]
+    vids = [raw_video("folder", f"c{c}__v{i}", f"c{c}", None, seconds=3) for c in range(3) for i in range(8)]
     raw = make_raw(tmp_path / "raw", vids)
     run_split(SplitConfig(src=(raw,), out=tmp_path / "out", val_fraction=0.25, ood=1, seed=3))
     manifest, got = read_split(tmp_path / "out")
@@ -414,8 +360,8 @@ def test_recipes_split_tables_build():
     vgg = build_config(
         SplitConfig, recipe_section(load_recipe(ROOT / "pipelines" / "vggsound.toml"), "split")
     )
-    assert vgg.ood == 20 and vgg.categories == Path("manifests/vggsound-common164.txt")
-    assert vgg.ood_list == Path("manifests/vggsound-ood20.txt")
+    assert vgg.ood == 20 and vgg.categories == ROOT / "manifests" / "vggsound-common164.txt"
+    assert vgg.ood_list == ROOT / "manifests" / "vggsound-ood20.txt"
 
 
 def test_class_list_only_path_reproduces_committed_manifests(shared_data, tmp_path):

@@ -156,6 +156,7 @@ def test_same_seed_same_bytes_other_seed_other_content(tmp_path):
     assert not list(tmp_path.rglob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_a_corpus_written_by_another_process_is_byte_identical(tmp_path):
     # 4 classes x 5 videos x 8 s in two scene groups. With lossy libx264 settings (crf 16), 3 to 5 of these
     # 20 files came out different between two processes given identical frames; lossless coding makes

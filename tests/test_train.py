@@ -1,18 +1,19 @@
 """The trainer: stages as data (what trains, what is frozen), run outputs, inference variants, configs.
 
-A tiny split (tests/split_fixtures.py) and a tiny model are trained for real through every stage once
+A tiny split (support.split_fixtures) and a tiny model are trained for real through every stage once
 per session; the tests read what that run wrote.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.split_fixtures import write_split_dir
+from support.train_fixtures import tiny_recipe
 from typer.testing import CliRunner
 
 from aiaic.cli.train import app
@@ -21,27 +22,6 @@ from aiaic.runs import checkpoint as ckpt
 from aiaic.runs.inference import load_inference
 from aiaic.train.config import build_train_plan
 from aiaic.train.runner import run_training
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from split_fixtures import write_split_dir  # noqa: E402
-
-TINY_MODEL = {"base_channels": 8, "semantic_channels": [8, 8, 16, 16], "semantic_dim": 16, "cond_dim": 16,
-              "guidance_hidden": 16, "a2v_hidden": 32, "relevance_dim": 8, "relevance_hidden": 16}
-TINY_TRAIN = {"image_size": 32, "epochs": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1}
-
-
-def tiny_recipe(**train) -> dict:
-    return {"model": dict(TINY_MODEL), "train": {**TINY_TRAIN, **train}, }
-
-
-def write_recipe(path: Path, recipe: dict) -> Path:
-    lines = []
-    for table, values in recipe.items():
-        lines.append(f"[{table}]")
-        for k, v in values.items():
-            lines.append(f"{k} = {json.dumps(v)}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="session")

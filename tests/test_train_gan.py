@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.split_fixtures import write_split_dir  # noqa: E402
+from support.train_fixtures import TINY_MODEL  # noqa: E402
 
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import build_train_plan
@@ -18,10 +19,6 @@ from aiaic.train.discriminator import DiscriminatorTrainer, PatchDiscriminator, 
 from aiaic.train.distributed import DistInfo
 from aiaic.train.precision import MixedPrecision
 from aiaic.train.runner import run_training
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from split_fixtures import write_split_dir  # noqa: E402
-from test_train import TINY_MODEL  # noqa: E402
 
 GAN_LOSS = {"huber": 1.0, "adversarial": 0.1, "colorfulness": 0.05, "perceptual": 1.0}
 GAN_TRAIN = {"image_size": 32, "batch_size": 4, "lr": 1e-3, "log_every": 1, "disc_channels": 8,

@@ -86,6 +86,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_audio_infused_model_beats_the_visual_only_baseline(tmp_path, one_thread):
     # Measured over seeds 0-5 with pipelines/demo.toml (the corpus is coded losslessly, so a seed gives the
     # same data and, on one machine, the same numbers in every run): full beat the baseline by +8.4 to +13.2

@@ -3,12 +3,12 @@ backbone (optimizer, loss terms, size multiple), the global batch, and the CLI's
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
+from support.train_fixtures import TINY_MODEL  # noqa: E402
 from typer.testing import CliRunner
 
 from aiaic.cli.train import app
@@ -26,9 +26,6 @@ from aiaic.train.objectives import StageObjective
 from aiaic.train.precision import MixedPrecision
 from aiaic.train.runner import make_optimizer
 from aiaic.train.stages import STAGES, apply_stage_modes, trainable_parameters
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import TINY_MODEL  # noqa: E402
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
@@ -159,10 +156,10 @@ def test_cli_without_shards_or_out_says_which_flag():
     res = runner.invoke(app, ["--device", "cpu"])
     text = " ".join(res.output.split())
     assert res.exit_code == 2
-    assert "--shards is required" in text and "[train] table" in text
+    assert "give --shards or set `shards` in the recipe's [train] table" in text
     assert "Traceback" not in text and "TypeError" not in text
     res = runner.invoke(app, ["--shards", "somewhere"])
-    assert res.exit_code == 2 and "--out is required" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "give --out or set `out`" in " ".join(res.output.split())
 
 
 def test_the_ddcolor_recipe_is_the_papers():

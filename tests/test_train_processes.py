@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.split_fixtures import write_split_dir
+from support.train_fixtures import TINY_MODEL, write_recipe
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from split_fixtures import write_split_dir  # noqa: E402
-from test_train import TINY_MODEL, write_recipe  # noqa: E402
+pytestmark = pytest.mark.slow  # real processes: kill -9 and resume, torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,6 @@ import typer
 
 from aiaic.cli._common import console, setup_logging, user_errors
 from aiaic.config import build_config, load_recipe, recipe_section
-from aiaic.errors import ConfigError
 
 
 def split(
@@ -84,26 +83,11 @@ def split(
             "list_name": list_name,
         }
         # imported here: `aiaic-data extract` should not pay for torch/webdataset at start-up
-        from aiaic.data.categories import write_category_lists
-        from aiaic.data.split import SplitConfig, run_split
+        from aiaic.data.split import SplitConfig, run_class_lists, run_split
 
         cfg = build_config(SplitConfig, recipe_section(load_recipe(config), "split"), flags)
         if cfg.class_list is not None:
-            if cfg.categories is None or cfg.out is None:
-                raise ConfigError(
-                    "--class-list needs --categories (the ID list) and --out (the lists' folder)"
-                )
-            if cfg.src:
-                raise ConfigError("give either --class-list (category lists only) or --src (split shards)")
-            paths = write_category_lists(
-                cfg.class_list,
-                cfg.categories,
-                cfg.out,
-                ood=cfg.ood or 0,
-                seed=cfg.seed,
-                list_name=cfg.list_name,
-            )
-            for p in paths:
+            for p in run_class_lists(cfg):
                 typer.echo(f"wrote {p}")
             return
         summary = run_split(cfg)

@@ -1,4 +1,4 @@
-"""From full-resolution frames to the model's input and back (DESIGN section 3, "Colour").
+"""From full-resolution frames to the model's input and back (the colour conventions of `aiaic.lab`).
 
 The model sees L_n = (L - 50) / 50 at `size` x `size` (the frame's full-resolution L resized
 bilinearly with antialiasing; a grey frame has R = G = B). It predicts ab_n at that size;

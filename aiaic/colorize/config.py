@@ -15,7 +15,7 @@ class ColorizeConfig:
     """Settings of one colorize call. Units: seconds, dBFS, frames.
 
     inputs: image or video files, or folders (searched recursively).
-    run: training run directory (contract #4); variant: which model of it colours ("full" default).
+    run: training run directory (`aiaic-train --out`); variant: which model of it colours ("full" default).
     out: output folder, or an output file when there is exactly one input file.
     audio: a file whose one-second window guides every image (and every second of a video, replacing
       its own soundtrack); audio_start: where that window starts (default: the middle of the audio).

@@ -1,4 +1,4 @@
-"""Audio guidance inputs and one batched colorize step, written against contract #4's `InferenceModel`.
+"""Audio guidance inputs and one batched colorize step, written against `aiaic.runs.inference.InferenceModel`.
 
 `InferenceModel` (aiaic/runs/inference.py) provides `image_size`, `mel_config`, `audio_input(pcm
 windows) -> {"mel": ..., "spec": ...}` (what its audio encoders read) and `predict(L_n [B, 1, S, S],

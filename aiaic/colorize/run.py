@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aiaic.colorize.audio import read_audio_window
 from aiaic.colorize.config import (
@@ -33,6 +31,7 @@ from aiaic.colorize.image import ImageResult, colorize_image
 from aiaic.colorize.video import VideoResult, colorize_video, output_suffix
 from aiaic.config import config_to_dict, write_json_atomic
 from aiaic.errors import ConfigError, InputError
+from aiaic.progress import progress_bar
 from aiaic.runs.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -186,15 +185,8 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
 
     summary = ColorizeSummary()
     t0 = time.perf_counter()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"),
-        TextColumn("[cyan]{task.fields[rate]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), disable=not cfg.progress) as progress:
+    fields = ("{task.fields[unit]}", "[cyan]{task.fields[rate]}")
+    with progress_bar(fields=fields, enabled=cfg.progress) as progress:
         if n_images:
             task = progress.add_task("images", total=n_images, unit="images", rate="")
             for j in (j for j in jobs if j.kind == "image"):

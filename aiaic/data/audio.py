@@ -2,7 +2,7 @@
 
 All parameters live in `MelConfig`; a recipe sets them in its `[extract.mel]` table, and they are
 recorded in every shard's stats, the manifest and every stage's config. The default is the VGGish
-front end used by AVE and AVSBench (DESIGN section 3); it equals (a test holds it to librosa)::
+front end used by AVE and AVSBench; it equals (a test holds it to librosa)::
 
     librosa.feature.melspectrogram(y, sr=16000, n_fft=512, win_length=400, hop_length=160,
         n_mels=64, fmin=125, fmax=7500, power=1.0, htk=True, norm=None, center=False)

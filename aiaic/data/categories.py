@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 from collections import Counter
 from pathlib import Path
 
 from aiaic.errors import ConfigError, InputError
+from aiaic.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,7 @@ def write_category_lists(
         f"Made by: {command}",
     ]
     for path, header, names in ((id_path, id_header, id_cats), (ood_path, ood_header, ood_cats)):
-        text = "".join(f"# {h}\n" for h in header) + "".join(f"{c}\n" for c in names)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(f"# {h}\n" for h in header) + "".join(f"{c}\n" for c in names))
     return [id_path, ood_path]
 
 
@@ -138,7 +135,5 @@ def write_video_id_list(annotations: Path, out: Path) -> Path:
         'Made by: python -c "from aiaic.data.categories import write_video_id_list as w; '
         f"w('{annotations}', '{out}')\"",
     ]
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("".join(f"# {h}\n" for h in header) + "".join(f"{i}\n" for i in ids), encoding="utf-8")
-    os.replace(tmp, out)
+    write_text_atomic(out, "".join(f"# {h}\n" for h in header) + "".join(f"{i}\n" for i in ids))
     return out

@@ -1,6 +1,6 @@
 """Decode one video with PyAV into per-second segments: a frame chosen by pts and that second's audio.
 
-The timeline (DESIGN section 3): time 0 is the video stream's own start time (``start_time``, or
+The timeline: time 0 is the video stream's own start time (``start_time``, or
 the first frame's pts where the stream has none); every time below is in seconds on that timeline,
 for the audio too (audio pts are converted to the same absolute clock).
 
@@ -318,20 +318,8 @@ class VideoClip:
             try:
                 for packet in self.container.demux(v):
                     for frame in packet.decode():
-                        if not isinstance(frame, av.VideoFrame):
-                            continue
-                        t = self._frame_time(frame, state.last_t if state.last_t > -math.inf else None)
-                        state.last_t = max(state.last_t, t)
-                        state.max_end = max(state.max_end, t + self._frame_dur(frame))
-                        base = math.floor(t - 0.5)
-                        for i in (base, base + 1):
-                            d = abs(t - (i + 0.5))
-                            if (
-                                i >= state.next
-                                and d <= 0.5 + 1e-9
-                                and (i not in best or d < best[i][0] - 1e-9)
-                            ):
-                                best[i] = (d, t, frame)
+                        if isinstance(frame, av.VideoFrame):
+                            self._consider(frame, state, best)
                     yield from emit(final=False)
             except av.FFmpegError as e:
                 decode_error = f"decoding stopped at {max(state.last_t, 0):.2f} s: {e}"
@@ -339,6 +327,29 @@ class VideoClip:
         finally:
             if audio is not None:
                 audio.close()
+        n = self._finish(state, decode_error)
+        if only_middle:
+            m = n // 2
+            self.missing = [x for x in self.missing if x[0] == m or x[1] in ("decode_error", "truncated")]
+            yield from (seg for seg in collected if seg.index == m)
+
+    def _consider(self, frame: av.VideoFrame, state: _Progress,
+                  best: dict[int, tuple[float, float, av.VideoFrame]]) -> None:  # fmt: skip
+        """Advance `state` past `frame`; keep it as the frame of each second whose centre it is nearest."""
+        t = self._frame_time(frame, state.last_t if state.last_t > -math.inf else None)
+        state.last_t = max(state.last_t, t)
+        state.max_end = max(state.max_end, t + self._frame_dur(frame))
+        base = math.floor(t - 0.5)
+        for i in (base, base + 1):
+            d = abs(t - (i + 0.5))
+            if i >= state.next and d <= 0.5 + 1e-9 and (i not in best or d < best[i][0] - 1e-9):
+                best[i] = (d, t, frame)
+
+    def _finish(self, state: _Progress, decode_error: str | None) -> int:
+        """After the last frame: record the duration and a decode error or truncation; the whole seconds.
+
+        Raises DecodeFailure when no segment at all can be made (decode_error before any, too_short).
+        """
         duration = state.max_end if state.max_end > -math.inf else 0.0
         self._update_info(duration)
         n = math.floor(duration + COVER_EPS)
@@ -356,10 +367,7 @@ class VideoClip:
                 )
         if n == 0 and decode_error is None:
             raise DecodeFailure("too_short", f"video is {duration:.3f} s long; a segment needs 1 s")
-        if only_middle:
-            m = n // 2
-            self.missing = [x for x in self.missing if x[0] == m or x[1] in ("decode_error", "truncated")]
-            yield from (seg for seg in collected if seg.index == m)
+        return n
 
     def _middle(self, size: int) -> Iterator[Segment]:
         assert self.meta_duration is not None and self.origin is not None

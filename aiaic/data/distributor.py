@@ -93,6 +93,83 @@ class _Worker:
         self.conn.close()
 
 
+class _Pool:
+    """The workers of one `run_pool` call: hands out tasks, turns each worker's event into a result."""
+
+    def __init__(self, ctx: Any, fn: Callable[[Any], Any], size: int, time_limit: float,
+                 on_error: Callable[[Any, str, str], Any]):  # fmt: skip
+        self.ctx, self.fn, self.time_limit, self.on_error = ctx, fn, time_limit, on_error
+        self.workers = [_Worker(ctx, fn) for _ in range(size)]
+        self.start_failures = 0
+
+    def hand_out(self, pending: deque) -> None:
+        """Give the next pending task to every idle worker that has started."""
+        for w in self.workers:
+            if w.ready and w.task is None and pending:
+                w.task = pending.popleft()
+                w.deadline = time.monotonic() + self.time_limit
+                w.conn.send(w.task)
+
+    def wait(self) -> list[Any]:
+        """The connections with a message, waiting at most until the nearest deadline (1 s at most)."""
+        now = time.monotonic()
+        nearest = min([w.deadline for w in self.workers if w.task is not None] + [now + 1.0])
+        return wait([w.conn for w in self.workers if not w.dead], timeout=max(0.0, nearest - now))
+
+    def step(self, i: int, ready: list[Any], pending: deque) -> tuple[int, Any] | None:
+        """Handle worker i's event (a message, its death, its deadline); the finished task's result."""
+        w = self.workers[i]
+        if w.dead:
+            return None
+        if w.conn in ready:
+            try:
+                msg = w.conn.recv()
+            except (EOFError, OSError):
+                return self._lost(i, pending)
+            if msg[0] == "ready":
+                w.ready = True
+                return None
+            pos = msg[1]
+            assert w.task is not None and w.task[0] == pos
+            task = w.task[1]
+            w.task, w.deadline = None, float("inf")
+            return (pos, msg[2]) if msg[0] == "ok" else (pos, self.on_error(task, msg[2], msg[3]))
+        if w.task is not None and time.monotonic() > w.deadline:
+            pos, task = w.task
+            w.kill()
+            self.workers[i] = _Worker(self.ctx, self.fn)
+            message = f"no result after {self.time_limit:g} s; the worker was killed"
+            return pos, self.on_error(task, "timeout", message)
+        return None
+
+    def _lost(self, i: int, pending: deque) -> tuple[int, Any] | None:
+        """Worker i died: replace it (while tasks remain); its task, if any, failed with worker_crash."""
+        w = self.workers[i]
+        w.kill()
+        code = w.proc.exitcode
+        if not w.ready:
+            self.start_failures += 1
+            if self.start_failures >= 3:
+                raise RuntimeError(f"worker processes die on start (exit code {code})") from None
+        if pending:
+            self.workers[i] = _Worker(self.ctx, self.fn)
+        else:
+            w.dead = True
+        if w.task is None:
+            return None
+        pos, task = w.task
+        return pos, self.on_error(task, "worker_crash", f"the worker process died (exit code {code})")
+
+    def close(self) -> None:
+        for w in self.workers:
+            if w.dead:
+                continue
+            if w.task is not None:
+                w.kill()
+            else:
+                w.stop()
+
+
 def run_pool(
     fn: Callable[[T], R],
     tasks: Sequence[T],
@@ -110,74 +187,17 @@ def run_pool(
         raise ValueError("workers must be >= 1")
     if not tasks:
         return
-    ctx = mp.get_context(START_METHOD)
     pending = deque(enumerate(tasks))
-    pool = [_Worker(ctx, fn) for _ in range(min(workers, len(tasks)))]
+    pool = _Pool(mp.get_context(START_METHOD), fn, min(workers, len(tasks)), time_limit, on_error)
     outstanding = len(tasks)
-    start_failures = 0
     try:
         while outstanding:
-            for w in pool:
-                if w.ready and w.task is None and pending:
-                    w.task = pending.popleft()
-                    w.deadline = time.monotonic() + time_limit
-                    w.conn.send(w.task)
-            now = time.monotonic()
-            timeout = max(0.0, min([w.deadline for w in pool if w.task is not None] + [now + 1.0]) - now)
-            ready = wait([w.conn for w in pool if not w.dead], timeout=timeout)
-            for i, w in enumerate(pool):
-                if w.dead:
-                    continue
-                if w.conn in ready:
-                    try:
-                        msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        w.kill()
-                        code = w.proc.exitcode
-                        if not w.ready:
-                            start_failures += 1
-                            if start_failures >= 3:
-                                raise RuntimeError(
-                                    f"worker processes die on start (exit code {code})"
-                                ) from None
-                        if w.task is not None:
-                            pos, task = w.task
-                            outstanding -= 1
-                            yield (
-                                pos,
-                                on_error(task, "worker_crash", f"the worker process died (exit code {code})"),
-                            )
-                        if pending:
-                            pool[i] = _Worker(ctx, fn)
-                        else:
-                            w.dead = True
-                        continue
-                    if msg[0] == "ready":
-                        w.ready = True
-                        continue
-                    pos = msg[1]
-                    assert w.task is not None and w.task[0] == pos
-                    task = w.task[1]
-                    w.task, w.deadline = None, float("inf")
+            pool.hand_out(pending)
+            ready = pool.wait()
+            for i in range(len(pool.workers)):
+                result = pool.step(i, ready, pending)
+                if result is not None:
                     outstanding -= 1
-                    if msg[0] == "ok":
-                        yield pos, msg[2]
-                    else:
-                        yield pos, on_error(task, msg[2], msg[3])
-                elif w.task is not None and time.monotonic() > w.deadline:
-                    pos, task = w.task
-                    w.kill()
-                    outstanding -= 1
-                    yield (
-                        pos,
-                        on_error(task, "timeout", f"no result after {time_limit:g} s; the worker was killed"),
-                    )
-                    pool[i] = _Worker(ctx, fn)
+                    yield result
     finally:
-        for w in pool:
-            if w.dead:
-                continue
-            if w.task is not None:
-                w.kill()
-            else:
-                w.stop()
+        pool.close()

@@ -32,14 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aiaic.config import config_to_dict, recipe_hash
+from aiaic.config import config_to_dict, recipe_hash, required
 from aiaic.data import writer as W
 from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.decode import DecodeFailure, Segment, StreamInfo, VideoClip
 from aiaic.data.distributor import run_pool
 from aiaic.data.sample import encode_sample, sample_key
-from aiaic.data.sources import WorkItem, list_source, parse_part
-from aiaic.errors import InputError
+from aiaic.data.sources import SourceListing, WorkItem, list_source, parse_part
+from aiaic.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ class ExtractConfig:
     and the MelConfig); src, out, workers, part, time_limit and overwrite do not.
     """
 
-    src: Path
-    out: Path
+    src: Path = required("--src")
+    out: Path = required("--out")
     layout: Literal["auto", "vggsound", "ave", "folder"] = "auto"
     mode: Literal["auto", "middle", "all"] = "auto"
     workers: int = 0
@@ -73,15 +73,15 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         if self.samples_per_shard < 1:
-            raise ValueError("samples_per_shard must be >= 1")
+            raise ConfigError("samples_per_shard must be >= 1")
         if self.size < 0:
-            raise ValueError("size must be >= 0 (0 keeps the source size)")
+            raise ConfigError("size must be >= 0 (0 keeps the source size)")
         if self.workers < 0:
-            raise ValueError("workers must be >= 0 (0 = one per CPU)")
+            raise ConfigError("workers must be >= 0 (0 = one per CPU)")
         if self.time_limit <= 0:
-            raise ValueError("time_limit must be > 0 seconds")
+            raise ConfigError("time_limit must be > 0 seconds")
         if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError("jpeg_quality must be in 1..100")
+            raise ConfigError("jpeg_quality must be in 1..100")
         parse_part(self.part)
 
 
@@ -247,42 +247,9 @@ def recipe_of(cfg: ExtractConfig, layout: str, mode: str, mel: MelConfig) -> dic
     }
 
 
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]extract[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-
-
-def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | None = None) -> ExtractSummary:
-    """Extract every input of `cfg.src` (this part of it) into shards under `cfg.out`.
-
-    Raises InputError when the run cannot proceed (no such --src, nothing to extract, --out not
-    writable) or when it produced zero samples; RecipeMismatchError when --out holds another recipe.
-    Inputs that fail are listed in failures.jsonl and never stop the run.
-    """
-    t_start = time.perf_counter()
-    mel = mel or MelConfig()
-    src, out = Path(cfg.src), Path(cfg.out)
-    part = parse_part(cfg.part)
-    listing = list_source(src, cfg.layout)
+def _list_inputs(src: Path, layout: str) -> SourceListing:
+    """The inputs of `src` in `layout`; InputError when there is nothing to extract."""
+    listing = list_source(src, layout)
     if listing.missing_videos:
         log.info("%d annotated videos are not in %s (skipped)", listing.missing_videos, src)
     if listing.unlisted_videos:
@@ -298,63 +265,100 @@ def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | N
             f"nothing to extract: no videos found for layout '{listing.layout}'"
             + (f" ({listing.missing_videos} annotated videos are missing)" if listing.missing_videos else ""),
         )
-    mode = resolve_mode(cfg.mode, listing.layout)
+    return listing
+
+
+def _recipe_document(cfg: ExtractConfig, listing: SourceListing, mode: str, mel: MelConfig) -> dict[str, Any]:
+    """recipe.json: the recipe and its hash, the mel configuration, every setting and the labels."""
     recipe = recipe_of(cfg, listing.layout, mode, mel)
-    h = recipe_hash(recipe)
-    recipe_doc = {
-        "recipe_hash": h,
+    return {
+        "recipe_hash": recipe_hash(recipe),
         "extract": recipe,
         "mel_config": mel.to_dict(),
         "config": config_to_dict(cfg),
         "labels": listing.labels,
     }
+
+
+@dataclass
+class _ShardCollector:
+    """Collects the workers' results per shard and writes a shard as soon as all its inputs are in."""
+
+    out: Path
+    todo: list[W.ShardPlan]
+    tmp_dir: Path
+    seed: int
+    recipe_hash: str
+    mel: MelConfig
+    samples: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.shard_of = {i: p.index for p in self.todo for i in p.items}
+        self.remaining = {p.index: len(p.items) for p in self.todo}
+        self.collected: dict[int, list[W.ItemResult]] = defaultdict(list)
+
+    def add(self, res: W.ItemResult) -> None:
+        k = self.shard_of[res.position]
+        self.collected[k].append(res)
+        self.samples += len(res.samples)
+        if res.failure is not None:
+            self.failures[res.failure["error"]] += 1
+            log.debug("%s: %s: %s", res.source, res.failure["error"], res.failure["message"])
+        self.remaining[k] -= 1
+        if self.remaining[k] == 0:
+            done = self.collected.pop(k)
+            W.write_shard(self.out, k, done, seed=self.seed, tmp_dir=self.tmp_dir,
+                          recipe_hash=self.recipe_hash, mel_config=self.mel.to_dict())  # fmt: skip
+            for r in done:
+                if r.spool:
+                    Path(r.spool).unlink(missing_ok=True)
+
+
+def _process_all(
+    tasks: list[tuple[int, WorkItem]], job: JobSpec, cfg: ExtractConfig, collector: _ShardCollector,
+    progress: bool,
+) -> None:
+    """Run `tasks` on the worker pool, handing every result to `collector`, with a progress bar."""
+    from aiaic.progress import progress_bar  # rich only when extracting (workers never import it)
+
+    workers = cfg.workers or os.cpu_count() or 1
+    with progress_bar("[bold]extract[/]", fields=("{task.fields[info]}",), enabled=progress) as bar:
+        bar_task = bar.add_task("extract", total=len(tasks), info="")
+        fn = functools.partial(process_item, job=job)
+        for _, res in run_pool(fn, tasks, workers=workers, time_limit=cfg.time_limit, on_error=_pool_failure):
+            collector.add(res)
+            failed = sum(collector.failures.values())
+            bar.update(bar_task, advance=1, info=f"{collector.samples} samples, {failed} failed")
+
+
+def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | None = None) -> ExtractSummary:
+    """Extract every input of `cfg.src` (this part of it) into shards under `cfg.out`.
+
+    Raises InputError when the run cannot proceed (no such --src, nothing to extract, --out not
+    writable) or when it produced zero samples; RecipeMismatchError when --out holds another recipe.
+    Inputs that fail are listed in failures.jsonl and never stop the run.
+    """
+    t_start = time.perf_counter()
+    mel = mel or MelConfig()
+    src, out = Path(cfg.src), Path(cfg.out)
+    part = parse_part(cfg.part)
+    listing = _list_inputs(src, cfg.layout)
+    mode = resolve_mode(cfg.mode, listing.layout)
+    recipe_doc = _recipe_document(cfg, listing, mode, mel)
+    h = recipe_doc["recipe_hash"]
     tmp = W.prepare_out(out, recipe_doc, cfg.overwrite, part)
 
     per_input = 1 if mode == "middle" else SECONDS_PER_INPUT_ESTIMATE
     plans = W.select_part(W.plan_shards(len(listing.items), cfg.samples_per_shard // per_input), part)
     todo = [p for p in plans if not W.shard_done(out, p.index)]
     inputs = sum(len(p.items) for p in plans)
-    job = JobSpec(
-        mode,
-        cfg.size,
-        cfg.image_format,
-        cfg.jpeg_quality,
-        cfg.allow_missing_audio,
-        mel,
-        h,
-        str(tmp / "spool"),
-    )
+    job = JobSpec(mode, cfg.size, cfg.image_format, cfg.jpeg_quality, cfg.allow_missing_audio, mel, h,
+                  str(tmp / "spool"))  # fmt: skip
     tasks = [(i, listing.items[i]) for p in todo for i in p.items]
-    skipped_inputs = inputs - len(tasks)  # those of shards already done
-    shard_of = {i: p.index for p in todo for i in p.items}
-    remaining = {p.index: len(p.items) for p in todo}
-    collected: dict[int, list[W.ItemResult]] = defaultdict(list)
-    failures: Counter[str] = Counter()
-    samples = 0
-    workers = cfg.workers or os.cpu_count() or 1
+    collector = _ShardCollector(out, todo, tmp, cfg.seed, h, mel)
     try:
-        with _progress(progress) as bar:
-            bar_task = bar.add_task("extract", total=len(tasks), info="")
-            fn = functools.partial(process_item, job=job)
-            for _, res in run_pool(
-                fn, tasks, workers=workers, time_limit=cfg.time_limit, on_error=_pool_failure
-            ):
-                k = shard_of[res.position]
-                collected[k].append(res)
-                samples += len(res.samples)
-                if res.failure is not None:
-                    failures[res.failure["error"]] += 1
-                    log.debug("%s: %s: %s", res.source, res.failure["error"], res.failure["message"])
-                remaining[k] -= 1
-                if remaining[k] == 0:
-                    done = collected.pop(k)
-                    W.write_shard(
-                        out, k, done, seed=cfg.seed, tmp_dir=tmp, recipe_hash=h, mel_config=mel.to_dict()
-                    )
-                    for r in done:
-                        if r.spool:
-                            Path(r.spool).unlink(missing_ok=True)
-                bar.update(bar_task, advance=1, info=f"{samples} samples, {sum(failures.values())} failed")
+        _process_all(tasks, job, cfg, collector, progress)
         all_stats = W.rebuild_index(out, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -365,13 +369,13 @@ def run_extract(cfg: ExtractConfig, *, progress: bool = True, mel: MelConfig | N
         mode=mode,
         recipe_hash=h,
         inputs=inputs,
-        skipped_inputs=skipped_inputs,
+        skipped_inputs=inputs - len(tasks),  # those of shards already done
         processed_inputs=len(tasks),
-        samples=samples,
+        samples=collector.samples,
         total_samples=total,
         shards_written=len(todo),
         shards_skipped=len(plans) - len(todo),
-        failures=dict(sorted(failures.items())),
+        failures=dict(sorted(collector.failures.items())),
         missing_videos=listing.missing_videos,
         unlisted_videos=len(listing.unlisted_videos),
         seconds=time.perf_counter() - t_start,

@@ -24,7 +24,8 @@ import pandas as pd
 
 from aiaic.data.raw import TarIndex
 from aiaic.data.sample import DecodedSample, decode_sample
-from aiaic.errors import InputError
+from aiaic.errors import ConfigError, InputError
+from aiaic.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class InspectConfig:
 
     def __post_init__(self) -> None:
         if self.samples < 0:
-            raise ValueError(f"samples must be >= 0, got {self.samples}")
+            raise ConfigError(f"samples must be >= 0, got {self.samples}")
 
 
 @dataclass
@@ -141,10 +142,9 @@ def _draw_sheet(samples: list[DecodedSample], splits: list[str], out: Path) -> N
         ax_mel.tick_params(labelsize=6)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    tmp.replace(out)
 
 
 def inspect_data(cfg: InspectConfig) -> InspectReport:

@@ -1,6 +1,6 @@
 """Streaming loaders: WebDataset shards -> batches of Lab images, normalised log-mels and negatives.
 
-A split directory (contract #2, `SPLIT/manifest.json`) or plain shard URL patterns are read as a
+A split directory (`aiaic-data split --out`, `SPLIT/manifest.json`) or shard URL patterns are read as a
 stream assembled from small, named, picklable stages (`aiaic.data.loader_stages`, after open_clip's
 `get_wds_dataset`)::
 
@@ -16,7 +16,7 @@ stream assembled from small, named, picklable stages (`aiaic.data.loader_stages`
     NegativeStage  neg_mel (neg_spec): the audio of a recent sample from another video (seeded pool)
     batched        collate: RGB -> CIE Lab (aiaic.lab) -> L_n, ab_n
 
-Batch (contract #3): "L" float32 [B, 1, H, W] = (L - 50) / 50; "ab" [B, 2, H, W] = ab / 110; "rgb"
+Batch: "L" float32 [B, 1, H, W] = (L - 50) / 50; "ab" [B, 2, H, W] = ab / 110; "rgb"
 [B, 3, H, W] in [0, 1]; "mel" and "neg_mel" float32 [B, 1, 64, 97] normalised with the train mel
 statistics (zeros where a sample has no audio); with `LoaderConfig.spectrogram`, also "spec" and
 "neg_spec" float32 [B, 1, 257, 1004] (the VGGSound spectrogram, per-clip standardised; zeros without
@@ -57,7 +57,7 @@ import logging
 import math
 import multiprocessing as mp
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -132,6 +132,20 @@ class LoaderConfig:
                 raise ConfigError(f"loader: {message}")
 
 
+# what a recipe's [loader] table may set; sizes, workers, seed, epoch and mask_prob come from [train]
+RECIPE_KEYS = ("shuffle_buffer", "neg_pool", "neg_other_label", "train_resize", "flip", "start_method",
+               "prefetch", "fast_jpeg")
+
+
+def loader_config_from_recipe(section: Mapping[str, Any]) -> LoaderConfig:
+    """LoaderConfig defaults with the recipe's [loader] table applied; ConfigError for another key."""
+    other = sorted(set(section) - set(RECIPE_KEYS))
+    if other:
+        raise ConfigError(f"[loader] cannot set {other} (set by [train] or the stage); "
+                          f"it sets {list(RECIPE_KEYS)}")
+    return build_config(LoaderConfig, section)
+
+
 @dataclass(frozen=True)
 class SplitSource:
     """Shards of one split and what the loader needs to know about them.
@@ -163,7 +177,7 @@ def _stats(values: Any, what: str, origin: str, n_mels: int = N_MELS) -> tuple[f
 
 
 def read_manifest(split_dir: Path) -> dict[str, Any]:
-    """The parsed `split_dir/manifest.json` (contract #2); InputError where it is absent, not JSON, or
+    """The parsed `split_dir/manifest.json`; InputError where it is absent, not JSON, or
     has no `splits` table. The one reader of manifests for the loader, the trainer and the evaluation."""
     split_dir = Path(split_dir)
     path = split_dir / "manifest.json"
@@ -180,7 +194,7 @@ def read_manifest(split_dir: Path) -> dict[str, Any]:
 
 
 def open_split(split_dir: Path, split: str) -> SplitSource:
-    """Read `split_dir/manifest.json` (contract #2) and return the shards and stats of `split`."""
+    """Read `split_dir/manifest.json` and return the shards and stats of `split`."""
     split_dir = Path(split_dir)
     path = split_dir / "manifest.json"
     manifest = read_manifest(split_dir)
@@ -365,7 +379,7 @@ def _plan_quotas(
 
 
 class StreamLoader:
-    """Iterable of batch dicts (contract #3); `len()` = batches per epoch on this rank."""
+    """Iterable of batch dicts (Batch, above); `len()` = batches per epoch on this rank."""
 
     def __init__(self, source: SplitSource, cfg: LoaderConfig, rank: int, world_size: int):
         if world_size < 1 or not 0 <= rank < world_size:

@@ -387,7 +387,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Numpy items -> the batch dict of contract #3 (RGB -> Lab in float32, on one thread)."""
+    """Numpy items -> the batch dict of `aiaic.data.loader` (RGB -> Lab in float32, on one thread)."""
     with _one_thread():
         rgb = torch.from_numpy(np.stack([it["rgb"] for it in items])).float().div_(255.0)
         lab = rgb_to_lab(rgb)

@@ -1,4 +1,4 @@
-"""Reading an extraction output (contract #1): index.csv, recipe.json, finished shards, samples by key.
+"""Reading an extraction output (`aiaic-data extract --out`): index.csv, recipe.json, shards, samples.
 
     src = load_raw(Path("shards/raw"))      # checks the files, parses index.csv
     tars = TarIndex(); sample = tars.read(src.root / src.index.shard[0], src.index.key[0])
@@ -47,7 +47,7 @@ def _parse_bool(path: Path, column: str, values: pd.Series) -> pd.Series:
 
 
 def load_raw(root: Path) -> RawSource:
-    """Read and check a raw extraction output (contract #1); raises InputError naming the file."""
+    """Read and check a raw extraction output (`aiaic.data.writer`); raises InputError naming the file."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "source folder not found")

@@ -1,4 +1,4 @@
-"""The sample contract of every shard (DESIGN section 3): key, fields, encoding.
+"""The sample contract of every shard: key, fields, encoding.
 
 A sample is one second of one video::
 

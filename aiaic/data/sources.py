@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiaic.errors import InputError
+from aiaic.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def parse_part(part: str) -> tuple[int, int]:
         i_s, n_s = part.split("/")
         i, n = int(i_s), int(n_s)
     except ValueError:
-        raise ValueError(f"part {part!r} is not of the form I/N (e.g. 0/4)") from None
+        raise ConfigError(f"part {part!r} is not of the form I/N (e.g. 0/4)") from None
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"part {part!r}: need 0 <= I < N")
+        raise ConfigError(f"part {part!r}: need 0 <= I < N")
     return i, n

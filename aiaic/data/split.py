@@ -6,7 +6,7 @@ Reads one or more raw extraction outputs (``RAW/index.csv``, ``RAW/*.tar`` with 
 
     aiaic-data split --src shards/raw --out shards/split --ood 20 --config pipelines/vggsound.toml
 
-Rules (DESIGN section 3, issue 3):
+Rules:
 - OOD categories: `ood_list` when given, else `ood` drawn with the seed among the categories present
   outside the ID list (`categories`). Their rows go to "ood" only (at most `ood_samples` of them,
   chosen with the seed); they never reach train or val.
@@ -26,28 +26,29 @@ a class list such as VGGSound's ``stat.csv`` without any videos (``manifests/vgg
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import webdataset as wds
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
-from aiaic.data.categories import choose_ood, read_class_file, read_video_ids
-from aiaic.data.raw import INDEX_COLUMNS, TarIndex, load_raw, mel_config_of
+from aiaic.data.categories import choose_ood, read_class_file, read_video_ids, write_category_lists
+from aiaic.data.raw import INDEX_COLUMNS, RawSource, TarIndex, load_raw, mel_config_of
 from aiaic.data.sample import _npy_load
 from aiaic.errors import ConfigError, InputError
+from aiaic.io import atomic_path
+from aiaic.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,11 @@ PRIORITY = {"test": 3, "ood": 2, "val": 1, "train": 0}  # where a video goes whe
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Settings of `aiaic-data split` (recipe table [split]); paths are relative to the working directory."""
+    """Settings of `aiaic-data split` (recipe table [split]).
+
+    A path given in the recipe is relative to the recipe file's folder, one given as a flag to the
+    working directory.
+    """
 
     src: tuple[Path, ...] = ()  # raw extraction outputs (one or more)
     out: Path | None = None  # output folder (split mode) or folder of the category lists (class-list mode)
@@ -91,15 +96,15 @@ class SplitConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "test_datasets", tuple(d.strip().lower() for d in self.test_datasets))
         if self.ood is not None and self.ood < 0:
-            raise ValueError(f"ood must be >= 0, got {self.ood}")
+            raise ConfigError(f"ood must be >= 0, got {self.ood}")
         if self.ood_samples < 0:
-            raise ValueError(f"ood_samples must be >= 0, got {self.ood_samples}")
+            raise ConfigError(f"ood_samples must be >= 0, got {self.ood_samples}")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.samples_per_shard < 0 or self.max_samples_per_shard < 1:
-            raise ValueError("samples_per_shard must be >= 0 and max_samples_per_shard >= 1")
+            raise ConfigError("samples_per_shard must be >= 0 and max_samples_per_shard >= 1")
         if self.ranks < 1 or self.workers < 1:
-            raise ValueError("ranks and workers must be >= 1")
+            raise ConfigError("ranks and workers must be >= 1")
 
     @property
     def min_shards(self) -> int:
@@ -303,58 +308,67 @@ class _MelStats:
         }
 
 
-def run_split(cfg: SplitConfig) -> SplitSummary:
-    """Split the raw shards of `cfg.src` into `cfg.out` (see the module docstring); returns the summary."""
-    t0 = time.monotonic()
-    if not cfg.src:
-        raise ConfigError("no --src given: the raw extraction output(s) to split")
-    if cfg.out is None:
-        raise ConfigError("no --out given: the folder to write the split to")
-    out = Path(cfg.out)
-    warnings: list[str] = []
+def _warn(warnings: list[str], msg: str) -> None:
+    """Log a warning now, and keep it for the manifest and the summary."""
+    log.warning(msg)
+    warnings.append(msg)
 
-    def warn(msg: str) -> None:  # logged now, and kept for the manifest and the summary
-        log.warning(msg)
-        warnings.append(msg)
 
+def _read_sources(cfg: SplitConfig) -> tuple[list[RawSource], dict, pd.DataFrame]:
+    """The raw extraction outputs, their common mel configuration, and all their index rows."""
     sources = [load_raw(Path(s)) for s in cfg.src]
     mel_cfgs = [mel_config_of(s.recipe, s.root / "recipe.json") for s in sources]
     for s, m in zip(sources[1:], mel_cfgs[1:], strict=True):
         if m != mel_cfgs[0]:
             raise InputError(s.root / "recipe.json", f"mel configuration differs from {sources[0].root}")
-    df = pd.concat([s.index for s in sources], ignore_index=True)
+    return sources, mel_cfgs[0], pd.concat([s.index for s in sources], ignore_index=True)
 
-    # categories (test-only datasets take no part in the ID/OOD choice)
+
+def _ood_categories(
+    cfg: SplitConfig, present: list[str], id_pool: list[str], warnings: list[str]
+) -> list[str]:
+    """The OOD categories: those present of `cfg.ood_list`, else `cfg.ood` drawn with the seed."""
+    if cfg.ood_list is None:
+        outside = set(present) - set(id_pool) if cfg.categories is not None else set(present)
+        return choose_ood(outside, cfg.ood or 0, cfg.seed)
+    fixed = read_class_file(cfg.ood_list)
+    if cfg.ood is not None and cfg.ood != len(fixed):
+        raise ConfigError(f"--ood {cfg.ood} disagrees with the {len(fixed)} categories of {cfg.ood_list}")
+    clash = sorted(set(fixed) & set(id_pool)) if cfg.categories is not None else []
+    if clash:
+        raise InputError(cfg.ood_list, f"OOD categories also in the ID list {cfg.categories}: {clash}")
+    absent = sorted(set(fixed) - set(present))
+    if absent:
+        _warn(warnings, f"{cfg.ood_list}: {len(absent)} OOD categories have no samples: {absent}")
+    return sorted(set(fixed) & set(present))
+
+
+def _choose_categories(
+    df: pd.DataFrame, cfg: SplitConfig, warnings: list[str]
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """ID and OOD categories and the label ids (ID, then OOD, then test-only categories).
+
+    Test-only datasets (`cfg.test_datasets`) take no part in the ID/OOD choice.
+    """
     test_only = df["dataset"].isin(cfg.test_datasets)
     for name in sorted(set(cfg.test_datasets) - set(df["dataset"])):
-        warn(f"test_datasets names {name!r}, but no source holds {name!r} rows")
+        _warn(warnings, f"test_datasets names {name!r}, but no source holds {name!r} rows")
     present = sorted(set(df.loc[~test_only, "label"]))
+    id_pool = present
     if cfg.categories is not None:
         wanted = read_class_file(cfg.categories)
         absent = sorted(set(wanted) - set(present))
         if absent:
-            warn(f"{cfg.categories}: {len(absent)} listed categories have no samples: {absent}")
+            _warn(warnings, f"{cfg.categories}: {len(absent)} listed categories have no samples: {absent}")
         id_pool = sorted(set(wanted) & set(present))
-    else:
-        id_pool = present
-    if cfg.ood_list is not None:
-        fixed = read_class_file(cfg.ood_list)
-        if cfg.ood is not None and cfg.ood != len(fixed):
-            raise ConfigError(f"--ood {cfg.ood} disagrees with the {len(fixed)} categories of {cfg.ood_list}")
-        clash = sorted(set(fixed) & set(id_pool)) if cfg.categories is not None else []
-        if clash:
-            raise InputError(cfg.ood_list, f"OOD categories also in the ID list {cfg.categories}: {clash}")
-        absent = sorted(set(fixed) - set(present))
-        if absent:
-            warn(f"{cfg.ood_list}: {len(absent)} OOD categories have no samples: {absent}")
-        ood_cats = sorted(set(fixed) & set(present))
-    else:
-        outside = set(present) - set(id_pool) if cfg.categories is not None else set(present)
-        ood_cats = choose_ood(outside, cfg.ood or 0, cfg.seed)
+    ood_cats = _ood_categories(cfg, present, id_pool, warnings)
     id_cats = sorted(set(id_pool) - set(ood_cats))
     test_cats = sorted(set(df.loc[test_only, "label"]) - set(id_cats) - set(ood_cats))
-    label_ids = {c: i for i, c in enumerate(id_cats + ood_cats + test_cats)}
+    return id_cats, ood_cats, {c: i for i, c in enumerate(id_cats + ood_cats + test_cats)}
 
+
+def _assign_targets(df: pd.DataFrame, cfg: SplitConfig, id_cats: list[str], ood_cats: list[str]) -> Counter:
+    """Set df["target"] (the split of each row, None = left out); returns why rows were left out."""
     holdout = set(df.loc[df["dataset"] == "ave", "video_id"])
     if cfg.holdout_ids is not None:
         holdout |= read_video_ids(cfg.holdout_ids)
@@ -370,8 +384,11 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
             "--ood and the sources' official splits. A test-only source (e.g. AVE's test set) goes next to "
             "the training data: --src TRAIN_RAW --src AVE_RAW --test-datasets ave"
         )
+    return excluded
 
-    # plan: shuffled samples per split, equal contiguous shards
+
+def _plan_splits(df: pd.DataFrame, cfg: SplitConfig, warnings: list[str]) -> dict[str, list[list[int]]]:
+    """Per split, its rows shuffled with the seed and cut into equal contiguous shards."""
     plans: dict[str, list[list[int]]] = {}
     for name in SPLITS:
         rows = list(df[df["target"] == name].sort_values("key", kind="stable").index)
@@ -382,67 +399,100 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
         if note:
             warnings.append(f"split {name!r} is too small: {note}")
         plans[name] = [rows[i * len(rows) // k : (i + 1) * len(rows) // k] for i in range(k)]
+    return plans
 
-    _prepare_out(out, cfg.overwrite)
-    index = TarIndex()
-    records = df.to_dict("records")
-    stats = _MelStats(int(mel_cfgs[0]["n_mels"]))
+
+@dataclass
+class _Repacker:
+    """Re-packs planned rows into split shards, collecting the index rows and the train mel statistics."""
+
+    out: Path
+    records: list[dict]
+    label_ids: dict[str, int]
+    stats: _MelStats
+    index: TarIndex = field(default_factory=TarIndex)
+    index_rows: list[dict] = field(default_factory=list)
+
+    def write_shard(self, name: str, i: int, rows: list[int], advance: Callable[[], None]) -> str:
+        """Write shard i of split `name` (atomically); returns its path relative to `out`."""
+        rel = f"{name}/{name}-{i:06d}.tar"
+        with (
+            atomic_path(self.out / rel) as tmp,
+            wds.TarWriter(str(tmp), encoder=False, mtime=0.0, user="aiaic", group="aiaic") as w,
+        ):
+            for r in rows:
+                rec = self.records[r]
+                label_id = self.label_ids[rec["label"]]
+                raw = self.index.read(Path(rec["src"]) / rec["shard"], rec["key"])
+                sample = _repack_sample(raw, name, label_id)
+                if name == "train" and "mel.npy" in sample:
+                    self.stats.add(sample["mel.npy"])
+                w.write(sample)
+                self.index_rows.append({**{c: rec[c] for c in INDEX_COLUMNS}, "shard": rel, "split": name,
+                                        "label_id": label_id})  # fmt: skip
+                advance()
+        return rel
+
+
+def _write_splits(
+    out: Path, df: pd.DataFrame, plans: dict[str, list[list[int]]], repacker: _Repacker
+) -> dict[str, dict]:
+    """Write every planned shard and index.csv; returns the manifest's per-split counts and shards."""
     splits: dict[str, dict] = {}
-    index_rows = []
     total = sum(len(r) for p in plans.values() for r in p)
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]split[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar("[bold]split[/] {task.description}", transient=True) as bar:
         task = bar.add_task("re-packing", total=total)
         for name, shards in plans.items():
             (out / name).mkdir(parents=True, exist_ok=True)
-            shard_names = []
-            for i, rows in enumerate(shards):
-                rel = f"{name}/{name}-{i:06d}.tar"
-                tmp = out / name / f".{name}-{i:06d}.tar.tmp"
-                with wds.TarWriter(str(tmp), encoder=False, mtime=0.0, user="aiaic", group="aiaic") as w:
-                    for r in rows:
-                        rec = records[r]
-                        label_id = label_ids[rec["label"]]
-                        raw = index.read(Path(rec["src"]) / rec["shard"], rec["key"])
-                        sample = _repack_sample(raw, name, label_id)
-                        if name == "train" and "mel.npy" in sample:
-                            stats.add(sample["mel.npy"])
-                        w.write(sample)
-                        index_rows.append({**{c: rec[c] for c in INDEX_COLUMNS}, "shard": rel, "split": name,
-                                           "label_id": label_id})  # fmt: skip
-                        bar.advance(task)
-                os.replace(tmp, out / rel)
-                shard_names.append(rel)
+            advance = functools.partial(bar.advance, task)
+            names = [repacker.write_shard(name, i, rows, advance) for i, rows in enumerate(shards)]
             sel = df[df["target"] == name]
             splits[name] = {
                 "samples": int(len(sel)),
                 "videos": int(sel["video_id"].nunique()),
                 "categories": int(sel["label"].nunique()),
-                "shards": shard_names,
+                "shards": names,
                 "shard_samples": [len(rows) for rows in shards],
             }
-    index.close()
-    if stats.samples == 0:
-        warnings.append("train has no audio: mel_mean 0 / mel_std 1 written with samples = 0")
+    repacker.index.close()
+    with atomic_path(out / "index.csv") as tmp:
+        pd.DataFrame(repacker.index_rows, columns=list(INDEX_COLUMNS)).to_csv(tmp, index=False)
+    return splits
 
-    pd.DataFrame(index_rows, columns=list(INDEX_COLUMNS)).to_csv(out / ".index.csv.tmp", index=False)
-    os.replace(out / ".index.csv.tmp", out / "index.csv")
+
+def _recipe_record(cfg: SplitConfig, sources: list[RawSource]) -> dict:
+    """The manifest's recipe: the split settings that shape the split, and each source's extract recipe."""
     extract_recipes = [s.recipe for s in sources]
     split_recipe = {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_RECIPE}
+    return {
+        "split": split_recipe,
+        "extract": extract_recipes,
+        "recipe_hash": recipe_hash({"split": split_recipe, "extract": extract_recipes}),
+    }
+
+
+def run_split(cfg: SplitConfig) -> SplitSummary:
+    """Split the raw shards of `cfg.src` into `cfg.out` (see the module docstring); returns the summary."""
+    t0 = time.monotonic()
+    if not cfg.src:
+        raise ConfigError("no --src given: the raw extraction output(s) to split")
+    if cfg.out is None:
+        raise ConfigError("no --out given: the folder to write the split to")
+    out = Path(cfg.out)
+    warnings: list[str] = []
+    sources, mel_cfg, df = _read_sources(cfg)
+    id_cats, ood_cats, label_ids = _choose_categories(df, cfg, warnings)
+    excluded = _assign_targets(df, cfg, id_cats, ood_cats)
+    plans = _plan_splits(df, cfg, warnings)
+
+    _prepare_out(out, cfg.overwrite)
+    stats = _MelStats(int(mel_cfg["n_mels"]))
+    splits = _write_splits(out, df, plans, _Repacker(out, df.to_dict("records"), label_ids, stats))
+    if stats.samples == 0:
+        warnings.append("train has no audio: mel_mean 0 / mel_std 1 written with samples = 0")
     manifest = {
         "format_version": FORMAT_VERSION,
-        "recipe": {
-            "split": split_recipe,
-            "extract": extract_recipes,
-            "recipe_hash": recipe_hash({"split": split_recipe, "extract": extract_recipes}),
-        },
+        "recipe": _recipe_record(cfg, sources),
         "seed": cfg.seed,
         "source_shards": sorted(str(Path(s.root) / sh) for s in sources for sh in s.shards),
         "id_categories": id_cats,
@@ -450,7 +500,7 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
         "label_ids": label_ids,
         "splits": splits,
         "audio_stats": stats.result(),
-        "mel_config": mel_cfgs[0],
+        "mel_config": mel_cfg,
         "excluded": dict(sorted(excluded.items())),
         "shard_plan": {"ranks": cfg.ranks, "workers": cfg.workers, "min_shards": cfg.min_shards},
         "warnings": warnings,
@@ -467,4 +517,16 @@ def run_split(cfg: SplitConfig) -> SplitSummary:
         audio_samples=stats.samples,
         warnings=warnings,
         seconds=time.monotonic() - t0,
+    )
+
+
+def run_class_lists(cfg: SplitConfig) -> list[Path]:
+    """Class-list-only mode: draw the OOD categories from `cfg.class_list` outside `cfg.categories` and
+    write the ID and OOD lists into `cfg.out` (no shards); returns the two files written."""
+    if cfg.class_list is None or cfg.categories is None or cfg.out is None:
+        raise ConfigError("--class-list needs --categories (the ID list) and --out (the lists' folder)")
+    if cfg.src:
+        raise ConfigError("give either --class-list (category lists only) or --src (split shards)")
+    return write_category_lists(
+        cfg.class_list, cfg.categories, cfg.out, ood=cfg.ood or 0, seed=cfg.seed, list_name=cfg.list_name
     )

@@ -37,7 +37,6 @@ short training run down a visibly different path.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -46,6 +45,8 @@ import av
 import numpy as np
 from PIL import Image
 from skimage import color
+
+from aiaic.io import atomic_path
 
 # Lab hue angle (degrees, atan2(b, a)) per class, ordered so that the first n are far apart.
 # Every hue is inside the sRGB gamut at chroma CHROMA for L in [L_MIN, L_MAX] (checked by a test).
@@ -225,8 +226,7 @@ def _audio(rng: np.random.Generator, tone: Tone, seconds: int) -> np.ndarray:
 
 def _write_mp4(path: Path, frames: np.ndarray, pcm: np.ndarray, fps: int) -> None:
     """Lossless H.264 yuv420p + AAC mono at SAMPLE_RATE, written to a temporary name then renamed."""
-    tmp = path.with_name(f".{path.stem}.tmp.mp4")
-    with av.open(str(tmp), mode="w", format="mp4") as out:
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "qp": "0", "threads": "1"})
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
@@ -251,7 +251,6 @@ def _write_mp4(path: Path, frames: np.ndarray, pcm: np.ndarray, fps: int) -> Non
                 a_pos += len(chunk)
         out.mux(vs.encode(None))
         out.mux(aus.encode(None))
-    os.replace(tmp, path)
 
 
 def make_disambiguation_corpus(

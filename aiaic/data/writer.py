@@ -1,6 +1,6 @@
 """Shard writing for `aiaic-data extract`: plan, write under a temporary name, stats last, index.
 
-Output folder (contract #1 of the project brief)::
+Output folder::
 
     OUT/shard-000000.tar          WebDataset shard (only when it holds at least one sample)
     OUT/shard-000000.stats.json   written last: its presence marks the shard done
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from aiaic.errors import InputError, RecipeMismatchError
+from aiaic.io import atomic_open, write_text_atomic
 
 INDEX_COLUMNS = (
     "key",
@@ -111,18 +112,6 @@ class ItemResult:
     seconds: float = 0.0
 
 
-def write_atomic(path: Path, text: str, tmp_dir: Path) -> None:
-    """Write `text` to `tmp_dir/<name>`, fsync, rename onto `path` (same file system: tmp_dir is in OUT).
-
-    Temporary files live only in the part's temporary folder, so a killed run leaves nothing else behind."""
-    tmp = tmp_dir / f"{path.name}.partial"
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _json_text(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -164,7 +153,7 @@ def prepare_out(out: Path, recipe_doc: dict[str, Any], overwrite: bool, part: tu
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "spool").mkdir(parents=True)
     if not recipe_file.is_file():
-        write_atomic(recipe_file, _json_text(recipe_doc), tmp)
+        write_text_atomic(recipe_file, _json_text(recipe_doc), tmp_dir=tmp)
     return tmp
 
 
@@ -229,8 +218,7 @@ def write_shard(
     random.Random(f"{seed}:{k}").shuffle(entries)
     size = 0
     if tar_name is not None:
-        tmp = tmp_dir / tar_name
-        with open(tmp, "wb") as f:
+        with atomic_open(out / tar_name, "wb", tmp_dir=tmp_dir) as f:
             # the member layout webdataset.TarWriter writes ("{key}.{field}", sorted fields), without
             # importing webdataset (and torch) into the extract process
             with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
@@ -241,10 +229,7 @@ def write_shard(
                         ti.size, ti.mtime, ti.mode = len(data[name]), TAR_MTIME, 0o444
                         ti.uname = ti.gname = "aiaic"
                         tar.addfile(ti, io.BytesIO(data[name]))
-            f.flush()
-            os.fsync(f.fileno())
-        size = tmp.stat().st_size
-        os.replace(tmp, out / tar_name)
+        size = (out / tar_name).stat().st_size
     stats = {
         "format_version": 1,
         "shard": tar_name,
@@ -259,7 +244,7 @@ def write_shard(
         "mel_config": mel_config,
         "seed": seed,
     }
-    write_atomic(stats_path(out, k), _json_text(stats), tmp_dir)
+    write_text_atomic(stats_path(out, k), _json_text(stats), tmp_dir=tmp_dir)
     return stats
 
 
@@ -290,10 +275,10 @@ def rebuild_index(out: Path, tmp_dir: Path) -> list[dict[str, Any]]:
     w.writerow(INDEX_COLUMNS)
     for r in rows:
         w.writerow([_csv_value(r[c]) for c in INDEX_COLUMNS])
-    write_atomic(out / "index.csv", buf.getvalue(), tmp_dir)
-    write_atomic(
+    write_text_atomic(out / "index.csv", buf.getvalue(), tmp_dir=tmp_dir)
+    write_text_atomic(
         out / "failures.jsonl",
         "".join(json.dumps(x, ensure_ascii=False, sort_keys=True) + "\n" for x in failures),
-        tmp_dir,
+        tmp_dir=tmp_dir,
     )
     return all_stats

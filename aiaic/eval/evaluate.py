@@ -1,4 +1,4 @@
-"""`run_eval(cfg)`: the paper's evaluation of a training run on split shards (DESIGN section 3).
+"""`run_eval(cfg)`: the paper's evaluation of a training run on split shards (`aiaic.eval.protocol`).
 
     aiaic-eval --run runs/demo --shards shards/split --split val --split ood --out reports/demo
 
@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import webdataset as wds
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
 from aiaic.config import config_to_dict, write_json_atomic
@@ -42,6 +40,7 @@ from aiaic.eval.grid import GridRow, write_grid
 from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
+from aiaic.progress import progress_bar
 from aiaic.runs.device import resolve_device
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ PSNR_CAP = 100.0  # dB; identical images (PSNR = inf) enter split means as this 
 class EvalConfig:
     """Settings of one evaluation.
 
-    run: training run directory (contract #4). shards: split directory holding manifest.json.
+    run: training run directory (`aiaic-train --out`). shards: split directory holding manifest.json.
     out: output directory. splits / variants: what to evaluate (those not available are listed).
     lpips_weights: an ImageNet AlexNet state dict (else the torch hub cache; else downloaded into it
         unless `offline` or the environment sets AIAIC_OFFLINE=1; else LPIPS unavailable).
@@ -183,7 +182,7 @@ def _batches(urls: list[str], batch_size: int, limit: int | None):
 
 
 def _load_variants(cfg: EvalConfig, run: Path, device: torch.device) -> tuple[dict, dict]:
-    from aiaic.runs.inference import load_inference, stage_dir_for  # contract #4
+    from aiaic.runs.inference import load_inference, stage_dir_for
 
     models, missing = {}, {}
     by_stage: dict[Path, InferenceModel] = {}  # full, missing_audio and no_r share stage3's weights
@@ -292,14 +291,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     ]
     with (
         tmp_csv.open("w", newline="") as fh,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=not cfg.progress,
-        ) as progress,
+        progress_bar(enabled=cfg.progress) as progress,
     ):
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()

@@ -1,4 +1,4 @@
-"""Image-quality metrics of the evaluation protocol (DESIGN section 3). Pure functions on uint8 RGB.
+"""Image-quality metrics of the evaluation protocol (`aiaic.eval.protocol`). Pure functions on uint8 RGB.
 
 Every function takes `pred` and `target` as uint8 arrays [H, W, 3] (RGB, values 0..255) of equal shape.
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol (DESIGN section 3), in one place, and its written-out description.
+"""The evaluation protocol, in one place, and its written-out description.
 
 1. The ground truth is the sample's RGB frame, resized so its short side is 256 px (area averaging
    when shrinking, bicubic when enlarging; the long side is rounded to the nearest pixel) and

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiaic.io import write_text_atomic
+
 METHOD_NAMES = {
     "baseline": "Visual-only backbone (baseline)",
     "full": "Audio-infused (full: r from the relevance net)",
@@ -159,7 +161,5 @@ def render_report(metrics: dict) -> str:
 def write_report(metrics: dict, path: Path) -> Path:
     """Write report.md (atomically: temporary name, then rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(metrics))
-    tmp.replace(path)
+    write_text_atomic(path, render_report(metrics))
     return path

@@ -15,7 +15,7 @@ from aiaic.data.spectrogram import SpecConfig
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of every component (DESIGN section 4).
+    """Sizes of every component.
 
     Attributes:
         backbone: name in `aiaic.models.backbones.registry` ("unet" is the compact CPU U-Net).

@@ -1,4 +1,4 @@
-"""Trained models for evaluation and colorize (contract #4): `load_inference(run_dir, variant, device)`.
+"""Trained models for evaluation and colorize: `load_inference(run_dir, variant, device)`.
 
 | variant        | stage dir | colour path                                  | r                          |
 |----------------|-----------|----------------------------------------------|----------------------------|

@@ -5,6 +5,7 @@ Recipe layout (`pipelines/*.toml`)::
     [model]            -> ModelConfig (aiaic.models.config)
     [train]            -> TrainConfig keys (run-wide) and StageConfig keys (defaults for every stage)
     [train.stage1]     -> StageConfig overrides for one stage (baseline, stage1, stage2, rnet, stage3, e2e)
+    [loader]           -> the loader's knobs (aiaic.data.loader.RECIPE_KEYS: shuffle buffer, negatives, ...)
 
     [train.stage1] loss = { l1 = 0.1, perceptual = 5.0 }   -> the colour loss terms of one stage
 
@@ -28,7 +29,8 @@ from typing import Any, Literal
 
 import torch
 
-from aiaic.config import build_config, recipe_section
+from aiaic.config import build_config, recipe_section, required
+from aiaic.data.loader import LoaderConfig, loader_config_from_recipe
 from aiaic.errors import ConfigError
 from aiaic.models.backbones import build_backbone
 from aiaic.models.backbones.base import Backbone
@@ -146,8 +148,8 @@ class TrainConfig:
             term; None = look in the torch hub cache, and without it the term is off (and recorded).
     """
 
-    shards: Path
-    out: Path
+    shards: Path = required("--shards")
+    out: Path = required("--out")
     stage: Literal["baseline", "1", "2", "rnet", "3", "e2e", "all"] = "all"
     image_size: int = 128
     workers: int = 0
@@ -175,13 +177,13 @@ class TrainPlan:
     train: TrainConfig
     model: ModelConfig
     stages: Mapping[str, StageConfig]
+    loader: LoaderConfig = LoaderConfig()  # the [loader] table; the stage sets sizes, workers, seed, mask
 
 
 _RUN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 _STAGE_KEYS = {f.name for f in dataclasses.fields(StageConfig)}
 _STAGE_FLAGS = ("epochs", "batch_size", "lr")
 _MODEL_FLAGS = ("backbone", "activation_checkpointing")
-_REQUIRED = {"shards": "the split directory (aiaic-data split --out)", "out": "the run directory"}
 
 
 def resolve_stage(cfg: StageConfig, backbone: Backbone, colour_stage: bool) -> StageConfig:
@@ -226,13 +228,6 @@ def _loss_table(recipe: Mapping[str, Any], table: str) -> dict[str, Any]:
     return {"loss": dict(loss)}
 
 
-def _check_required(train_section: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
-    for key, what in _REQUIRED.items():
-        if flags.get(key) is None and train_section.get(key) is None:
-            raise ConfigError(f"--{key} is required: {what} (or set {key} = \"...\" in the recipe's "
-                              f"[train] table)")
-
-
 def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
                      recipe_dir: Path | None = None) -> TrainPlan:
     """Recipe + flags (None = not given) -> TrainPlan, validated once, backbone defaults filled in.
@@ -257,9 +252,8 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
     unknown_flags = sorted(set(flags) - _RUN_KEYS - set(_STAGE_FLAGS) - set(_MODEL_FLAGS))
     if unknown_flags:
         raise ConfigError(f"unknown training options {unknown_flags}")
-    _check_required(train_section, flags)
 
-    run_recipe = {k: v for k, v in train_section.items() if k in _RUN_KEYS}
+    run_recipe = train_section.subset(_RUN_KEYS)
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = build_config(ModelConfig, recipe_section(recipe, "model"),
                          {k: flags.get(k) for k in _MODEL_FLAGS})
@@ -281,4 +275,5 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
                 section.pop(other, None)
         cfg = build_config(StageConfig, section, stage_flags)
         stages[name] = resolve_stage(cfg, backbone, STAGES[name].objective == "color")
-    return TrainPlan(train=train, model=model, stages=stages)
+    loader = loader_config_from_recipe(recipe_section(recipe, "loader"))
+    return TrainPlan(train=train, model=model, stages=stages, loader=loader)

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from torch import nn
 
 from aiaic.errors import RunError
+from aiaic.progress import progress_bar
 from aiaic.train.distributed import DistInfo, all_reduce_mean
 from aiaic.train.metrics import MetricsLog
 from aiaic.train.precision import MixedPrecision
@@ -144,13 +145,10 @@ class _ProgressBar:
     """A rich progress bar on rank 0 (nothing elsewhere, or when switched off)."""
 
     def __init__(self, enabled: bool):
-        self._progress = None
+        self._progress: Progress | None = None
         self._task: Any = None
         if enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False,
-            )
+            self._progress = progress_bar("[bold]{task.description}", fields=("{task.fields[info]}",))
             self._progress.start()
 
     def new_epoch(self, label: str, total: int, completed: int) -> None:

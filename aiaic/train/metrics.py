@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aiaic.io import atomic_path
+
 log = logging.getLogger(__name__)
 
 NON_CURVE_KEYS = {"step", "epoch", "lr", "samples_per_s", "world_size", "event", "time", "split"}
@@ -91,7 +93,6 @@ def plot_losses(metrics_path: Path, out_png: Path, title: str = "") -> None:
     if keys:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = out_png.with_name(f".{out_png.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, out_png)

@@ -102,6 +102,7 @@ def _stage_record(st: _Stage, manifest: dict, source: SplitSource, complete: boo
         "batch_size_global": st.cfg.batch_size,
         "batch_size_per_rank": st.batch_per_rank,
         "precision": plan.train.precision,
+        "loader": config_to_dict(plan.loader),
         "mel_mean": list(source.mel_mean),
         "mel_std": list(source.mel_std),
         "mel_config": manifest.get("mel_config", {}),
@@ -358,10 +359,10 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
     model = _build_model(st)
     amp = MixedPrecision(run.precision, dist_info.device)
     objective = _build_objective(st, model, amp)
-    loader_cfg = LoaderConfig(image_size=run.image_size, batch_size=st.batch_per_rank, workers=run.workers,
-                              train=True, seed=run.seed, epoch=0,
-                              mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0,
-                              spectrogram=st.plan.model.spectrogram)
+    loader_cfg = replace(plan.loader, image_size=run.image_size, batch_size=st.batch_per_rank,
+                         workers=run.workers, train=True, seed=run.seed, epoch=0,
+                         mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0,
+                         spectrogram=st.plan.model.spectrogram)
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
     val_loader = metrics = None
     try:

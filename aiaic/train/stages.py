@@ -1,4 +1,4 @@
-"""The training stages, described as data (DESIGN section 5): what trains, what is frozen, which loss.
+"""The training stages, described as data: what trains, what is frozen, which loss.
 
 | stage    | from    | trains                  | condition c      | r                      | loss            |
 |----------|---------|-------------------------|------------------|------------------------|-----------------|

@@ -1,13 +1,13 @@
 """Helpers for the eval and colorize tests: a tiny real training run, and a stand-in InferenceModel.
 
-`train_tiny_run(root)` writes a split directory (tests/split_fixtures.py) with train, val and ood
-splits and trains the baseline and the three stages (not e2e) with H-train's own code for one
+`train_tiny_run(root)` writes a split directory (support.split_fixtures) with train, val and ood
+splits and trains the baseline and the three stages (not e2e) with the trainer's own code for one
 epoch of a very small model, so `load_inference` is exercised for real.
 
-`StandInModel` satisfies contract #4's interface with a transparent rule, so a test can predict
-the colour it must see: c = (clamp((peak mel band - 14) / 20, -0.5, 0.5), 0.2), r = has_audio and
-ab_n = r * c (as DSG with a backbone that predicts ab = 0). Used only for I/O tests that check which
-second's audio reached which frame.
+`StandInModel` has the interface of `aiaic.runs.inference.InferenceModel` with a transparent rule, so a
+test can predict the colour it must see: c = (clamp((peak mel band - 14) / 20, -0.5, 0.5), 0.2),
+r = has_audio and ab_n = r * c (as DSG with a backbone that predicts ab = 0). Used only for I/O tests
+that check which second's audio reached which frame.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from split_fixtures import write_split_dir
 
 from aiaic.data.audio import MelConfig, log_mel
+from support.split_fixtures import write_split_dir
 
 TINY_MODEL = {
     "base_channels": 4, "depth": 2, "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8, "cond_dim": 8,

@@ -1,4 +1,4 @@
-"""The main job on the embedded default: `nox -s demo` (or `python -m aiaic.demo [--out DIR]`).
+"""The main job on the embedded default: `nox -s demo` (or `python pipelines/demo.py [--out DIR]`).
 
 Builds the project's generated audio-visual corpus (clips in which only the sound tells the colour),
 then runs the real commands one after another into `demo-output/`:
@@ -28,8 +28,7 @@ import numpy as np
 
 from aiaic.data.synthetic import make_disambiguation_corpus
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "pipelines" / "demo.toml"
+RECIPE = Path(__file__).resolve().parent / "demo.toml"
 
 
 def _tool(name: str) -> str:
@@ -128,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         "train e2e", [train, "--shards", str(split), "--out", str(run), "--stage", "e2e", *cfg]
     )
     timings["eval"] = _run(
-        "eval", [evaluate, "--run", str(run), "--shards", str(split), "--out", str(out / "eval"), *cfg]
+        "eval", [evaluate, "--run", str(run), "--shards", str(split), "--out", str(out / "eval"), "--offline",
+                 *cfg]
     )
     clip = sorted(p for p in corpus.rglob("*.mp4"))[-1]
     grey = make_grey_clip(clip, out / f"grey_{clip.stem}.mp4")
