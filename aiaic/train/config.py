@@ -4,7 +4,8 @@ Recipe layout (`pipelines/*.toml`)::
 
     [model]            -> ModelConfig (aiaic.models.config)
     [train]            -> TrainConfig keys (run-wide) and StageConfig keys (defaults for every stage)
-    [train.stage1]     -> StageConfig overrides for one stage (baseline, stage1, stage2, rnet, stage3, e2e)
+    [train.stage1]     -> StageConfig overrides for one stage (any name of `aiaic.train.stages.STAGES`;
+                          the w/o-r stages no_r_stageN inherit [train.stageN] first)
 
 Flags override the recipe: `--epochs/--batch-size/--lr` apply to every stage that runs, `--backbone`
 to the model, the others to `TrainConfig`. Unknown keys are errors.
@@ -21,11 +22,10 @@ from typing import Any, Literal
 from aiaic.config import build_config, recipe_section
 from aiaic.errors import ConfigError
 from aiaic.models.config import ModelConfig
+from aiaic.train.stages import ABLATION_CHAINS, STAGES, stage_sequence
 
-STAGE_NAMES = ("baseline", "stage1", "stage2", "rnet", "stage3", "e2e")
-STAGE_ALIASES = {"baseline": "baseline", "1": "stage1", "2": "stage2", "rnet": "rnet", "3": "stage3",
-                 "e2e": "e2e", "stage1": "stage1", "stage2": "stage2", "stage3": "stage3"}
-ALL_ORDER = ("baseline", "stage1", "stage2", "rnet", "stage3")
+STAGE_NAMES = tuple(STAGES)
+STAGE_ALIASES = {"1": "stage1", "2": "stage2", "3": "stage3"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,9 @@ class TrainConfig:
     Attributes:
         shards: the split directory (`aiaic-data split --out`), holding manifest.json.
         out: the run directory; each stage writes RUN/<stage>/.
-        stage: "baseline", "1", "2", "rnet", "3", "e2e" or "all" (baseline, 1, 2, rnet, 3).
+        stage: "baseline", "1", "2", "rnet", "3", "no_r" (the w/o-r chain), "e2e" or "all" (baseline, 1,
+            2, rnet, 3, then the chains of `ablations`); see `aiaic.train.stages`.
+        ablations: the ablation chains "all" trains after the main one ("no_r", "e2e").
         image_size: training crop side in pixels (a multiple of 2**model.depth).
         workers: loader worker processes per rank.
         device: "auto" (CUDA when available), "cpu" or "cuda".
@@ -89,7 +91,8 @@ class TrainConfig:
 
     shards: Path
     out: Path
-    stage: Literal["baseline", "1", "2", "rnet", "3", "e2e", "all"] = "all"
+    stage: Literal["baseline", "1", "2", "rnet", "3", "no_r", "e2e", "all"] = "all"
+    ablations: tuple[str, ...] = ()
     image_size: int = 128
     workers: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -103,10 +106,13 @@ class TrainConfig:
             raise ValueError(f"image_size must be >= 16, got {self.image_size}")
         if self.workers < 0 or self.save_every < 0 or self.log_every < 1:
             raise ValueError("workers and save_every must be >= 0, log_every >= 1")
+        bad = [a for a in self.ablations if a not in ABLATION_CHAINS]
+        if bad:
+            raise ValueError(f"unknown ablations {bad}; known: {list(ABLATION_CHAINS)}")
 
     def stages(self) -> tuple[str, ...]:
         """The stage directory names this run trains, in order."""
-        return ALL_ORDER if self.stage == "all" else (STAGE_ALIASES[self.stage],)
+        return stage_sequence(STAGE_ALIASES.get(self.stage, self.stage), self.ablations)
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,13 @@ _RUN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 _STAGE_KEYS = {f.name for f in dataclasses.fields(StageConfig)}
 _STAGE_FLAGS = ("epochs", "batch_size", "lr")
 _MODEL_FLAGS = ("backbone",)
+
+
+def _stage_settings(recipe: Mapping[str, Any], name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """[train] defaults, then the table the stage inherits (`StageSpec.settings_from`), then its own."""
+    inherited = STAGES[name].settings_from
+    return {**defaults, **(recipe_section(recipe, f"train.{inherited}") if inherited else {}),
+            **recipe_section(recipe, f"train.{name}")}
 
 
 def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> TrainPlan:
@@ -148,11 +161,8 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
                          {k: flags.get(k) for k in _MODEL_FLAGS})
     stage_defaults = {k: v for k, v in train_section.items() if k in _STAGE_KEYS}
     stage_flags = {k: flags.get(k) for k in _STAGE_FLAGS}
-    stages = {
-        name: build_config(StageConfig, {**stage_defaults, **recipe_section(recipe, f"train.{name}")},
-                           stage_flags)
-        for name in STAGE_NAMES
-    }
+    stages = {name: build_config(StageConfig, _stage_settings(recipe, name, stage_defaults), stage_flags)
+              for name in STAGE_NAMES}
     if train.image_size % (2**model.depth):
         raise ConfigError(f"image_size {train.image_size} is not a multiple of 2**depth = {2**model.depth}")
     return TrainPlan(train=train, model=model, stages=stages)

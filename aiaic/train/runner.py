@@ -3,7 +3,8 @@
     aiaic-train --shards data/split --out runs/demo --stage all --config pipelines/demo.toml
     python -m torch.distributed.run --nproc_per_node 2 -m aiaic.cli.train --shards data/split --out runs/ddp
 
-For each stage (baseline, stage1, stage2, rnet, stage3 for "all"; see `aiaic.train.stages`):
+For each stage (baseline, stage1, stage2, rnet, stage3 for "all", then the recipe's ablation chains
+no_r_stage1..3 and e2e; see `aiaic.train.stages`):
 a stage already complete in RUN/<stage>/ is skipped; otherwise the model is built from the
 `ModelConfig`, the previous stage's finished weights are loaded, components are frozen or trained as
 the stage says, and `aiaic.train.loop.train_loop` runs it. RUN/<stage>/ receives model.safetensors,
@@ -160,7 +161,7 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
         _check_same_model(plan, prev, prev_cfg)
         ckpt.load_weights(prev / ckpt.WEIGHTS, model)
         encoders = list((prev_cfg or {}).get("encoders", []))
-    if name == "rnet" and not resuming:
+    if "relevance" in spec.trains and not resuming:  # rnet, and e2e's jointly trained relevance net
         encoders = load_relevance_encoders(model)
     elif resuming and saved is not None:
         encoders = list(saved.get("encoders", encoders))
