@@ -29,6 +29,8 @@ from aiaic.data.loader import LoaderConfig, make_loader, open_split
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.data.synthetic import make_disambiguation_corpus
 from aiaic.lab import lab_from_normalized, lab_to_rgb
+from aiaic.models.colorizer import build_colorizer
+from aiaic.models.config import ModelConfig
 from aiaic.runs.inference import load_inference
 from aiaic.train.config import build_train_plan
 from aiaic.train.runner import run_training
@@ -78,6 +80,34 @@ def test_psnr_helper_matches_skimage():
             np.round(b[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8),
             np.round(a[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8), data_range=255)
         assert ours[i] == pytest.approx(ref, abs=1e-9)
+
+
+@pytest.mark.parametrize("guide_at", [-1, None])
+def test_the_picture_moves_the_mean_colour_only_where_guidance_sits_early(guide_at):
+    """At r = 1 with one sound, DSG just before the U-Net's 1x1 output layer (guide_at = -1) fixes each
+    channel's spatial mean at beta(c), so the mean ab of any picture is W beta(c) + b: a surf and a
+    campfire in grey with the same sound get the same mean colour. At the default insertion point,
+    early in C, the layers after it mix the picture back in."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(base_channels=8, depth=3, semantic_channels=(8, 8, 16, 16), semantic_dim=16,
+                      cond_dim=16, guidance_hidden=16, a2v_hidden=16, relevance_dim=8, relevance_hidden=16,
+                      **({} if guide_at is None else {"guide_at": guide_at}))
+    model = build_colorizer(cfg).eval()
+    for p in model.guidance.parameters():  # gamma(c), beta(c) away from their identity-like start
+        torch.nn.init.normal_(p, std=0.3)
+    side = torch.linspace(-1, 1, 32)
+    gradient = side[None, None, None, :].expand(1, 1, 32, 32)
+    stripes = torch.sign(torch.sin(6 * side))[None, None, :, None].expand(1, 1, 32, 32)
+    L = torch.cat([gradient, stripes])  # two unrelated grey pictures
+    c = model.condition(torch.randn(1, cfg.semantic_dim)).expand(2, -1)  # the same sound for both
+    with torch.no_grad():
+        mean_ab = model(L, c, torch.ones(2)).mean(dim=(2, 3))
+    gap = (mean_ab[0] - mean_ab[1]).abs().max().item()
+    if guide_at == -1:
+        assert gap < 1e-6, mean_ab  # equal up to float32 rounding
+    else:
+        assert model.backbone.insertion_point == "generator.bottleneck"
+        assert gap > 1e-4, mean_ab  # a hundred times float32 rounding, even untrained
 
 
 @pytest.fixture
