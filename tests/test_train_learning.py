@@ -11,9 +11,9 @@ data range 255, as the evaluation protocol says). The paper's Table 2 pattern:
 - with the audio missing, the full model (r = 0) stays within 1 dB of the baseline;
 - the w/o-r model with the audio missing (a silent second, r = 1) loses most of its audio gain: it never
   learnt to colour without guidance. (The paper's further row, "clearly below the full model with
-  missing audio", does not hold on this corpus: the silent second steers the w/o-r model to one class's
-  hue, which a mean of per-image PSNR rewards over the baseline's blend of a group's two hues; measured
-  below.)
+  missing audio", does not hold on this corpus: hearing the silent second, the w/o-r model paints every
+  picture of a scene group with one of the group's two class hues, right for half of them, which a mean
+  of per-image PSNR rewards over the baseline's blend of the two hues; measured below.)
 - the relevance net gives true pairs a higher r than audio taken from another video. (It can only do so
   because the frame shows the scene group: with one group the grey frame carries no trace of the class
   and the best r is the same for both.)
