@@ -44,7 +44,7 @@ def time_stage(cfg: ModelConfig, stage: str, size: int, device: torch.device) ->
     model = build_colorizer(cfg).to(device)
     spec = STAGES[stage]
     apply_stage_modes(model, spec, True)
-    cfg = resolve_stage(StageConfig(), model.backbone, spec.objective == "color")
+    cfg = resolve_stage(StageConfig(), model.backbone, spec.colours)
     objective = StageObjective(model, spec, cfg)
     opt = torch.optim.Adam(trainable_parameters(model, spec), lr=1e-4)
     batch = _batch(size, torch.Generator().manual_seed(0), device)

@@ -7,7 +7,7 @@ then runs the real commands one after another into `demo-output/`:
     aiaic-data split     --src demo-output/shards/raw --out demo-output/shards/split --ood 1
     aiaic-data inspect   demo-output/shards/split -o demo-output/contact_sheet.png
     aiaic-train          --shards demo-output/shards/split --out demo-output/run --stage all
-    aiaic-train          --shards demo-output/shards/split --out demo-output/run --stage e2e
+                         (the main chain, then Table 2's ablations: the w/o-r model and e2e)
     aiaic-eval           --run demo-output/run --shards demo-output/shards/split --split val --split ood
     aiaic-colorize       <one grey clip> --run demo-output/run -o demo-output/colorized/
 
@@ -17,6 +17,7 @@ Every command reads `pipelines/demo.toml`. No downloads, no ../shared needed.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,25 @@ def make_grey_clip(src: Path, dst: Path) -> Path:
     return dst
 
 
+TABLE2_ROWS = (("baseline", "visual-only baseline"), ("full", "full"),
+               ("full_missing_audio", "full (missing audio, r = 0)"), ("no_r", "w/o r"),
+               ("no_r_missing_audio", "w/o r (missing audio: silence, r = 1)"), ("e2e", "w/o multi-step"))
+
+
+def table2_summary(metrics_path: Path) -> list[str]:
+    """Lines giving PSNR / SSIM / mean r of the baseline and Table 2's five rows, per split, from
+    aiaic-eval's metrics.json (a row the run could not give says "n/a")."""
+    metrics = json.loads(metrics_path.read_text())
+    lines = []
+    for split in metrics["splits"]:
+        lines.append(f"   Table 2 on {split}: PSNR (dB) / SSIM / mean r")
+        for variant, title in TABLE2_ROWS:
+            m = metrics[split].get(variant)
+            cell = "n/a" if m is None else f"{m['psnr']:5.2f} / {m['ssim']:.3f} / {m['mean_r']:.2f}"
+            lines.append(f"     {title:<40} {cell}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,12 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     timings["extract"] = _run("extract", [data, "extract", "--src", str(corpus), "--out", str(raw), *cfg])
     timings["split"] = _run("split", [data, "split", "--src", str(raw), "--out", str(split), *cfg])
     timings["inspect"] = _run("inspect", [data, "inspect", str(split), "-o", str(out / "contact_sheet.png")])
+    # the recipe's `ablations` make "all" train the w/o-r model and the end-to-end model too
     timings["train"] = _run(
         "train", [train, "--shards", str(split), "--out", str(run), "--stage", "all", *cfg]
-    )
-    # the "without multi-step training" ablation of Table 2
-    timings["train e2e"] = _run(
-        "train e2e", [train, "--shards", str(split), "--out", str(run), "--stage", "e2e", *cfg]
     )
     timings["eval"] = _run(
         "eval", [evaluate, "--run", str(run), "--shards", str(split), "--out", str(out / "eval"), "--offline",
@@ -141,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             total, ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         )
     )
+    print("\n".join(table2_summary(out / "eval" / "metrics.json")))
     print(f"   report (Tables 1 and 2): {out / 'eval' / 'report.md'}")
     print(f"   image grids:             {out / 'eval' / 'grids'}/<split>.png")
     print(f"   contact sheet:           {out / 'contact_sheet.png'}")

@@ -112,10 +112,12 @@ def test_eval_writes_tables_csv_grid_and_lists_what_is_missing(
     )
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["splits"] == ["val", "ood"] == metrics["splits"]
-    assert on_disk["variants"] == ["baseline", "full", "missing_audio", "no_r"]
-    assert (
-        "e2e" in on_disk["unavailable"]["variants"] and "'e2e'" in on_disk["unavailable"]["variants"]["e2e"]
-    )
+    # the tiny run trained the main chain only: the w/o-r model and e2e are listed with the stage they need
+    assert on_disk["variants"] == ["baseline", "full", "full_missing_audio"] and on_disk["backbone"] == "unet"
+    missing = on_disk["unavailable"]["variants"]
+    assert "'e2e'" in missing["e2e"] and "--stage e2e" in missing["e2e"]
+    for v in ("no_r", "no_r_missing_audio"):
+        assert "'no_r_stage3'" in missing[v] and "--stage no_r" in missing[v]
     assert "test" in on_disk["unavailable"]["splits"]
     assert on_disk["lpips"]["available"] is False and "--lpips-weights" in on_disk["lpips"]["reason"]
     assert on_disk["protocol"]["size"] == 256
@@ -128,17 +130,15 @@ def test_eval_writes_tables_csv_grid_and_lists_what_is_missing(
             assert m["lpips"] is None and m["n"] == manifest["splits"][split]["samples"] == 4
 
     rows = list(csv.DictReader((out / "per_image.csv").open()))
-    assert len(rows) == 2 * 4 * 5  # splits x images x (4 variants + grey reference)
+    assert len(rows) == 2 * 4 * 4  # splits x images x (3 variants + grey reference)
     for split in ("val", "ood"):
         for variant in on_disk["variants"]:
             sel = [r for r in rows if r["split"] == split and r["variant"] == variant]
             assert np.mean([float(r["psnr"]) for r in sel]) == pytest.approx(on_disk[split][variant]["psnr"])
             assert np.mean([float(r["ssim"]) for r in sel]) == pytest.approx(on_disk[split][variant]["ssim"])
             r_vals = {r["key"]: (float(r["r"]), r["has_audio"] == "True") for r in sel}
-            if variant in ("baseline", "missing_audio"):
+            if variant in ("baseline", "full_missing_audio"):
                 assert all(r == 0.0 for r, _ in r_vals.values())
-            elif variant == "no_r":
-                assert all(r == (1.0 if has else 0.0) for r, has in r_vals.values())
             else:  # full: relevance net, 0 without audio
                 assert all((0.0 < r < 1.0) if has else r == 0.0 for r, has in r_vals.values())
         assert {r["has_audio"] for r in rows if r["split"] == split} == {"True", "False"}
@@ -172,10 +172,19 @@ def test_eval_writes_tables_csv_grid_and_lists_what_is_missing(
 
     report = (out / "report.md").read_text()
     assert "## Table 1" in report and "## Table 2" in report and "## Protocol" in report
-    assert "| Method | val LPIPS↓ | val PSNR↑ | val SSIM↑ | ood LPIPS↓ | ood PSNR↑ | ood SSIM↑ |" in report
-    base = on_disk["val"]["baseline"]
-    assert f"| Visual-only backbone (baseline) | n/a | {base['psnr']:.2f} | {base['ssim']:.4f} |" in report
-    assert "Missing audio (r = 0)" in report and "variant e2e" in report and "split test" in report
+    # Table 1: the paper's three columns in its order (AVE = test was not in this split directory)
+    assert ("| Method | VGGSound (val) LPIPS↓ | VGGSound (val) PSNR↑ | VGGSound (val) SSIM↑ | "
+            "AVE (test) LPIPS↓ | AVE (test) PSNR↑ | AVE (test) SSIM↑ | VGGSound_OOD (ood) LPIPS↓ |") in report
+    base, ood = on_disk["val"]["baseline"], on_disk["ood"]["baseline"]
+    assert (f"| Visual-only backbone | n/a | {base['psnr']:.2f} | {base['ssim']:.4f} | n/a | n/a | n/a | "
+            f"n/a | {ood['psnr']:.2f} | {ood['ssim']:.4f} |") in report
+    # Table 2: one table per split, the paper's five rows, each naming its variant
+    assert "### Table 2 on VGGSound (val)" in report and "### Table 2 on VGGSound_OOD (ood)" in report
+    fm = on_disk["val"]["full_missing_audio"]
+    assert (f"| Full (missing audio) (`full_missing_audio`) | n/a | {fm['psnr']:.2f} | {fm['ssim']:.4f} | "
+            f"{fm['colorfulness']:.2f} | 0.00 |") in report
+    assert "| w/o r (missing audio) (`no_r_missing_audio`) | n/a | n/a | n/a | n/a | n/a |" in report
+    assert "variant e2e" in report and "split test" in report and "Paper (" not in report
     assert "LPIPS: ImageNet AlexNet weights not found" in report
     assert on_disk["provenance"]["code"]["commit"] in report
 
@@ -292,3 +301,36 @@ def test_eval_names_a_missing_shard(tmp_path, tiny_run, eval_split):
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="val-000000.tar"):
         run_eval(EvalConfig(run=tiny_run, shards=broken, out=tmp_path / "o", splits=("val",), progress=False))
+
+
+def test_report_prints_the_papers_numbers_beside_a_paper_backbone(tmp_path, tiny_run, eval_split,
+                                                                   no_lpips_weights, monkeypatch):
+    """A run on DDColor (the paper's "DDC") gets the paper's rows in Table 1 and columns in Table 2; an empty
+    slot says so, a filled one lands in its own cell. The old variant name missing_audio still works."""
+    from aiaic.eval import paper_numbers
+    from aiaic.eval.report import render_report
+
+    cfg = EvalConfig(run=tiny_run, shards=eval_split, out=tmp_path / "e", splits=("val",),
+                     variants=("baseline", "missing_audio", "full"), save_images=0, progress=False,
+                     device="cpu")
+    assert cfg.variants == ("baseline", "full_missing_audio", "full")
+    metrics = run_eval(cfg)
+    assert "Paper (" not in render_report(metrics)  # the U-Net is not a backbone of the paper
+
+    metrics["backbone"] = "ddcolor-tiny"
+    text = render_report(metrics)
+    empty = " | ".join(["not filled in"] * 3)
+    assert f"| Paper (DDC): Visual-only backbone | {empty} | - |" not in text  # every paper split has a slot
+    assert f"| Paper (DDC): Visual-only backbone | {empty} | {empty} | {empty} |" in text
+    assert ("| Row (variant) | val LPIPS↓ | val PSNR↑ | val SSIM↑ | val colour | val mean r | "
+            "paper DDC LPIPS↓") in text
+    assert "an empty slot of `aiaic/eval/paper_numbers.py`" in text
+
+    ddc = paper_numbers.PAPER_NUMBERS["DDC"]
+    monkeypatch.setitem(ddc["table1"]["full"]["ood"], "psnr", 23.45)
+    monkeypatch.setitem(ddc["table2"]["no_r_missing_audio"]["val"], "ssim", 0.8765)
+    text = render_report(metrics)
+    full_row = f"| Paper (DDC): Full (r from the relevance net) | {empty} | {empty} | not filled in | 23.45 |"
+    assert full_row in text
+    row = next(line for line in text.splitlines() if line.startswith("| w/o r (missing audio)"))
+    assert row.endswith("| not filled in | not filled in | 0.8765 |")

@@ -182,7 +182,9 @@ def test_backbone_registry_and_named_insertion_point():
     assert seen == [torch.Size([2, 32, 8, 8])]
     assert plain.shape == guided.shape == (2, 2, 64, 64)
     assert not torch.allclose(plain, guided)
-    last = build_backbone("unet", ModelConfig(base_channels=8, depth=3))  # default: after C's last block
+    assert build_backbone("unet", ModelConfig(base_channels=8, depth=3)).insertion_point == (
+        "generator.bottleneck")  # the default: at the start of C
+    last = build_backbone("unet", ModelConfig(base_channels=8, depth=3, guide_at=-1))  # after C's last block
     assert last.insertion_point == "generator.ups.2" and last.insertion_channels == 8
     seen.clear()
     last(L, guide=guide)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -30,13 +31,36 @@ def tiny_split(tmp_path_factory) -> Path:
     return write_split_dir(root, classes=2, videos_per_class=3, seconds=4, size=32, shards_per_split=4)
 
 
+ALL_STAGES = ("baseline", "stage1", "stage2", "rnet", "stage3", "no_r_stage1", "no_r_stage2", "no_r_stage3",
+              "e2e")
+
+
+def ablation_recipe() -> dict:
+    """The tiny recipe with both ablation chains in "all", and half the samples masked where a stage masks."""
+    recipe = tiny_recipe(ablations=["no_r", "e2e"])
+    recipe["train.stage1"] = {"mask_prob": 0.5}
+    recipe["train.e2e"] = {"mask_prob": 0.5}
+    return recipe
+
+
+def nested(recipe: dict) -> dict:
+    """{"train.stage1": {...}} tables as TOML nests them: {"train": {"stage1": {...}}}."""
+    out: dict = {}
+    for table, values in recipe.items():
+        node = out
+        for part in table.split("."):
+            node = node.setdefault(part, {})
+        node.update(values)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_split, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
-    for stage in ("all", "e2e"):
-        flags = {"shards": tiny_split, "out": out, "stage": stage, "device": "cpu"}
-        plan = build_train_plan(tiny_recipe(), flags)
-        run_training(plan)
+    plan = build_train_plan(nested(ablation_recipe()), {"shards": tiny_split, "out": out, "stage": "all",
+                                                         "device": "cpu"})
+    assert plan.train.stages() == ALL_STAGES
+    run_training(plan)
     return out
 
 
@@ -60,15 +84,22 @@ def test_each_stage_changes_exactly_what_it_trains(tiny_run):
     assert any(k.endswith("running_mean") for k in backbone)
     assert all(torch.equal(rn[k], s3[k]) for k in backbone)
     assert all(torch.equal(rn[k], s3[k]) for k in s3 if k.startswith("semantic."))
+    # the stages without a predecessor start from the same initial weights: what the baseline does not
+    # train is still the initial value, and each of them differs from it in exactly what it trains
     base, e2e = _weights(tiny_run, "baseline"), _weights(tiny_run, "e2e")
-    fresh_changes = _changed(base, s1)
-    assert {"backbone", "semantic", "condition", "guidance"} <= fresh_changes
-    assert "audio" in _changed(s1, e2e) and "a2v" in _changed(s1, e2e)
+    assert _changed(base, s1) == {"backbone", "semantic", "condition", "guidance"}
+    assert _changed(base, e2e) == {"backbone", "audio", "a2v", "condition", "guidance", "relevance"}
+    n1, n2, n3 = (_weights(tiny_run, s) for s in ("no_r_stage1", "no_r_stage2", "no_r_stage3"))
+    assert _changed(base, n1) == {"backbone", "semantic", "condition", "guidance"}
+    assert _changed(s1, n1) == {"backbone", "semantic", "condition", "guidance"}  # its own model
+    assert _changed(n1, n2) == {"audio", "a2v"}
+    assert _changed(n2, n3) == {"a2v"}  # no relevance net in the w/o-r model: it stays at its initial value
+    assert all(torch.equal(base[k], n3[k]) for k in n3 if k.startswith("relevance."))
 
 
 def test_run_directory_contents(tiny_run, tiny_split):
     manifest = json.loads((tiny_split / "manifest.json").read_text())
-    for stage in ("baseline", "stage1", "stage2", "rnet", "stage3", "e2e"):
+    for stage in ALL_STAGES:
         d = tiny_run / stage
         cfg = json.loads((d / "config.json").read_text())
         assert cfg["complete"] is True and cfg["image_size"] == 32 and cfg["stage"] == stage
@@ -87,20 +118,34 @@ def test_run_directory_contents(tiny_run, tiny_split):
             assert r["world_size"] == 1 and r["lr"] == pytest.approx(1e-3) and r["samples_per_s"] > 0
         assert [r["epoch"] for r in train_rows] == [0] * 4 + [1] * 4
         assert any(r.get("split") == "val" for r in rows)
-        if stage in ("stage1", "stage3", "e2e"):
+        if stage in ("stage1", "stage3", "e2e", "no_r_stage1", "no_r_stage3"):
             assert all("r_mean" in r for r in train_rows)
-        if stage == "stage2":
+        if stage in ("stage2", "no_r_stage2"):
             assert all("semantic_loss" in r for r in train_rows)
-        if stage == "rnet":
+        if stage in ("rnet", "e2e"):
             assert all({"r_true", "r_other", "bce"} <= r.keys() for r in train_rows)
+    r_mean = {s: [r["r_mean"] for r in _train_rows(tiny_run, s)] for s in ("stage1", "e2e", "no_r_stage1",
+                                                                            "no_r_stage3")}
+    # stage 1 masks about half the samples (r = 0); the w/o-r model inherits [train.stage1] (mask_prob
+    # 0.5 here) but never masks: SG, r = 1 for every sample
+    assert 0.2 < sum(r_mean["stage1"]) / len(r_mean["stage1"]) < 0.8
+    assert r_mean["no_r_stage1"] == [1.0] * 8 and r_mean["no_r_stage3"] == [1.0] * 8
+    # e2e: r from its relevance net (strictly inside (0, 1)), 0 for the masked share
+    assert all(0.0 < r < 0.9 for r in r_mean["e2e"])
+
+
+def _train_rows(run: Path, stage: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run / stage / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("split") is None and "event" not in r]
 
 
 def test_complete_stages_are_skipped_and_unfinished_ones_need_resume(tiny_run, tiny_split):
     before = (tiny_run / "stage1" / "metrics.jsonl").read_text()
     flags = {"shards": tiny_split, "out": tiny_run, "stage": "all", "device": "cpu"}
-    plan = build_train_plan(tiny_recipe(), flags)
+    plan = build_train_plan(nested(ablation_recipe()), flags)
     results = run_training(plan)
-    assert [r.status for r in results] == ["skipped"] * 5
+    assert [r.status for r in results] == ["skipped"] * 9
+    assert [r.stage for r in results] == list(ALL_STAGES)
     assert (tiny_run / "stage1" / "metrics.jsonl").read_text() == before
     # a stage that needs an unfinished predecessor says which
     plan3 = build_train_plan(tiny_recipe(), {"shards": tiny_split, "out": tiny_run.parent / "empty",
@@ -125,14 +170,32 @@ def test_inference_variants(tiny_run, tiny_split):
     plain = full.model(L)
     torch.testing.assert_close(ab[~has], plain[~has])  # no audio: r = 0 is the plain backbone
 
-    ab_m, r_m = load_inference(tiny_run, "missing_audio", "cpu").predict(L, mel, has)
-    assert torch.equal(r_m, torch.zeros(8))
-    torch.testing.assert_close(ab_m, plain)
-    ab_n, r_n = load_inference(tiny_run, "no_r", "cpu").predict(L, mel, has)
+    for name in ("full_missing_audio", "missing_audio"):  # the old name still works
+        missing = load_inference(tiny_run, name, "cpu")
+        ab_m, r_m = missing.predict(L, mel, has)
+        assert missing.variant == "full_missing_audio" and torch.equal(r_m, torch.zeros(8))
+        torch.testing.assert_close(ab_m, plain)
+    # w/o r: its own model (no_r_stage3), r = 1 where audio exists
+    no_r = load_inference(tiny_run, "no_r", "cpu")
+    assert no_r.stage_dir.name == "no_r_stage3"
+    ab_n, r_n = no_r.predict(L, mel, has)
     assert torch.equal(r_n, has.float())
-    assert not torch.allclose(ab_n[has], plain[has])
-    _, r_none = load_inference(tiny_run, "e2e", "cpu").predict(L, None, None)
+    plain_no_r = no_r.model(L)
+    torch.testing.assert_close(ab_n[~has], plain_no_r[~has])
+    assert not torch.allclose(ab_n[has], plain_no_r[has])
+    # w/o r with the audio missing: a silent second for every sample, r = 1, whatever audio was given
+    silent = load_inference(tiny_run, "no_r_missing_audio", "cpu")
+    ab_s, r_s = silent.predict(L, mel, has)
+    assert torch.equal(r_s, torch.ones(8))
+    silence = silent.normalize_mel(torch.full((64, 97), float(np.log(0.01))))[None, None].expand(8, 1, 64, 97)
+    ab_expected, _ = no_r.predict(L, silence, torch.ones(8, dtype=torch.bool))
+    torch.testing.assert_close(ab_s, ab_expected)
+    torch.testing.assert_close(silent.predict(L, None, None)[0], ab_expected)
+    e2e = load_inference(tiny_run, "e2e", "cpu")
+    _, r_none = e2e.predict(L, None, None)
     assert torch.equal(r_none, torch.zeros(8))
+    _, r_e2e = e2e.predict(L, mel, has)  # e2e keeps the relevance mechanism: r from its relevance net
+    assert (r_e2e[~has] == 0).all() and ((r_e2e[has] > 0) & (r_e2e[has] < 1)).all()
     base = load_inference(tiny_run, "baseline", "cpu")
     ab_b, r_b = base.predict(L, mel, has)
     assert torch.equal(r_b, torch.zeros(8)) and not torch.allclose(ab_b, plain)
@@ -146,6 +209,8 @@ def test_load_inference_names_the_missing_stage(tmp_path, tiny_run):
         load_inference(tmp_path, "e2e", "cpu")
     with pytest.raises(RunError, match="'stage3'"):
         load_inference(tmp_path, "full", "cpu")
+    with pytest.raises(RunError, match="'no_r_stage3'.*missing.*--stage no_r"):
+        load_inference(tmp_path, "no_r_missing_audio", "cpu")
     with pytest.raises(RunError, match="unknown variant"):
         load_inference(tiny_run, "colour", "cpu")
 
@@ -162,6 +227,19 @@ def test_train_plan_from_recipe_and_flags(tmp_path):
                                         "stage": "3", "backbone": "unet"})
     assert all(s.epochs == 5 and s.lr == 1e-4 for s in flagged.stages.values())
     assert flagged.train.stages() == ("stage3",)
+    # the w/o-r chain: --stage no_r trains its three stages; its stages inherit [train.stageN], then
+    # their own table; "all" appends the chains the recipe's `ablations` names
+    recipe["train"].update({"stage1": {"mask_prob": 0.5, "epochs": 7}, "no_r_stage2": {"lr": 0.02},
+                            "ablations": ["no_r", "e2e"]})
+    plan = build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path, "stage": "no_r"})
+    assert plan.train.stages() == ("no_r_stage1", "no_r_stage2", "no_r_stage3")
+    assert plan.stages["no_r_stage1"].epochs == 7 and plan.stages["no_r_stage1"].mask_prob == 0.5
+    assert plan.stages["no_r_stage2"].lr == 0.02 and plan.stages["no_r_stage2"].batch_size == 64
+    assert plan.stages["no_r_stage3"].epochs == 3 and plan.stages["e2e"].epochs == 3
+    assert build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path}).train.stages() == (
+        "baseline", "stage1", "stage2", "rnet", "stage3", "no_r_stage1", "no_r_stage2", "no_r_stage3", "e2e")
+    with pytest.raises(ConfigError, match="unknown ablations \\['no_multi'\\]"):
+        build_train_plan({"train": {"ablations": ["no_multi"]}}, {"shards": tmp_path, "out": tmp_path})
     with pytest.raises(ConfigError, match="unknown \\[train\\] settings \\['epoch'\\]"):
         build_train_plan({"train": {"epoch": 3}}, {"shards": tmp_path, "out": tmp_path})
     with pytest.raises(ConfigError, match="stage4"):
@@ -204,9 +282,17 @@ def test_recipes_build_valid_plans(tmp_path):
     assert (vgg.stages["stage3"].epochs, vgg.stages["stage3"].batch_size) == (10, 16)
     demo = build_train_plan(load_recipe(root / "demo.toml"), {"shards": "s", "out": "o"})
     assert demo.train.image_size == 64
-    # the from-scratch colour stages train twice as long as the others, all three equally long
+    # the from-scratch colour stages train twice as long as the others, all four equally long
     assert {n: s.epochs for n, s in demo.stages.items()} == {
-        "baseline": 16, "stage1": 16, "stage2": 8, "rnet": 8, "stage3": 8, "e2e": 16}
+        "baseline": 16, "stage1": 16, "stage2": 8, "rnet": 8, "stage3": 8, "e2e": 16,
+        "no_r_stage1": 16, "no_r_stage2": 8, "no_r_stage3": 8}
+    # "all" trains Table 2's ablations in every recipe, the w/o-r stages with their stage's settings
+    for name in ("vggsound", "ave", "demo"):
+        plan = build_train_plan(load_recipe(root / f"{name}.toml"), {"shards": "s", "out": "o"})
+        assert plan.train.stages()[-4:] == ("no_r_stage1", "no_r_stage2", "no_r_stage3", "e2e")
+        for n in (1, 2, 3):
+            a, b = plan.stages[f"stage{n}"], plan.stages[f"no_r_stage{n}"]
+            assert (a.epochs, a.batch_size, a.lr) == (b.epochs, b.batch_size, b.lr)
 
 
 def test_checkpoint_commit_survives_a_crash_between_renames(tmp_path):

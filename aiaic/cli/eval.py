@@ -56,7 +56,8 @@ def evaluate(
         None, "--split", help="A split to evaluate; repeat for several (default val, ood, test)."
     ),
     variants: str = typer.Option(
-        None, "--variants", help="Comma-separated: baseline,full,missing_audio,no_r,e2e."
+        None, "--variants",
+        help="Comma-separated: baseline,full,full_missing_audio,no_r,no_r_missing_audio,e2e.",
     ),
     out: Path = typer.Option(
         None, "--out", "-o", help="Output directory for metrics.json, report.md, grids."

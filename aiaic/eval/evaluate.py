@@ -2,8 +2,9 @@
 
     aiaic-eval --run runs/demo --shards shards/split --split val --split ood --out reports/demo
 
-For every requested split and variant (baseline, full, missing_audio, no_r, e2e) the samples are
-streamed from the split's shards (memory does not grow with the split), put through the protocol
+For every requested split and variant (`aiaic.runs.variants`: baseline, full, full_missing_audio,
+no_r, no_r_missing_audio, e2e; the old name missing_audio is accepted) the samples are streamed from
+the split's shards (memory does not grow with the split), put through the protocol
 (`aiaic.eval.protocol`) and scored with PSNR, SSIM, LPIPS and colourfulness. Splits the manifest
 lacks and variants the run cannot provide (a stage not trained) are listed in `unavailable` with
 the reason, never dropped silently. Two reference rows come for free: "grey_input" (ab = 0) and
@@ -11,9 +12,13 @@ the ground truth's own colourfulness.
 
 Outputs in `out/`: metrics.json, per_image.csv, grids/<split>.png, report.md, eval-config.json.
 metrics.json = {split: {variant: {"psnr", "ssim", "lpips" (null when unavailable), "colorfulness",
-"n", "mean_r", "psnr_capped"}}, "splits": [...], "variants": [...], "reference": {split: {...}},
-"unavailable": {"splits": {...}, "variants": {...}}, "lpips": LpipsStatus, "protocol": {...},
-"provenance": {...}}.
+"n", "mean_r", "psnr_capped"}}, "splits": [...], "variants": [...], "backbone": name,
+"reference": {split: {...}}, "unavailable": {"splits": {...}, "variants": {...}}, "lpips": LpipsStatus,
+"protocol": {...}, "provenance": {...}}.
+
+run_eval reads as its phases: `_open_splits` (which splits the manifest can give), `_load_variants`
+(which variants the run can give), `_evaluate_split` per split (streamed batches, per-image rows,
+running means, the grid), then metrics.json and report.md.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import webdataset as wds
+from rich.progress import Progress
 
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
 from aiaic.config import config_to_dict, write_json_atomic
@@ -42,13 +48,15 @@ from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
 from aiaic.progress import progress_bar
 from aiaic.runs.device import resolve_device
+from aiaic.runs.variants import VARIANTS as VARIANT_TABLE
+from aiaic.runs.variants import canonical_name
 
 if TYPE_CHECKING:
     from aiaic.runs.inference import InferenceModel
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("baseline", "full", "missing_audio", "no_r", "e2e")
+VARIANTS = tuple(VARIANT_TABLE)
 DEFAULT_SPLITS = ("val", "ood", "test")
 PSNR_CAP = 100.0  # dB; identical images (PSNR = inf) enter split means as this value
 
@@ -58,7 +66,8 @@ class EvalConfig:
     """Settings of one evaluation.
 
     run: training run directory (`aiaic-train --out`). shards: split directory holding manifest.json.
-    out: output directory. splits / variants: what to evaluate (those not available are listed).
+    out: output directory. splits / variants: what to evaluate (those not available are listed; the
+    old variant name missing_audio means full_missing_audio).
     lpips_weights: an ImageNet AlexNet state dict (else the torch hub cache; else downloaded into it
         unless `offline` or the environment sets AIAIC_OFFLINE=1; else LPIPS unavailable).
     save_images: samples per split shown in the grid. batch_size: samples per forward pass.
@@ -79,6 +88,7 @@ class EvalConfig:
     offline: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "variants", tuple(dict.fromkeys(canonical_name(v) for v in self.variants)))
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad:
             raise ValueError(f"unknown variants {bad}; known: {list(VARIANTS)}")
@@ -185,7 +195,7 @@ def _load_variants(cfg: EvalConfig, run: Path, device: torch.device) -> tuple[di
     from aiaic.runs.inference import load_inference, stage_dir_for
 
     models, missing = {}, {}
-    by_stage: dict[Path, InferenceModel] = {}  # full, missing_audio and no_r share stage3's weights
+    by_stage: dict[Path, InferenceModel] = {}  # variants of one stage share its weights
     for v in cfg.variants:
         try:
             stage_dir = stage_dir_for(run, v)
@@ -238,6 +248,83 @@ def _score_batch(samples, models, lpips_metric, device):
     return gts, preds, rows, has.numpy()
 
 
+def _open_splits(cfg: EvalConfig, shards: Path, manifest: dict
+                 ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """({split: shard urls} of the requested splits the manifest has, {split: why not} of the others);
+    InputError when none is left."""
+    unavailable: dict[str, str] = {}
+    for split in cfg.splits:
+        entry = manifest["splits"].get(split)
+        if entry is None:
+            there = sorted(manifest["splits"])
+            unavailable[split] = f"not in {shards / 'manifest.json'} (splits there: {there})"
+        elif not entry.get("shards") or not entry.get("samples"):
+            unavailable[split] = "the manifest lists no samples for it"
+    for split, why in unavailable.items():
+        log.warning("split %s not available: %s", split, why)
+    splits = [s for s in cfg.splits if s not in unavailable]
+    if not splits:
+        raise InputError(shards, f"none of the splits {list(cfg.splits)} can be evaluated: "
+                         + "; ".join(f"{k}: {m}" for k, m in unavailable.items()))
+    return {s: _split_urls(shards, s, manifest["splits"][s]) for s in splits}, unavailable
+
+
+CSV_FIELDS = ["split", "variant", "key", "label", "has_audio", "r", "psnr", "ssim", "lpips", "colorfulness"]
+GRID_COLUMNS = [("grey_input", "grey input"), ("baseline", "baseline"), ("full", "audio-infused"),
+                ("ground_truth", "ground truth")]
+
+
+@dataclass
+class _SplitRun:
+    """What one split's evaluation shares: the models, the metric, and where rows and images go."""
+
+    models: dict
+    lpips_metric: object
+    device: torch.device
+    writer: csv.DictWriter
+    progress: Progress
+    out: Path
+    save_images: int
+
+
+def _evaluate_split(ctx: _SplitRun, split: str, urls: list[str], total: int, batch_size: int,
+                    max_samples: int | None) -> tuple[dict, dict, str | None]:
+    """(results {variant: means}, reference {grey_input, ground_truth_colorfulness}, grid path or None)
+    of one split; per-image rows go to `ctx.writer`."""
+    task = ctx.progress.add_task(f"eval {split}", total=min(total, max_samples) if max_samples else total)
+    acc = {n: _Accumulator() for n in ["grey_input", *ctx.models]}
+    gt_colour, gt_n = 0.0, 0
+    grid = _GridPicker(ctx.save_images)
+    for batch in _batches(urls, batch_size, max_samples):
+        gts, preds, rows, has = _score_batch(batch, ctx.models, ctx.lpips_metric, ctx.device)
+        for i, s in enumerate(batch):
+            label = str(s.meta.get("label", s.label_id))
+            for name, per in rows.items():
+                acc[name].add(per[i])
+                ctx.writer.writerow({"split": split, "variant": name, "key": s.key, "label": label,
+                                     "has_audio": bool(has[i]), **per[i]})
+            gt_colour += colorfulness(gts[i])
+            gt_n += 1
+            if grid.wants(label):
+                imgs = {n: preds[n][0][i] for n in preds} | {"ground_truth": gts[i]}
+                r_full = float(preds["full"][1][i]) if "full" in preds else None
+                grid.add(GridRow(s.key, label, imgs, r_full))
+        ctx.progress.advance(task, len(batch))
+    if gt_n == 0:
+        raise InputError(urls[0] if urls else split, f"split '{split}' yielded no samples from {urls}")
+    with_lpips = ctx.lpips_metric is not None
+    results = {n: acc[n].result(with_lpips) for n in ctx.models}
+    reference = {"grey_input": acc["grey_input"].result(with_lpips),
+                 "ground_truth_colorfulness": gt_colour / gt_n}
+    grid_path = None
+    if grid.rows():
+        path = write_grid(grid.rows(), GRID_COLUMNS, ctx.out / "grids" / f"{split}.png",
+                          f"{split}: grey input | baseline | audio-infused (r) | ground truth")
+        grid_path = str(path.relative_to(ctx.out))
+    return results, reference, grid_path
+
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate (see the module docstring); returns the metrics.json content."""
     if cfg.run is None or cfg.shards is None or cfg.out is None:
@@ -247,28 +334,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         raise InputError(run, "run directory not found")
     manifest = read_manifest(shards)
     device = resolve_device(cfg.device)
-    unavailable: dict[str, dict[str, str]] = {"splits": {}, "variants": {}}
-    splits = []
-    for split in cfg.splits:
-        entry = manifest["splits"].get(split)
-        if entry is None:
-            unavailable["splits"][split] = (
-                f"not in {shards / 'manifest.json'} (splits there: {sorted(manifest['splits'])})"
-            )
-        elif not entry.get("shards") or not entry.get("samples"):
-            unavailable["splits"][split] = "the manifest lists no samples for it"
-        else:
-            splits.append(split)
-    for split, why in unavailable["splits"].items():
-        log.warning("split %s not available: %s", split, why)
-    if not splits:
-        raise InputError(
-            shards,
-            f"none of the splits {list(cfg.splits)} can be evaluated: "
-            + "; ".join(f"{k}: {m}" for k, m in unavailable["splits"].items()),
-        )
-    urls = {s: _split_urls(shards, s, manifest["splits"][s]) for s in splits}
-    models, unavailable["variants"] = _load_variants(cfg, run, device)
+    urls, unavailable_splits = _open_splits(cfg, shards, manifest)
+    models, unavailable_variants = _load_variants(cfg, run, device)
     offline = cfg.offline or os.environ.get("AIAIC_OFFLINE", "") not in ("", "0")
     lpips_metric, lpips_status = load_lpips(cfg.lpips_weights, device, download=not offline)
     if not lpips_status.available:
@@ -276,78 +343,29 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "eval-config.json", cfg)
-    names = list(models)
     results: dict = {}
     reference: dict = {}
     grids: dict[str, str] = {}
     csv_path = out / "per_image.csv"
     tmp_csv = csv_path.with_name(f".{csv_path.name}.tmp")
-    fields = ["split", "variant", "key", "label", "has_audio", "r", "psnr", "ssim", "lpips", "colorfulness"]
-    columns = [
-        ("grey_input", "grey input"),
-        ("baseline", "baseline"),
-        ("full", "audio-infused"),
-        ("ground_truth", "ground truth"),
-    ]
-    with (
-        tmp_csv.open("w", newline="") as fh,
-        progress_bar(enabled=cfg.progress) as progress,
-    ):
-        writer = csv.DictWriter(fh, fieldnames=fields)
+    with tmp_csv.open("w", newline="") as fh, progress_bar(enabled=cfg.progress) as progress:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        for split in splits:
+        ctx = _SplitRun(models, lpips_metric, device, writer, progress, out, cfg.save_images)
+        for split, split_urls in urls.items():
             total = manifest["splits"][split]["samples"]
-            total = min(total, cfg.max_samples) if cfg.max_samples else total
-            task = progress.add_task(f"eval {split}", total=total)
-            acc = {n: _Accumulator() for n in ["grey_input", *names]}
-            gt_colour, gt_n = 0.0, 0
-            grid = _GridPicker(cfg.save_images)
-            for batch in _batches(urls[split], cfg.batch_size, cfg.max_samples):
-                gts, preds, rows, has = _score_batch(batch, models, lpips_metric, device)
-                for i, s in enumerate(batch):
-                    label = str(s.meta.get("label", s.label_id))
-                    for name, per in rows.items():
-                        acc[name].add(per[i])
-                        writer.writerow(
-                            {
-                                "split": split,
-                                "variant": name,
-                                "key": s.key,
-                                "label": label,
-                                "has_audio": bool(has[i]),
-                                **per[i],
-                            }
-                        )
-                    gt_colour += colorfulness(gts[i])
-                    gt_n += 1
-                    if grid.wants(label):
-                        imgs = {n: preds[n][0][i] for n in preds} | {"ground_truth": gts[i]}
-                        r_full = float(preds["full"][1][i]) if "full" in preds else None
-                        grid.add(GridRow(s.key, label, imgs, r_full))
-                progress.advance(task, len(batch))
-            with_lpips = lpips_metric is not None
-            results[split] = {n: acc[n].result(with_lpips) for n in names}
-            reference[split] = {
-                "grey_input": acc["grey_input"].result(with_lpips),
-                "ground_truth_colorfulness": gt_colour / max(gt_n, 1),
-            }
-            if grid.rows():
-                path = write_grid(
-                    grid.rows(),
-                    columns,
-                    out / "grids" / f"{split}.png",
-                    f"{split}: grey input | baseline | audio-infused (r) | ground truth",
-                )
-                grids[split] = str(path.relative_to(out))
-            if gt_n == 0:
-                raise InputError(shards, f"split '{split}' yielded no samples from {urls[split]}")
+            results[split], reference[split], grid = _evaluate_split(ctx, split, split_urls, total,
+                                                                     cfg.batch_size, cfg.max_samples)
+            if grid is not None:
+                grids[split] = grid
     tmp_csv.replace(csv_path)
     metrics = {
         **results,
-        "splits": splits,
-        "variants": names,
+        "splits": list(urls),
+        "variants": list(models),
+        "backbone": next(iter(models.values())).model.config.backbone,
         "reference": reference,
-        "unavailable": unavailable,
+        "unavailable": {"splits": unavailable_splits, "variants": unavailable_variants},
         "lpips": lpips_status.to_dict(),
         "protocol": protocol.describe(),
         "grids": grids,

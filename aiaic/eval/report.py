@@ -1,9 +1,12 @@
 """report.md from metrics.json: the paper's Table 1 and Table 2, the protocol, and provenance.
 
 Table 1 (as in the paper): rows are methods (the visual-only backbone and the audio-infused model),
-columns are LPIPS (lower is better), PSNR and SSIM (higher is better) for each split. Table 2: the
-ablations (missing audio, without r, without the multi-step schedule) against the full model, with
-colourfulness and the mean relevance r. A value that could not be computed is "n/a", with the reason
+columns LPIPS (lower is better), PSNR and SSIM (higher is better) for each of the paper's datasets:
+VGGSound (our split "val"), AVE ("test"), VGGSound_OOD ("ood"), then any other split evaluated.
+Table 2: the paper's five rows (full; full with missing audio; w/o r; w/o r with missing audio; w/o
+multi-step), one table per split, each row naming its variant. Where the run's backbone is one the
+paper used, the paper's published numbers (`aiaic.eval.paper_numbers`) stand beside ours: extra rows
+in Table 1, extra columns in Table 2. A value that could not be computed is "n/a", with the reason
 listed under the tables.
 """
 
@@ -11,151 +14,196 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiaic.eval.paper_numbers import paper_numbers
 from aiaic.io import write_text_atomic
+from aiaic.runs.variants import VARIANTS
 
-METHOD_NAMES = {
-    "baseline": "Visual-only backbone (baseline)",
-    "full": "Audio-infused (full: r from the relevance net)",
-    "missing_audio": "Missing audio (r = 0)",
-    "no_r": "Without r (r = 1)",
-    "e2e": "Without multi-step training (end to end)",
-    "grey_input": "Reference: grey input (ab = 0)",
-}
+PAPER_SPLITS = {"val": "VGGSound", "test": "AVE", "ood": "VGGSound_OOD"}  # our split -> the paper's column
 TABLE1 = ("baseline", "full")
-TABLE2 = ("full", "missing_audio", "no_r", "e2e")
+TABLE2 = ("full", "full_missing_audio", "no_r", "no_r_missing_audio", "e2e")
+TABLE2_ROWS = {"full": "Full", "full_missing_audio": "Full (missing audio)", "no_r": "w/o r",
+               "no_r_missing_audio": "w/o r (missing audio)", "e2e": "w/o multi-step"}
+METHOD_NAMES = {v.name: v.title for v in VARIANTS.values()} | {"grey_input": "Reference: grey input (ab = 0)"}
+DIGITS = {"lpips": 4, "psnr": 2, "ssim": 4, "colorfulness": 2, "mean_r": 2}
+NOT_FILLED = "not filled in"
 
 
 def _fmt(value, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _cell(metrics: dict, split: str, variant: str, key: str, reference: dict) -> str:
+def split_title(split: str) -> str:
+    """"VGGSound (val)" for a split the paper names, else the split's own name."""
+    return f"{PAPER_SPLITS[split]} ({split})" if split in PAPER_SPLITS else split
+
+
+def _table_splits(metrics: dict) -> list[str]:
+    """The paper's three columns in its order (evaluated or not), then the other evaluated splits."""
+    return list(PAPER_SPLITS) + [s for s in metrics["splits"] if s not in PAPER_SPLITS]
+
+
+def _cell(metrics: dict, split: str, variant: str, key: str) -> str:
     if variant == "grey_input":
-        entry = reference.get(split, {}).get("grey_input")
+        entry = metrics.get("reference", {}).get(split, {}).get("grey_input")
     else:
-        entry = metrics.get(split, {}).get(variant)
+        entry = metrics.get(split, {}).get(variant) if split in metrics["splits"] else None
     if entry is None:
         return "n/a"
-    digits = {"lpips": 4, "psnr": 2, "ssim": 4, "colorfulness": 2, "mean_r": 2}[key]
-    text = _fmt(entry.get(key), digits)
+    text = _fmt(entry.get(key), DIGITS[key])
     if key == "lpips" and entry.get(key) is not None and not metrics["lpips"].get("official_checksum"):
         text += "†"
     return text
 
 
-def _table(
-    metrics: dict, rows: tuple[str, ...], keys: list[tuple[str, str]], with_reference: bool
-) -> list[str]:
-    splits = metrics["splits"]
-    reference = metrics.get("reference", {})
-    head = ["Method"] + [f"{split} {label}" for split in splits for _, label in keys]
+def _paper_cell(value: float | None, key: str) -> str:
+    return NOT_FILLED if value is None else _fmt(value, DIGITS[key])
+
+
+METRIC_HEADS = [("lpips", "LPIPS↓"), ("psnr", "PSNR↑"), ("ssim", "SSIM↑")]
+
+
+def table1(metrics: dict) -> list[str]:
+    """Table 1: methods x (split x LPIPS, PSNR, SSIM); the paper's rows for its backbone, if any."""
+    splits = _table_splits(metrics)
+    head = ["Method"] + [f"{split_title(s)} {label}" for s in splits for _, label in METRIC_HEADS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    all_rows = list(rows) + (["grey_input"] if with_reference else [])
-    for variant in all_rows:
-        cells = [METHOD_NAMES.get(variant, variant)]
-        for split in splits:
-            for key, _ in keys:
-                cells.append(_cell(metrics, split, variant, key, reference))
+    for variant in (*TABLE1, "grey_input"):
+        ours = (_cell(metrics, s, variant, k) for s in splits for k, _ in METRIC_HEADS)
+        cells = [METHOD_NAMES[variant], *ours]
+        lines.append("| " + " | ".join(cells) + " |")
+    paper = paper_numbers(metrics.get("backbone", ""))
+    if paper is not None:
+        name, tables = paper
+        for variant in TABLE1:
+            row = tables["table1"][variant]
+            cells = [f"Paper ({name}): {METHOD_NAMES[variant]}"] + [
+                _paper_cell(row[s][k], k) if s in row else "-" for s in splits for k, _ in METRIC_HEADS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def table2(metrics: dict, split: str) -> list[str]:
+    """Table 2 on one split: the paper's five rows, each naming its variant; ours, then the paper's."""
+    keys = [*METRIC_HEADS, ("colorfulness", "colour"), ("mean_r", "mean r")]
+    paper = paper_numbers(metrics.get("backbone", ""))
+    head = ["Row (variant)"] + [f"{split} {label}" for _, label in keys]
+    if paper is not None:
+        head += [f"paper {paper[0]} {label}" for _, label in METRIC_HEADS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant in TABLE2:
+        ours = (_cell(metrics, split, variant, k) for k, _ in keys)
+        cells = [f"{TABLE2_ROWS[variant]} (`{variant}`)", *ours]
+        if paper is not None:
+            row = paper[1]["table2"][variant].get(split)
+            cells += [_paper_cell(row[k], k) if row else "-" for k, _ in METRIC_HEADS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def render_report(metrics: dict) -> str:
-    """The markdown text of report.md (see the module docstring)."""
-    lp = metrics["lpips"]
+def _header(metrics: dict) -> list[str]:
     prov = metrics["provenance"]
     code = prov["code"]
     commit = code.get("commit") or f"unknown ({code.get('reason')})"
     if code.get("dirty"):
         commit += " (with uncommitted changes)"
     n = {s: next(iter(metrics[s].values()))["n"] for s in metrics["splits"]}
-    lines = [
+    return [
         "# Evaluation report",
         "",
-        f"- Run: `{prov['run']}`",
+        f"- Run: `{prov['run']}` (backbone `{metrics.get('backbone', 'unknown')}`)",
         f"- Shards: `{prov['shards']}` (manifest created {prov['manifest'].get('created')}, "
         f"recipe hash {prov['manifest'].get('recipe_hash')})",
         f"- Code: aiaic {code.get('aiaic')}, commit {commit}",
         f"- Date: {prov['date']}",
         "- Images per split: " + ", ".join(f"{s} {k}" for s, k in n.items()),
         "",
+    ]
+
+
+def _tables(metrics: dict) -> list[str]:
+    lp = metrics["lpips"]
+    dagger = (" † LPIPS from an AlexNet file that is not torchvision's ImageNet IMAGENET1K_V1 (checksum"
+              " mismatch): not comparable with published LPIPS."
+              if lp["available"] and not lp.get("official_checksum") else "")
+    lines = [
         "## Table 1: colorization quality",
         "",
-        "LPIPS lower is better; PSNR (dB) and SSIM higher is better."
-        + (
-            " † LPIPS from an AlexNet file that is not torchvision's ImageNet IMAGENET1K_V1 (checksum"
-            " mismatch): not comparable with published LPIPS."
-            if lp["available"] and not lp.get("official_checksum")
-            else ""
-        ),
+        "LPIPS lower is better; PSNR (dB) and SSIM higher is better. Columns: the paper's datasets with "
+        "the split that stands for each (VGGSound = val, AVE = test, VGGSound_OOD = ood)." + dagger,
         "",
-        *_table(metrics, TABLE1, [("lpips", "LPIPS↓"), ("psnr", "PSNR↑"), ("ssim", "SSIM↑")], True),
+        *table1(metrics),
         "",
         "## Table 2: ablations",
         "",
-        "Colourfulness (Hasler-Suesstrunk) higher means more colourful; mean r is the relevance used.",
-        "",
-        *_table(
-            metrics,
-            TABLE2,
-            [
-                ("lpips", "LPIPS↓"),
-                ("psnr", "PSNR↑"),
-                ("ssim", "SSIM↑"),
-                ("colorfulness", "colour"),
-                ("mean_r", "mean r"),
-            ],
-            False,
-        ),
-        "",
-        "Ground-truth colourfulness: "
-        + ", ".join(
-            f"{s} {metrics['reference'][s]['ground_truth_colorfulness']:.2f}" for s in metrics["splits"]
-        ),
-        "",
-        "## Not available",
+        "The paper's five rows: full (r from the relevance net); full (missing audio) = the full model "
+        "with r = 0; w/o r = a separate model trained with SG instead of DSG (no masking in stage 1, r = 1 "
+        "in stage 3); w/o r (missing audio) = that model hearing a silent second (r = 1); w/o multi-step = "
+        "audio guidance trained end to end from the same initial weights, relevance net kept. Colourfulness "
+        "(Hasler-Suesstrunk): higher is more colourful; mean r is the relevance used.",
         "",
     ]
+    for split in metrics["splits"]:
+        lines += [f"### Table 2 on {split_title(split)}", "", *table2(metrics, split), ""]
+    paper = paper_numbers(metrics.get("backbone", ""))
+    if paper is not None:
+        lines += [f"Backbone `{metrics['backbone']}` is the paper's {paper[0]}: its published numbers stand "
+                  f"beside ours (\"{NOT_FILLED}\": an empty slot of `aiaic/eval/paper_numbers.py`).", ""]
+    ref = metrics["reference"]
+    gt = ", ".join(f"{s} {ref[s]['ground_truth_colorfulness']:.2f}" for s in metrics["splits"])
+    return lines + [f"Ground-truth colourfulness: {gt}", ""]
+
+
+def _not_available(metrics: dict) -> list[str]:
+    lp = metrics["lpips"]
     notes = []
     if not lp["available"]:
         notes.append(f"- LPIPS: {lp['reason']}")
     elif not lp.get("official_checksum"):
         notes.append(f"- LPIPS computed, but {lp['reason']}")
-    for v in TABLE2 + TABLE1:
+    for v in dict.fromkeys(TABLE1 + TABLE2):
         if v not in metrics["variants"] and v not in metrics["unavailable"]["variants"]:
             notes.append(f"- variant {v}: not requested")
     for v, why in metrics["unavailable"]["variants"].items():
         notes.append(f"- variant {v}: {why}")
     for s, why in metrics["unavailable"]["splits"].items():
         notes.append(f"- split {s}: {why}")
-    capped = [
-        (s, v, e["psnr_capped"]) for s in metrics["splits"] for v, e in metrics[s].items() if e["psnr_capped"]
-    ]
-    for s, v, k in capped:
-        notes.append(
-            f"- {s}/{v}: {k} image(s) identical to the ground truth (PSNR = inf) enter the mean as 100 dB"
-        )
-    lines += notes or ["- nothing: every requested split, variant and metric was computed"]
+    for s in PAPER_SPLITS:
+        if s not in metrics["splits"] and s not in metrics["unavailable"]["splits"]:
+            notes.append(f"- split {s} ({PAPER_SPLITS[s]}): not requested")
+    for s in metrics["splits"]:
+        for v, e in metrics[s].items():
+            if e["psnr_capped"]:
+                notes.append(f"- {s}/{v}: {e['psnr_capped']} image(s) identical to the ground truth "
+                             "(PSNR = inf) enter the mean as 100 dB")
+    lines = ["## Not available", "", *(notes or ["- nothing: every requested split, variant and metric was "
+                                                 "computed"])]
     if lp["available"]:
         lines += ["", f"LPIPS weights: `{lp['weights']}` ({lp['source']}), sha256 {lp['sha256']}"]
     grids = metrics.get("grids", {})
     if grids:
         lines += ["", "## Image grids", ""]
-        lines += [
-            f"- {s}: `{p}` (grey input, baseline, audio-infused with r, ground truth)"
-            for s, p in grids.items()
-        ]
-    lines += ["", "## Protocol", ""]
-    lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in metrics["protocol"].items() if k != "size"]
-    lines += [
+        lines += [f"- {s}: `{p}` (grey input, baseline, audio-infused with r, ground truth)"
+                  for s, p in grids.items()]
+    return lines
+
+
+def _protocol(metrics: dict) -> list[str]:
+    return [
+        "", "## Protocol", "",
+        *(f"- {k.replace('_', ' ')}: {v}" for k, v in metrics["protocol"].items() if k != "size"),
         "- PSNR of an image identical to its ground truth is infinite; split means use 100 dB for it.",
-        "- Variants: baseline = the visual-only backbone trained alone; full = stage 3 with r from the "
-        "relevance net (r = 0 for samples without audio); missing_audio = the same model with r = 0; "
-        "no_r = r fixed at 1 where audio exists; e2e = audio guidance trained end to end without the "
-        "multi-step schedule.",
+        "- Variants: baseline = the visual-only backbone trained alone (RUN/baseline); full = stage 3 with "
+        "r from the relevance net, r = 0 for samples without audio (RUN/stage3); full_missing_audio = the "
+        "same model with r = 0; no_r = the w/o-r model (RUN/no_r_stage3), r = 1 where audio exists; "
+        "no_r_missing_audio = that model given a silent second for every sample, r = 1; e2e = audio "
+        "guidance and relevance net trained end to end (RUN/e2e).",
         "",
     ]
-    return "\n".join(lines)
+
+
+def render_report(metrics: dict) -> str:
+    """The markdown text of report.md (see the module docstring)."""
+    return "\n".join(_header(metrics) + _tables(metrics) + _not_available(metrics) + _protocol(metrics))
 
 
 def write_report(metrics: dict, path: Path) -> Path:

@@ -22,9 +22,10 @@ class ModelConfig:
         base_channels: width of the backbone's first level (U-Net: doubles per level, capped at 4x).
         depth: number of 2x downsamplings in the backbone (image side must be a multiple of 2**depth).
         norm: normalisation after each backbone conv: "batch", "group" or "none".
-        guide_at: the insertion point in C: -1 = after its last upsampling block (full resolution;
-            the default), 0 = after its bottleneck block (H / 2**depth), k = after its k-th
-            upsampling block (H / 2**(depth - k)).
+        guide_at: the U-Net's insertion point in C: 0 = at the start of its decoder, after the
+            bottleneck block (H / 2**depth; the default, early in C as the paper places DSG), k = after
+            its k-th upsampling block (H / 2**(depth - k)), -1 = after its last block, just before the
+            1x1 output layer (there, at r = 1, the audio alone sets the image's mean colour).
         semantic_channels: output channels of E_s's four conv-ReLU-pool blocks.
         semantic_dim: length of f_v and f_a (both L2-normalised).
         cond_dim: length of c = MLP(f).
@@ -56,7 +57,7 @@ class ModelConfig:
     base_channels: int = 32
     depth: int = 3
     norm: Literal["batch", "group", "none"] = "batch"
-    guide_at: int = -1
+    guide_at: int = 0
     semantic_channels: tuple[int, ...] = (32, 64, 128, 256)
     semantic_dim: int = 128
     cond_dim: int = 128

@@ -1,12 +1,8 @@
 """Trained models for evaluation and colorize: `load_inference(run_dir, variant, device)`.
 
-| variant        | stage dir | colour path                                  | r                          |
-|----------------|-----------|----------------------------------------------|----------------------------|
-| baseline       | baseline  | backbone alone                               | 0                          |
-| full           | stage3    | DSG with c = MLP(A2V(E_a(A)))                | relevance net, 0 w/o audio |
-| missing_audio  | stage3    | the same model with r forced to 0            | 0                          |
-| no_r           | stage3    | DSG with c from the audio                    | 1 where audio exists       |
-| e2e            | e2e       | DSG with c from the audio (trained end to end) | 1 where audio exists     |
+The variants (which stage folder, where c and r come from, the audio given or silenced) are the table
+of `aiaic.runs.variants`: baseline, full, full_missing_audio (old name: missing_audio), no_r,
+no_r_missing_audio, e2e.
 
     model = load_inference(Path("runs/demo"), "full", "cpu")
     audio = model.audio_input([pcm_second])            # what E_a (and E_a') read, from 16 kHz PCM
@@ -40,9 +36,7 @@ from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.config import ModelConfig
 from aiaic.runs import checkpoint as ckpt
 from aiaic.runs.device import resolve_device
-
-VARIANT_STAGE = {"baseline": "baseline", "full": "stage3", "missing_audio": "stage3", "no_r": "stage3",
-                 "e2e": "e2e"}
+from aiaic.runs.variants import canonical_name, guidance, variant
 
 
 @dataclass
@@ -51,7 +45,7 @@ class InferenceModel:
 
     Attributes:
         model: the `AudioInfusedColorizer`.
-        variant: one of `VARIANT_STAGE`.
+        variant: a name of `aiaic.runs.variants.VARIANTS`.
         image_size: the training crop side (pixels); predict at this size (any multiple of 2**depth works).
         mel_mean, mel_std: float32 [64] train statistics of the log-mel (from the split manifest).
         mel_config: the log-mel front end the model was trained with.
@@ -129,8 +123,9 @@ class InferenceModel:
         [B, 1, 64, 97]) or None (no audio); has_audio bool [B] or None (= True for every sample when
         audio is given) -> (ab_n [B, 2, H, W], r [B]) on the input's device.
 
-        r is 0 where has_audio is False; "missing_audio" forces r = 0; "no_r" and "e2e" use r = 1 where
-        audio exists; "baseline" always returns r = 0.
+        c and r come from the variant's sources (`aiaic.runs.variants`): r is 0 where has_audio is False
+        (except for "no_r_missing_audio", which gives every sample a silent second with r = 1);
+        "baseline" and "full_missing_audio" always return r = 0.
         """
         if L_n.dim() != 4 or L_n.shape[1] != 1:
             raise ValueError(f"predict expects L_n [B, 1, H, W], got {list(L_n.shape)}")
@@ -157,23 +152,25 @@ class InferenceModel:
     def _guidance(self, L: torch.Tensor, mel: torch.Tensor | Mapping[str, torch.Tensor] | None,
                   has_audio: torch.Tensor | None,
                   feats: list[torch.Tensor] | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(c or None, r) on `self.device` for L [B, 1, H, W] already there (see `guidance`); `feats`:
-        the backbone encoder's features of L, if already computed."""
-        B = L.shape[0]
-        zeros = torch.zeros(B, device=self.device)
-        if mel is None or self.variant in ("baseline", "missing_audio"):
-            return None, zeros
-        fields = self._audio_fields(mel, B)
-        has = (torch.ones(B, dtype=torch.bool, device=self.device) if has_audio is None
-               else has_audio.to(self.device).bool())
-        if not bool(has.any()):
-            return None, zeros
-        cfg = self.model.config
-        audio_feat = self.model.audio_features(fields[cfg.audio_input])
-        c = self.model.condition(self.model.a2v(audio_feat))
-        if self.variant == "full":
-            return c, self.model.relevance_score(L, fields[cfg.relevance_audio_input], has, audio_feat, feats)
-        return c, has.float()  # "no_r", "e2e"
+        """(c or None, r) on `self.device` for L [B, 1, H, W] already there (see `guidance`); `feats`: the
+        backbone encoder's features of L, if already computed."""
+        spec, B, cfg = variant(self.variant), L.shape[0], self.model.config
+        if spec.audio == "silenced":
+            mel = self.silent_audio(B)
+            has_audio = torch.ones(B, dtype=torch.bool)
+        fields = None if mel is None else self._audio_fields(mel, B)
+        c, r, _ = guidance(self.model, spec.c, spec.r, L,
+                           mel=None if fields is None else fields[cfg.audio_input],
+                           rel_audio=None if fields is None else fields[cfg.relevance_audio_input],
+                           has_audio=has_audio, feats=feats)
+        return c, r
+
+    def silent_audio(self, batch: int) -> dict[str, torch.Tensor]:
+        """One second of silence through the model's audio front ends (`audio_input`), `batch` times,
+        on `self.device`: what the audio path hears when the sound is missing."""
+        silence = np.zeros(self.mel_config.segment_samples, dtype=np.float32)
+        fields = self.audio_input([silence])
+        return {k: v.to(self.device, torch.float32).expand(batch, -1, -1, -1) for k, v in fields.items()}
 
     @torch.no_grad()
     def predict_guided(self, L_n: torch.Tensor, c: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
@@ -181,29 +178,30 @@ class InferenceModel:
         backbone alone) and r [B] in [0, 1] (e.g. a time-smoothed mix of `guidance` results)."""
         out_device = L_n.device
         L = L_n.to(self.device, torch.float32)
-        if c is None or self.variant == "baseline":
+        if c is None or variant(self.variant).c == "none":
             return self.model(L).to(out_device)
         c = c.to(self.device, torch.float32)
         return self.model(L, c, r.to(self.device, torch.float32)).to(out_device)
 
 
-def stage_dir_for(run_dir: Path, variant: str) -> Path:
-    if variant not in VARIANT_STAGE:
-        raise RunError(f"unknown variant {variant!r}; one of {sorted(VARIANT_STAGE)}")
-    return Path(run_dir) / VARIANT_STAGE[variant]
+def stage_dir_for(run_dir: Path, name: str) -> Path:
+    """RUN/<stage>/ holding the weights of variant `name`; RunError for an unknown variant."""
+    return Path(run_dir) / variant(name).stage
 
 
-def load_inference(run_dir: Path, variant: str, device: str | torch.device = "cpu") -> InferenceModel:
-    """Load RUN/<stage>/ for `variant`; RunError naming the missing or unfinished stage."""
-    stage_dir = stage_dir_for(run_dir, variant)
+def load_inference(run_dir: Path, name: str, device: str | torch.device = "cpu") -> InferenceModel:
+    """Load RUN/<stage>/ for the variant `name` (`aiaic.runs.variants`; the old name "missing_audio" is
+    accepted); RunError naming an unknown variant or the missing or unfinished stage."""
+    spec = variant(name)
+    stage_dir = stage_dir_for(run_dir, name)
     stage = stage_dir.name
     cfg = ckpt.read_config(stage_dir)
     if cfg is None or not (stage_dir / ckpt.WEIGHTS).is_file():
-        raise RunError(f"{run_dir}: variant {variant!r} needs stage {stage!r}, which is missing "
+        raise RunError(f"{run_dir}: variant {spec.name!r} needs stage {stage!r}, which is missing "
                        f"({stage_dir} has no config.json / {ckpt.WEIGHTS}); train it with "
-                       f"aiaic-train --stage {stage.removeprefix('stage')}")
+                       f"aiaic-train --stage {spec.train_stage}")
     if not cfg.get("complete"):
-        raise RunError(f"{run_dir}: stage {stage!r} (for variant {variant!r}) is not complete; "
+        raise RunError(f"{run_dir}: stage {stage!r} (for variant {spec.name!r}) is not complete; "
                        "finish it with aiaic-train --resume")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model_cfg = build_config(ModelConfig, cfg["model"])
@@ -213,7 +211,7 @@ def load_inference(run_dir: Path, variant: str, device: str | torch.device = "cp
     mel_cfg_dict = cfg.get("mel_config") or {}
     return InferenceModel(
         model=model,
-        variant=variant,
+        variant=canonical_name(name),
         image_size=int(cfg["image_size"]),
         mel_mean=torch.tensor(cfg["mel_mean"], dtype=torch.float32),
         mel_std=torch.tensor(cfg["mel_std"], dtype=torch.float32),

@@ -4,7 +4,8 @@ Recipe layout (`pipelines/*.toml`)::
 
     [model]            -> ModelConfig (aiaic.models.config)
     [train]            -> TrainConfig keys (run-wide) and StageConfig keys (defaults for every stage)
-    [train.stage1]     -> StageConfig overrides for one stage (baseline, stage1, stage2, rnet, stage3, e2e)
+    [train.stage1]     -> StageConfig overrides for one stage (any name of `aiaic.train.stages.STAGES`;
+                          the w/o-r stages no_r_stageN inherit [train.stageN] first)
     [loader]           -> the loader's knobs (aiaic.data.loader.RECIPE_KEYS: shuffle buffer, negatives, ...)
 
     [train.stage1] loss = { l1 = 0.1, perceptual = 5.0 }   -> the colour loss terms of one stage
@@ -37,12 +38,10 @@ from aiaic.models.backbones.base import Backbone
 from aiaic.models.config import ModelConfig
 from aiaic.models.pretrained import check_weight_files
 from aiaic.train.losses import TERM_NAMES
-from aiaic.train.stages import STAGES
+from aiaic.train.stages import ABLATION_CHAINS, STAGES, stage_sequence
 
-STAGE_NAMES = ("baseline", "stage1", "stage2", "rnet", "stage3", "e2e")
-STAGE_ALIASES = {"baseline": "baseline", "1": "stage1", "2": "stage2", "rnet": "rnet", "3": "stage3",
-                 "e2e": "e2e", "stage1": "stage1", "stage2": "stage2", "stage3": "stage3"}
-ALL_ORDER = ("baseline", "stage1", "stage2", "rnet", "stage3")
+STAGE_NAMES = tuple(STAGES)
+STAGE_ALIASES = {"1": "stage1", "2": "stage2", "3": "stage3"}
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -135,7 +134,9 @@ class TrainConfig:
     Attributes:
         shards: the split directory (`aiaic-data split --out`), holding manifest.json.
         out: the run directory; each stage writes RUN/<stage>/.
-        stage: "baseline", "1", "2", "rnet", "3", "e2e" or "all" (baseline, 1, 2, rnet, 3).
+        stage: "baseline", "1", "2", "rnet", "3", "no_r" (the w/o-r chain), "e2e" or "all" (baseline, 1,
+            2, rnet, 3, then the chains of `ablations`); see `aiaic.train.stages`.
+        ablations: the ablation chains "all" trains after the main one ("no_r", "e2e").
         image_size: training crop side in pixels (a multiple of the backbone's `size_multiple`).
         workers: loader worker processes per rank.
         device: "auto" (CUDA when available), "cpu" or "cuda".
@@ -150,7 +151,8 @@ class TrainConfig:
 
     shards: Path = required("--shards")
     out: Path = required("--out")
-    stage: Literal["baseline", "1", "2", "rnet", "3", "e2e", "all"] = "all"
+    stage: Literal["baseline", "1", "2", "rnet", "3", "no_r", "e2e", "all"] = "all"
+    ablations: tuple[str, ...] = ()
     image_size: int = 128
     workers: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -166,10 +168,13 @@ class TrainConfig:
             raise ValueError(f"image_size must be >= 16, got {self.image_size}")
         if self.workers < 0 or self.save_every < 0 or self.log_every < 1:
             raise ValueError("workers and save_every must be >= 0, log_every >= 1")
+        bad = [a for a in self.ablations if a not in ABLATION_CHAINS]
+        if bad:
+            raise ValueError(f"unknown ablations {bad}; known: {list(ABLATION_CHAINS)}")
 
     def stages(self) -> tuple[str, ...]:
         """The stage directory names this run trains, in order."""
-        return ALL_ORDER if self.stage == "all" else (STAGE_ALIASES[self.stage],)
+        return stage_sequence(STAGE_ALIASES.get(self.stage, self.stage), self.ablations)
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,17 @@ def resolve_stage(cfg: StageConfig, backbone: Backbone, colour_stage: bool) -> S
     if colour_stage and cfg.loss is None and cfg.color_loss is None:
         cfg = replace(cfg, loss=dict(backbone.loss_terms))
     return cfg
+
+
+def _stage_section(recipe: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The settings a stage gives itself: the table it inherits (`StageSpec.settings_from`, e.g. the
+    w/o-r stages inherit [train.stageN]), then its own [train.<name>], each with its `loss` table."""
+    own: dict[str, Any] = {}
+    for table in (STAGES[name].settings_from, name):
+        if table:
+            own.update(recipe_section(recipe, f"train.{table}"))
+            own.update(_loss_table(recipe, f"train.{table}"))
+    return own
 
 
 def _backbone_for_settings(model: ModelConfig) -> Backbone:
@@ -268,12 +284,12 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
     stage_flags = {k: flags.get(k) for k in _STAGE_FLAGS}
     stages = {}
     for name in STAGE_NAMES:
-        own = {**recipe_section(recipe, f"train.{name}"), **_loss_table(recipe, f"train.{name}")}
+        own = _stage_section(recipe, name)
         section = {**stage_defaults, **own}
         for key, other in (("color_loss", "loss"), ("loss", "color_loss")):
             if key in own and other not in own:  # the stage's own choice replaces the inherited one
                 section.pop(other, None)
         cfg = build_config(StageConfig, section, stage_flags)
-        stages[name] = resolve_stage(cfg, backbone, STAGES[name].objective == "color")
+        stages[name] = resolve_stage(cfg, backbone, STAGES[name].colours)
     loader = loader_config_from_recipe(recipe_section(recipe, "loader"))
     return TrainPlan(train=train, model=model, stages=stages, loader=loader)

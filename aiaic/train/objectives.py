@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aiaic.models.colorizer import AudioInfusedColorizer
+from aiaic.runs.variants import Guidance, guidance
 from aiaic.train.config import StageConfig
 from aiaic.train.discriminator import DiscriminatorTrainer
 from aiaic.train.losses import ColorLoss
@@ -32,7 +33,7 @@ class StageObjective(nn.Module):
         self.model: AudioInfusedColorizer = model
         self.spec = spec
         self.cfg = cfg
-        if color_loss is None and spec.objective == "color":
+        if color_loss is None and spec.colours:
             color_loss = ColorLoss(cfg.loss_terms(), huber_delta=cfg.huber_delta)
         self.color_loss = color_loss
         self.adversary = adversary
@@ -44,44 +45,32 @@ class StageObjective(nn.Module):
             return self._semantic(batch)
         if self.spec.objective == "relevance":
             return self._relevance(batch)
+        if self.spec.objective == "color_relevance":
+            return self._color_relevance(batch)
         raise ValueError(f"unknown objective {self.spec.objective!r}")
 
     # --- L_c -------------------------------------------------------------------------------
-    def guidance_inputs(self, batch: dict, feats: list[torch.Tensor] | None = None
-                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(c [B, cond_dim] or None, r [B] or None) for this stage's colour objective; `feats`: the
-        backbone encoder's features of batch["L"], if already computed."""
-        m, spec = self.model, self.spec
-        L = batch["L"]
-        if spec.condition == "none":
-            return None, None
-        has_audio = batch["has_audio"].bool()
-        mask = batch["audio_mask"].bool() if spec.uses_mask else torch.zeros_like(has_audio)
-        if spec.condition == "visual":
-            f = m.visual_semantics(batch["rgb"])
-            audio_feat = None
-        else:
-            audio_feat = m.audio_features(batch[m.config.audio_input])
-            f = m.a2v(audio_feat)
-        c = m.condition(f)
-        if spec.r_source == "unmasked":
-            r = (~mask).to(L.dtype)
-        elif spec.r_source == "audio_unmasked":
-            r = (has_audio & ~mask).to(L.dtype)
-        elif spec.r_source == "relevance":
-            r = m.relevance_score(L, batch[m.config.relevance_audio_input], has_audio, audio_feat, feats)
-        else:
-            raise ValueError(f"stage {spec.name}: condition {spec.condition} needs an r source")
-        return c, r
+    def guidance_inputs(self, batch: dict, feats: list[torch.Tensor] | None = None,
+                        audio_feat: torch.Tensor | None = None) -> Guidance:
+        """(c [B, cond_dim] or None, r [B], E_a(audio) or None) for this stage's colour objective, from the
+        stage's sources of c and r (`aiaic.runs.variants.guidance`); `feats`: the backbone encoder's
+        features of batch["L"], `audio_feat`: E_a of the batch's audio, if already computed."""
+        spec, cfg = self.spec, self.model.config
+        return guidance(self.model, spec.c, spec.r, batch["L"], rgb=batch.get("rgb"),
+                        mel=batch.get(cfg.audio_input), rel_audio=batch.get(cfg.relevance_audio_input),
+                        has_audio=batch["has_audio"], mask=batch["audio_mask"] if spec.uses_mask else None,
+                        feats=feats, audio_feat=audio_feat)
 
-    def _color(self, batch: dict) -> dict[str, torch.Tensor]:
-        feats = self.model.encode_grey(batch["L"])  # one encoder pass for the colours and, in stage 3, r
-        c, r = self.guidance_inputs(batch, feats)
+    def _color(self, batch: dict, feats: list[torch.Tensor] | None = None,
+               audio_feat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if feats is None:  # one encoder pass for the colours and, where r comes from the relevance net, r
+            feats = self.model.encode_grey(batch["L"])
+        c, r, _ = self.guidance_inputs(batch, feats, audio_feat)
         pred = self.model(batch["L"], c, r, feats=feats)
         assert self.color_loss is not None
         out = self.color_loss(pred, batch["ab"], batch["L"])
         out["color_loss"] = out["loss"].detach()
-        if r is not None:
+        if self.spec.c != "none":
             out["r_mean"] = r.detach().mean()
         return out
 
@@ -91,6 +80,24 @@ class StageObjective(nn.Module):
         if self.adversary is None:
             return {}
         return self.adversary.step(out["rgb_real"], out["rgb_fake"])
+
+    def _color_relevance(self, batch: dict) -> dict[str, torch.Tensor]:
+        """L_c + BCE (e2e): E_a runs once on the true and the other audio; the relevance heads see
+        detached encoder features, so BCE trains only them and L_c only the colour path."""
+        m = self.model
+        ak, rk = m.config.audio_input, m.config.relevance_audio_input
+        n = batch[ak].shape[0]
+        audio_all = m.audio_features(torch.cat([batch[ak], batch["neg_" + ak]]))
+        feats = m.encode_grey(batch["L"])
+        out = self._color(batch, feats, audio_feat=audio_all[:n])
+        image_feat = m.relevance_image_features(batch["L"], feats).detach()
+        rel_all = torch.cat([batch[rk], batch["neg_" + rk]])
+        audio_feat = m.relevance_audio_features(rel_all, audio_all).detach()
+        rel = relevance_bce(m, image_feat, audio_feat, batch["has_audio"])
+        out["loss"] = out["loss"] + rel["loss"]
+        out["bce"] = rel.pop("loss").detach()
+        out.update(rel)
+        return out
 
     # --- L_s -------------------------------------------------------------------------------
     def _semantic(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -108,21 +115,31 @@ class StageObjective(nn.Module):
     # --- BCE of the relevance net ----------------------------------------------------------
     def _relevance(self, batch: dict) -> dict[str, torch.Tensor]:
         m = self.model
-        L = batch["L"]
-        image_feat = m.relevance_image_features(L)
+        image_feat = m.relevance_image_features(batch["L"])
         # true and other pairs in one pass, so the heads' BatchNorm sees one batch of both
         key = m.config.relevance_audio_input
         audio_feat = m.relevance_audio_features(torch.cat([batch[key], batch["neg_" + key]]))
-        logits = m.relevance.logits(audio_feat, torch.cat([image_feat, image_feat]))
-        pos, neg = logits.chunk(2)
-        weight = batch["has_audio"].bool().to(pos.dtype)
-        target = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
-        w = torch.cat([weight, weight])
-        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        loss = (bce * w).sum() / w.sum().clamp_min(1.0)
-        with torch.no_grad():
-            r_pos = (torch.sigmoid(pos) * weight).sum() / weight.sum().clamp_min(1.0)
-            r_neg = (torch.sigmoid(neg) * weight).sum() / weight.sum().clamp_min(1.0)
-            hits = ((pos > 0).float() + (neg <= 0).float()) * weight
-            acc = hits.sum() / (2 * weight.sum().clamp_min(1.0))
-        return {"loss": loss, "bce": loss.detach(), "r_true": r_pos, "r_other": r_neg, "acc": acc}
+        out = relevance_bce(m, image_feat, audio_feat, batch["has_audio"])
+        out["bce"] = out["loss"].detach()
+        return out
+
+
+def relevance_bce(model: AudioInfusedColorizer, image_feat: torch.Tensor, audio_feat: torch.Tensor,
+                  has_audio: torch.Tensor) -> dict[str, torch.Tensor]:
+    """BCE of the relevance net: image_feat [B, image_dim] of the frames, audio_feat [2B, audio_dim] of
+    their own audio then audio of other videos (one pass, so the heads' BatchNorm sees one batch of
+    both); has_audio bool [B] weights the samples. Returns "loss" and the diagnostics "r_true",
+    "r_other", "acc"."""
+    logits = model.relevance.logits(audio_feat, torch.cat([image_feat, image_feat]))
+    pos, neg = logits.chunk(2)
+    weight = has_audio.bool().to(pos.dtype)
+    target = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
+    w = torch.cat([weight, weight])
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    loss = (bce * w).sum() / w.sum().clamp_min(1.0)
+    with torch.no_grad():
+        n = weight.sum().clamp_min(1.0)
+        r_pos = (torch.sigmoid(pos) * weight).sum() / n
+        r_neg = (torch.sigmoid(neg) * weight).sum() / n
+        acc = (((pos > 0).float() + (neg <= 0).float()) * weight).sum() / (2 * n)
+    return {"loss": loss, "r_true": r_pos, "r_other": r_neg, "acc": acc}

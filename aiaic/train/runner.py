@@ -3,7 +3,8 @@
     aiaic-train --shards data/split --out runs/demo --stage all --config pipelines/demo.toml
     python -m torch.distributed.run --nproc_per_node 2 -m aiaic.cli.train --shards data/split --out runs/ddp
 
-For each stage (baseline, stage1, stage2, rnet, stage3 for "all"; see `aiaic.train.stages`):
+For each stage (baseline, stage1, stage2, rnet, stage3 for "all", then the recipe's ablation chains
+no_r_stage1..3 and e2e; see `aiaic.train.stages`):
 a stage already complete in RUN/<stage>/ is skipped; otherwise the model is built from the
 `ModelConfig`, the previous stage's finished weights are loaded, components are frozen or trained as
 the stage says, and `aiaic.train.loop.train_loop` runs it. RUN/<stage>/ receives model.safetensors,
@@ -115,7 +116,7 @@ def _stage_record(st: _Stage, manifest: dict, source: SplitSource, complete: boo
         "encoders": st.encoders,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if st.spec.objective == "color":
+    if st.spec.colours:
         record["loss_terms"] = {k: w for k, w in st.cfg.loss_terms().items()
                                 if w > 0 and k not in st.disabled_terms}
         record["disabled_terms"] = dict(st.disabled_terms)
@@ -227,7 +228,7 @@ def _build_model(st: _Stage) -> AudioInfusedColorizer:
         st.encoders = list((prev_cfg or {}).get("encoders", []))
     if "audio" in st.spec.trains and not st.resuming:  # stage 2, e2e: E_a starts from its pretrained file
         st.encoders = st.encoders + load_audio_encoder(model)
-    if st.name == "rnet" and not st.resuming:
+    if "relevance" in st.spec.trains and not st.resuming:  # rnet, and e2e's jointly trained relevance net
         st.encoders = st.encoders + load_relevance_encoders(model)
     elif st.resuming and st.saved is not None:
         st.encoders = list(st.saved.get("encoders", st.encoders))
@@ -238,7 +239,7 @@ def _build_model(st: _Stage) -> AudioInfusedColorizer:
 
 def _build_objective(st: _Stage, model: AudioInfusedColorizer, amp: MixedPrecision) -> StageObjective:
     """The stage's objective: for a colour stage, its ColorLoss (and discriminator when adversarial)."""
-    if st.spec.objective != "color":
+    if not st.spec.colours:
         return StageObjective(model, st.spec, st.cfg)
     terms = st.cfg.loss_terms()
     adversary = None

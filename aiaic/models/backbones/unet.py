@@ -4,8 +4,11 @@
     C (colour generator): bottleneck block -> `depth` x (upsample 2x, concat the encoder's skip, conv
                           block) -> 1x1 conv to ab; the insertion point follows one of these blocks
 
-The insertion point is the output of one of C's blocks (`guide_at`; by default the last, at full
-resolution), where DSG's per-channel AdaIN sets the colour scheme; the skips carry the detail.
+The insertion point is the output of one of C's blocks (`guide_at`): by default the bottleneck block at
+the start of C, early in the colour generator as the paper places DSG (after the first conv of DDColor's
+decoder, of DISCO's refine net), so the layers after it combine the guidance with the picture. After
+the last block (-1), just before the 1x1 output layer, each channel's mean is beta(c) at r = 1 and the
+image's mean ab is then set by the audio alone, whatever the picture.
 Conv blocks are (3x3 conv, norm, ReLU) x 2 (norm: BatchNorm by default). Widths: base_channels *
 min(2**level, 4).
 """
@@ -69,14 +72,13 @@ class UNetEncoder(nn.Module):
 class ColorGenerator(nn.Module):
     """C: encoder features -> ab_n [B, 2, H, W], with the guide applied after one of its blocks.
 
-    `guide_at` = 0 puts the insertion point after `bottleneck` (H / 2**depth, named
-    "generator.bottleneck"); k in 1..depth after the k-th up block ("generator.ups.<k-1>", at
-    H / 2**(depth - k)); -1 (the default) after the last up block, at full resolution, where a
-    per-channel AdaIN sets the colour scheme most directly (it trains several times faster on a CPU
-    than the bottleneck position, measured on the synthetic corpus).
+    `guide_at` = 0 (the default) puts the insertion point after `bottleneck` (H / 2**depth, named
+    "generator.bottleneck"), at the start of C; k in 1..depth after the k-th up block
+    ("generator.ups.<k-1>", at H / 2**(depth - k)); -1 after the last up block, at full resolution,
+    right before the 1x1 head (the mean colour then ignores the picture at r = 1).
     """
 
-    def __init__(self, widths: list[int], norm: str = "batch", guide_at: int = -1):
+    def __init__(self, widths: list[int], norm: str = "batch", guide_at: int = 0):
         super().__init__()
         depth = len(widths) - 1
         if not -1 <= guide_at <= depth:
@@ -115,11 +117,11 @@ class UNetColorizer(Backbone):
         base_channels: width at full resolution.
         depth: number of 2x downsamplings; the insertion point is at H / 2**depth.
         norm: "batch", "group" or "none" after each conv.
-        guide_at: where in C the guide goes (-1 = after the last up block, 0 = after the bottleneck;
-            see `ColorGenerator`).
+        guide_at: where in C the guide goes (0 = after the bottleneck, the default; -1 = after the last
+            up block; see `ColorGenerator`).
     """
 
-    def __init__(self, *, base_channels: int = 32, depth: int = 3, norm: str = "batch", guide_at: int = -1):
+    def __init__(self, *, base_channels: int = 32, depth: int = 3, norm: str = "batch", guide_at: int = 0):
         super().__init__()
         widths = [base_channels * min(2**i, 4) for i in range(depth + 1)]
         self.depth = depth
