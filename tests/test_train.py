@@ -261,19 +261,24 @@ def test_cli_reports_bad_input_clearly(tmp_path):
 
 
 def test_recipes_build_valid_plans(tmp_path):
+    import shutil
+
     from aiaic.config import load_recipe
 
     root = Path(__file__).resolve().parents[1] / "pipelines"
     recipe_dir = tmp_path / "pipelines"  # the paper recipes name weight files relative to their folder
+    recipe_dir.mkdir()
+    for name in ("vggsound", "ave", "demo"):
+        shutil.copy(root / f"{name}.toml", recipe_dir)
     for name in ("vggsound", "ave"):
         for key in ("vggsound_weights", "vgg19_weights"):
             target = recipe_dir / load_recipe(root / f"{name}.toml")["model"][key]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"placeholder")
     for name in ("vggsound", "ave", "demo"):
-        plan = build_train_plan(load_recipe(root / f"{name}.toml"), {"shards": "s", "out": "o"}, recipe_dir)
+        plan = build_train_plan(load_recipe(recipe_dir / f"{name}.toml"), {"shards": "s", "out": "o"})
         assert plan.stages["stage1"].mask_prob > 0
-    vgg = build_train_plan(load_recipe(root / "vggsound.toml"), {"shards": "s", "out": "o"}, recipe_dir)
+    vgg = build_train_plan(load_recipe(recipe_dir / "vggsound.toml"), {"shards": "s", "out": "o"})
     # the paper's schedule
     assert (vgg.stages["stage1"].epochs, vgg.stages["stage1"].batch_size) == (20, 16)
     s2 = vgg.stages["stage2"]
@@ -288,7 +293,7 @@ def test_recipes_build_valid_plans(tmp_path):
         "no_r_stage1": 16, "no_r_stage2": 8, "no_r_stage3": 8}
     # "all" trains Table 2's ablations in every recipe, the w/o-r stages with their stage's settings
     for name in ("vggsound", "ave", "demo"):
-        plan = build_train_plan(load_recipe(root / f"{name}.toml"), {"shards": "s", "out": "o"})
+        plan = build_train_plan(load_recipe(recipe_dir / f"{name}.toml"), {"shards": "s", "out": "o"})
         assert plan.train.stages()[-4:] == ("no_r_stage1", "no_r_stage2", "no_r_stage3", "e2e")
         for n in (1, 2, 3):
             a, b = plan.stages[f"stage{n}"], plan.stages[f"no_r_stage{n}"]

@@ -78,7 +78,7 @@ def train(
                  "image_size": image_size, "lr": lr, "workers": workers, "device": device, "resume": resume,
                  "save_every": save_every, "seed": seed, "backbone": backbone, "precision": precision,
                  "activation_checkpointing": activation_checkpointing, "vgg16_bn_weights": vgg16_bn_weights}
-        plan = build_train_plan(load_recipe(config), flags, None if config is None else Path(config).parent)
+        plan = build_train_plan(load_recipe(config), flags)
         results = run_training(plan)
         if launcher_rank() == 0:
             _summary(results)

@@ -6,9 +6,9 @@ saves it (as JSON) beside every set of weights, so a run can be rebuilt exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from aiaic.data.spectrogram import SpecConfig
 
@@ -123,13 +123,3 @@ class ModelConfig:
         """Every audio field the model reads ("mel" and/or "spec")."""
         return tuple(sorted({self.audio_input, self.relevance_audio_input}))
 
-    def with_paths_under(self, base: Path) -> ModelConfig:
-        """This config with every relative file path (weights) taken relative to `base` (the recipe's
-        folder); absolute paths and None are kept."""
-        changes: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Path):
-                path = value.expanduser()
-                changes[f.name] = path if path.is_absolute() else Path(base) / path
-        return replace(self, **changes) if changes else self

@@ -244,15 +244,15 @@ def _loss_table(recipe: Mapping[str, Any], table: str) -> dict[str, Any]:
     return {"loss": dict(loss)}
 
 
-def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
-                     recipe_dir: Path | None = None) -> TrainPlan:
+def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> TrainPlan:
     """Recipe + flags (None = not given) -> TrainPlan, validated once, backbone defaults filled in.
 
-    Relative weight paths in [model] are taken relative to `recipe_dir` (the recipe's folder; None =
-    the working directory). Raises ConfigError for a missing --shards/--out, an unknown key in [train],
-    [train.<stage>] or [model], a stage table with an unknown name, an unknown loss term, a value out of
-    range, an image_size that is not a multiple of the backbone's `size_multiple`, or weight files that
-    do not exist (all of them named, with where they come from).
+    Relative weight paths in [model] are taken relative to the recipe file's folder (`load_recipe`
+    records it; a flag's relative path is relative to the working directory). Raises ConfigError for a
+    missing --shards/--out, an unknown key in [train], [train.<stage>] or [model], a stage table with an
+    unknown name, an unknown loss term, a value out of range, an image_size that is not a multiple of
+    the backbone's `size_multiple`, or weight files that do not exist (all of them named, with where
+    they come from).
     """
     train_section = recipe_section(recipe, "train")
     unknown = sorted(set(train_section) - _RUN_KEYS - _STAGE_KEYS)
@@ -273,7 +273,6 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any],
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = build_config(ModelConfig, recipe_section(recipe, "model"),
                          {k: flags.get(k) for k in _MODEL_FLAGS})
-    model = model.with_paths_under(recipe_dir if recipe_dir is not None else Path.cwd())
     check_weight_files(model)
     backbone = _backbone_for_settings(model)
     if train.image_size % backbone.size_multiple:
