@@ -162,8 +162,17 @@ def test_cli_without_shards_or_out_says_which_flag():
     assert res.exit_code == 2 and "give --out or set `out`" in " ".join(res.output.split())
 
 
-def test_the_ddcolor_recipe_is_the_papers():
-    recipe = load_recipe(PIPELINES / "vggsound-ddcolor.toml")
+def test_the_ddcolor_recipe_is_the_papers(tmp_path):
+    import shutil
+
+    (tmp_path / "pipelines").mkdir()
+    shutil.copy(PIPELINES / "vggsound-ddcolor.toml", tmp_path / "pipelines")
+    recipe = load_recipe(tmp_path / "pipelines" / "vggsound-ddcolor.toml")
+    for key in ("vggsound_weights", "vgg19_weights"):  # the paper's pretrained audio side, as placeholders
+        target = tmp_path / "pipelines" / recipe["model"][key]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"placeholder")
+    assert recipe["model"]["audio_encoder"] == "vggsound" and recipe["train"]["ablations"] == ["no_r", "e2e"]
     train = recipe["train"]
     assert recipe["model"]["backbone"] == "ddcolor-tiny" and train["image_size"] == 256
     assert (train["baseline"]["epochs"], train["baseline"]["batch_size"]) == (20, 16)
