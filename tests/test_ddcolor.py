@@ -389,3 +389,47 @@ def test_building_blocks_match_their_definitions():
     out = up(torch.randn(1, 8, 3, 3))
     assert out.shape == (1, 4, 6, 6)
     assert torch.allclose(out[..., 0::2, 0::2], out[..., 1::2, 1::2])
+
+
+@pytest.mark.slow
+def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
+    """`aiaic-train --backbone ddcolor-mini --stage all` (the main chain and both ablations) on the CPU,
+    from released-format weights with DDColor's own loss terms, then `aiaic-eval` scores every variant."""
+    from support.split_fixtures import write_split_dir
+    from support.train_fixtures import write_recipe
+
+    from aiaic.cli.eval import app as eval_app
+    from aiaic.cli.train import app as train_app
+
+    weights = tmp_path / "mini.pth"
+    torch.save({"params": _build("ddcolor-mini", seed=7).state_dict()}, weights)
+    split = write_split_dir(tmp_path / "split", classes=3, videos_per_class=3, seconds=2, size=40,
+                            shards_per_split=1, ood_classes=1)
+    model = {"backbone_weights": str(weights), "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8,
+             "cond_dim": 8, "guidance_hidden": 8, "a2v_hidden": 8, "relevance_dim": 4, "relevance_hidden": 8}
+    train = {"epochs": 1, "batch_size": 4, "image_size": 32, "ablations": ["no_r", "e2e"],
+             "disc_channels": 8, "disc_blocks": 2}
+    recipe = write_recipe(tmp_path / "recipe.toml", {"model": model, "train": train})
+    run = tmp_path / "run"
+    res = CliRunner().invoke(train_app, ["--shards", str(split), "--out", str(run), "--config", str(recipe),
+                                         "--backbone", "ddcolor-mini", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    stages = ("baseline", "stage1", "stage2", "rnet", "stage3", "no_r_stage1", "no_r_stage2", "no_r_stage3",
+              "e2e")
+    for stage in stages:
+        cfg = json.loads((run / stage / "config.json").read_text())
+        assert cfg["complete"] and cfg["model"]["backbone"] == "ddcolor-mini", stage
+        if stage in ("baseline", "stage1", "stage3", "e2e"):  # DDColor's own loss and optimizer
+            assert set(cfg["loss_terms"]) >= {"l1", "adversarial", "colorfulness"}
+            assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["lr"] == 1e-4
+            assert "perceptual" in cfg["disabled_terms"]  # no VGG16-BN weights here: off, and said so
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(eval_app, ["--run", str(run), "--shards", str(split), "--out", str(out),
+                                        "--split", "val", "--device", "cpu", "--offline"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["val"]) >= {"baseline", "full", "full_missing_audio", "no_r", "no_r_missing_audio",
+                                   "e2e"}
+    for scores in metrics["val"].values():
+        assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
+    assert "ddcolor-mini" in (out / "report.md").read_text()
