@@ -61,8 +61,9 @@ class Recipe(dict):
 class RecipeSection(dict):
     """The settings of one recipe table: `name` ("train.stage1"), `folder` for its relative paths."""
 
-    def __init__(self, items: Mapping[str, Any] | None = None, name: str | None = None,
-                 folder: Path | None = None):
+    def __init__(
+        self, items: Mapping[str, Any] | None = None, name: str | None = None, folder: Path | None = None
+    ):
         super().__init__(items or {})
         self.name = name
         self.folder = folder
@@ -165,8 +166,9 @@ def _relative_to(value: Any, folder: Path) -> Any:
     return value
 
 
-def _missing_required(cls: type, fields: Mapping[str, dataclasses.Field], given: Mapping[str, Any],
-                      table: str | None) -> None:
+def _missing_required(
+    cls: type, fields: Mapping[str, dataclasses.Field], given: Mapping[str, Any], table: str | None
+) -> None:
     missing = [f for name, f in fields.items() if _REQUIRED_FLAG in f.metadata and name not in given]
     if missing:
         where = f"the recipe's [{table}] table" if table else "the recipe"
@@ -193,8 +195,10 @@ def build_config(cls: type[T], section: Mapping[str, Any], overrides: Mapping[st
             k = key.replace("-", "_")
             if k not in fields:
                 where = f" in [{table}]" if source_name == "recipe" and table else ""
-                raise ConfigError(f"unknown {source_name} setting '{key}'{where} for {cls.__name__}; "
-                                  f"known: {sorted(fields)}")
+                raise ConfigError(
+                    f"unknown {source_name} setting '{key}'{where} for {cls.__name__}; "
+                    f"known: {sorted(fields)}"
+                )
             if value is None:
                 continue
             merged[k] = _coerce(f"{cls.__name__}.{k}", hints[k], value)

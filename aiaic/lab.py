@@ -33,9 +33,7 @@ def _channel_view(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """RGB [..., 3, H, W] in [0, 1] -> Lab [..., 3, H, W]."""
-    lin = torch.where(
-        rgb > 0.04045, ((rgb.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4, rgb / 12.92
-    )
+    lin = torch.where(rgb > 0.04045, ((rgb.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4, rgb / 12.92)
     xyz = _mix(lin, _XYZ_FROM_RGB) / _channel_view(_WHITE_D65, rgb)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856) ** (1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
     fx, fy, fz = f.unbind(-3)
@@ -55,9 +53,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     xyz = torch.where(f > 0.2068966, f.clamp_min(0.2068966) ** 3, (f - 16.0 / 116.0) / 7.787)
     xyz = xyz * _channel_view(_WHITE_D65, lab)
     lin = _mix(xyz, _RGB_FROM_XYZ)
-    rgb = torch.where(
-        lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * lin
-    )
+    rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * lin)
     return rgb.clamp(0.0, 1.0)
 
 

@@ -16,7 +16,10 @@ from rich.progress import (
 
 
 def progress_bar(
-    label: str = "{task.description}", *, fields: Sequence[str] = (), enabled: bool = True,
+    label: str = "{task.description}",
+    *,
+    fields: Sequence[str] = (),
+    enabled: bool = True,
     transient: bool = False,
 ) -> Progress:
     """A rich Progress on stderr: `label`, the bar, done/total, `fields`, time elapsed and remaining.

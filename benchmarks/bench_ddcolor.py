@@ -68,8 +68,9 @@ def _official_film(net, src: Path, dst: Path, size: int, seconds: float) -> int:
         for frame in ic.decode(iv):
             if frame.time is not None and frame.time >= seconds:
                 break
-            out = av.VideoFrame.from_ndarray(_official_frame(net, frame.to_ndarray(format="rgb24"), size),
-                                             format="rgb24")
+            out = av.VideoFrame.from_ndarray(
+                _official_frame(net, frame.to_ndarray(format="rgb24"), size), format="rgb24"
+            )
             out.pts, out.time_base = frame.pts, frame.time_base
             oc.mux(ov.encode(out))
             n += 1
@@ -118,8 +119,15 @@ def _measure(size: int, weights: Path, official, image: Path, film: Path, tmp: P
     from aiaic.colorize.video import colorize_video
 
     cpu = torch.device("cpu")
-    cfg = ColorizeConfig(backbone="ddcolor-tiny", backbone_weights=weights, image_size=size,
-                         batch_size=FILM_BATCH, max_seconds=FILM_SECONDS, progress=False, no_audio=True)
+    cfg = ColorizeConfig(
+        backbone="ddcolor-tiny",
+        backbone_weights=weights,
+        image_size=size,
+        batch_size=FILM_BATCH,
+        max_seconds=FILM_SECONDS,
+        progress=False,
+        no_audio=True,
+    )
     model = load_model(cfg, cpu)
     guide = no_guidance(model, "disabled")
     rgb = read_image(image)
@@ -135,16 +143,22 @@ def _measure(size: int, weights: Path, official, image: Path, film: Path, tmp: P
         frames["ours"] = colorize_video(film, tmp / f"f{time.perf_counter_ns()}.mp4", model, cfg, cpu).frames
 
     def official_film() -> None:
-        frames["official"] = _official_film(official, film, tmp / f"g{time.perf_counter_ns()}.mp4", size,
-                                            FILM_SECONDS)
+        frames["official"] = _official_film(
+            official, film, tmp / f"g{time.perf_counter_ns()}.mp4", size, FILM_SECONDS
+        )
 
     ours_image()  # warm-up (numba kernels, first-call allocations)
     official_image()
-    times: dict[str, list[float]] = {k: [] for k in ("ours_image", "official_image", "ours_film",
-                                                     "official_film")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("ours_image", "official_image", "ours_film", "official_film")
+    }
     for _ in range(REPEATS):  # alternate, so both see the same machine load
-        for name, fn in (("official_image", official_image), ("ours_image", ours_image),
-                         ("official_film", official_film), ("ours_film", ours_film)):
+        for name, fn in (
+            ("official_image", official_image),
+            ("ours_image", ours_image),
+            ("official_film", official_film),
+            ("ours_film", ours_film),
+        ):
             times[name].append(_seconds(fn))
     best = {k: min(v) for k, v in times.items()}
     return {**best, "ours_frames": frames["ours"], "official_frames": frames["official"]}
@@ -158,20 +172,40 @@ def run() -> list[dict]:
         image, film, inputs = _inputs(tmp)
         for size in SIZES:
             m = _measure(size, weights, official, image, film, tmp)
-            note = (f"ddcolor-tiny, {inputs}, CPU {torch.get_num_threads()} threads, best of {REPEATS}; "
-                    "ratio = official time / aiaic time")
+            note = (
+                f"ddcolor-tiny, {inputs}, CPU {torch.get_num_threads()} threads, best of {REPEATS}; "
+                "ratio = official time / aiaic time"
+            )
             rows += [
-                {"metric": f"image {size}px, aiaic", "value": m["ours_image"], "unit": "s",
-                 "ratio": m["official_image"] / m["ours_image"], "note": note},
-                {"metric": f"image {size}px, official inference", "value": m["official_image"], "unit": "s",
-                 "note": "one frame, fp32, no_grad, NCHW"},
-                {"metric": f"film {size}px, aiaic", "value": m["ours_frames"] / m["ours_film"],
-                 "unit": "frames/s", "ratio": (m["official_film"] / m["official_frames"])
-                 / (m["ours_film"] / m["ours_frames"]),
-                 "note": f"{m['ours_frames']} frames, batch {FILM_BATCH}, inference mode, soundtrack copied"},
-                {"metric": f"film {size}px, official inference",
-                 "value": m["official_frames"] / m["official_film"], "unit": "frames/s",
-                 "note": f"{m['official_frames']} frames, one at a time, x264 encode"},
+                {
+                    "metric": f"image {size}px, aiaic",
+                    "value": m["ours_image"],
+                    "unit": "s",
+                    "ratio": m["official_image"] / m["ours_image"],
+                    "note": note,
+                },
+                {
+                    "metric": f"image {size}px, official inference",
+                    "value": m["official_image"],
+                    "unit": "s",
+                    "note": "one frame, fp32, no_grad, NCHW",
+                },
+                {
+                    "metric": f"film {size}px, aiaic",
+                    "value": m["ours_frames"] / m["ours_film"],
+                    "unit": "frames/s",
+                    "ratio": (m["official_film"] / m["official_frames"])
+                    / (m["ours_film"] / m["ours_frames"]),
+                    "note": (
+                        f"{m['ours_frames']} frames, batch {FILM_BATCH}, inference mode, soundtrack copied"
+                    ),
+                },
+                {
+                    "metric": f"film {size}px, official inference",
+                    "value": m["official_frames"] / m["official_film"],
+                    "unit": "frames/s",
+                    "note": f"{m['official_frames']} frames, one at a time, x264 encode",
+                },
             ]
     for r in rows:
         r["benchmark"] = "ddcolor"

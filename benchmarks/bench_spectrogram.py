@@ -61,17 +61,36 @@ def _loader_rate(source, spectrogram: SpecConfig | None) -> float:
 
 def _loader_rows() -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench_spec_") as tmp:
-        root = write_split_dir(Path(tmp) / "split", classes=2, videos_per_class=5, seconds=12, size=128,
-                               shards_per_split=2, image_format="jpg", with_pcm=True)
+        root = write_split_dir(
+            Path(tmp) / "split",
+            classes=2,
+            videos_per_class=5,
+            seconds=12,
+            size=128,
+            shards_per_split=2,
+            image_format="jpg",
+            with_pcm=True,
+        )
         source = open_split(root, "train")
         plain = _loader_rate(source, None)
         spec = _loader_rate(source, SpecConfig())
     note = f"64 px, workers=0, batch 16, {source.samples} samples x 2 epochs"
     return [
-        dict(benchmark="spectrogram", metric="loader train samples/s, log-mel only", value=plain,
-             unit="samples/s", note=note),
-        dict(benchmark="spectrogram", metric="loader train samples/s, + VGGSound spectrogram", value=spec,
-             unit="samples/s", ratio=spec / plain, note=note + "; ratio to log-mel only"),
+        dict(
+            benchmark="spectrogram",
+            metric="loader train samples/s, log-mel only",
+            value=plain,
+            unit="samples/s",
+            note=note,
+        ),
+        dict(
+            benchmark="spectrogram",
+            metric="loader train samples/s, + VGGSound spectrogram",
+            value=spec,
+            unit="samples/s",
+            ratio=spec / plain,
+            note=note + "; ratio to log-mel only",
+        ),
     ]
 
 
@@ -85,15 +104,36 @@ def run() -> list[dict]:
     mel_s = _per_sample(lambda: [log_mel(x, MelConfig()) for x in pcm])
     note = "one thread; one-second window tiled to 10 s -> [257, 1004]"
     return [
-        dict(benchmark="spectrogram", metric="scipy (official steps), per sample", value=scipy_s * 1e3,
-             unit="ms", note=note),
-        dict(benchmark="spectrogram", metric="torch float32, one at a time, per sample", value=one_s * 1e3,
-             unit="ms", ratio=scipy_s / one_s, note="ratio = scipy time / this"),
-        dict(benchmark="spectrogram", metric=f"torch float32, batch of {N}, per sample",
-             value=batched_s * 1e3,
-             unit="ms", ratio=scipy_s / batched_s, note="ratio = scipy time / this"),
-        dict(benchmark="spectrogram", metric="64-band log-mel (library front end), per sample",
-             value=mel_s * 1e3, unit="ms", note="[64, 97] of the same second, for scale"),
+        dict(
+            benchmark="spectrogram",
+            metric="scipy (official steps), per sample",
+            value=scipy_s * 1e3,
+            unit="ms",
+            note=note,
+        ),
+        dict(
+            benchmark="spectrogram",
+            metric="torch float32, one at a time, per sample",
+            value=one_s * 1e3,
+            unit="ms",
+            ratio=scipy_s / one_s,
+            note="ratio = scipy time / this",
+        ),
+        dict(
+            benchmark="spectrogram",
+            metric=f"torch float32, batch of {N}, per sample",
+            value=batched_s * 1e3,
+            unit="ms",
+            ratio=scipy_s / batched_s,
+            note="ratio = scipy time / this",
+        ),
+        dict(
+            benchmark="spectrogram",
+            metric="64-band log-mel (library front end), per sample",
+            value=mel_s * 1e3,
+            unit="ms",
+            note="[64, 97] of the same second, for scale",
+        ),
         *_loader_rows(),
     ]
 

@@ -70,11 +70,17 @@ def run() -> list[dict]:
         for size in SIZES:
             for stage in ("baseline", "stage1", "stage2", "rnet", "stage3", "e2e"):
                 rate = time_stage(cfg, stage, size, device)
-                rows.append({"benchmark": "train", "metric": f"{stage} {size}px samples/s", "value": rate,
-                             "unit": "samples/s",
-                             "note": f"{name}, batch {BATCH}, {device.type}, "
-                                     f"{torch.get_num_threads()} threads; "
-                                     "model side only (see bench_loader for the loader)"})
+                rows.append(
+                    {
+                        "benchmark": "train",
+                        "metric": f"{stage} {size}px samples/s",
+                        "value": rate,
+                        "unit": "samples/s",
+                        "note": f"{name}, batch {BATCH}, {device.type}, "
+                        f"{torch.get_num_threads()} threads; "
+                        "model side only (see bench_loader for the loader)",
+                    }
+                )
     return rows
 
 

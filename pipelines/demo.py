@@ -76,9 +76,14 @@ def make_grey_clip(src: Path, dst: Path) -> Path:
     return dst
 
 
-TABLE2_ROWS = (("baseline", "visual-only baseline"), ("full", "full"),
-               ("full_missing_audio", "full (missing audio, r = 0)"), ("no_r", "w/o r"),
-               ("no_r_missing_audio", "w/o r (missing audio: silence, r = 1)"), ("e2e", "w/o multi-step"))
+TABLE2_ROWS = (
+    ("baseline", "visual-only baseline"),
+    ("full", "full"),
+    ("full_missing_audio", "full (missing audio, r = 0)"),
+    ("no_r", "w/o r"),
+    ("no_r_missing_audio", "w/o r (missing audio: silence, r = 1)"),
+    ("e2e", "w/o multi-step"),
+)
 
 
 def table2_summary(metrics_path: Path) -> list[str]:
@@ -144,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "train", [train, "--shards", str(split), "--out", str(run), "--stage", "all", *cfg]
     )
     timings["eval"] = _run(
-        "eval", [evaluate, "--run", str(run), "--shards", str(split), "--out", str(out / "eval"), "--offline",
-                 *cfg]
+        "eval",
+        [evaluate, "--run", str(run), "--shards", str(split), "--out", str(out / "eval"), "--offline", *cfg],
     )
     clip = sorted(p for p in corpus.rglob("*.mp4"))[-1]
     grey = make_grey_clip(clip, out / f"grey_{clip.stem}.mp4")
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   contact sheet:           {out / 'contact_sheet.png'}")
     print(f"   colourized clip:         {out / 'colorized'}/ (from {grey.name})")
     print(f"   training curves:         {run}/*/loss.png")
-    print(f"\n   open the run in the browser (pip install \"aiaic[app]\"): aiaic-app --run {run}")
+    print(f'\n   open the run in the browser (pip install "aiaic[app]"): aiaic-app --run {run}')
     return 0
 
 

@@ -276,8 +276,9 @@ def test_backbone_alone_is_the_png_aiaic_colorize_writes(shared_data, tmp_path):
 
     torch.manual_seed(3)
     weights = tmp_path / "ddcolor_mini.pth"
-    torch.save({"params": build_backbone("ddcolor-mini", ModelConfig(backbone="ddcolor-mini")).state_dict()},
-               weights)
+    torch.save(
+        {"params": build_backbone("ddcolor-mini", ModelConfig(backbone="ddcolor-mini")).state_dict()}, weights
+    )
     flags = ("--backbone", "ddcolor-mini", "--backbone-weights", str(weights), "--image-size", "64")
     photo = shared_data / PHOTO
     ref = tmp_path / "ref.png"

@@ -34,8 +34,16 @@ from aiaic.train.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("AIAIC_SHARED_DATA", ROOT.parent / "shared" / "data")).parent / "reference"
-TINY_MODEL = {"base_channels": 8, "semantic_channels": [8, 8, 16, 16], "semantic_dim": 16, "cond_dim": 16,
-              "guidance_hidden": 16, "a2v_hidden": 32, "relevance_dim": 8, "relevance_hidden": 16}
+TINY_MODEL = {
+    "base_channels": 8,
+    "semantic_channels": [8, 8, 16, 16],
+    "semantic_dim": 16,
+    "cond_dim": 16,
+    "guidance_hidden": 16,
+    "a2v_hidden": 32,
+    "relevance_dim": 8,
+    "relevance_hidden": 16,
+}
 
 
 def _layout() -> dict[str, list[int]]:
@@ -86,10 +94,18 @@ def test_official_layout_loads_into_e_a(tmp_path):
 
 
 def test_loader_batches_carry_the_spectrogram_of_pcm(tmp_path):
-    root = write_split_dir(tmp_path / "split", classes=2, videos_per_class=3, seconds=2, size=32,
-                           shards_per_split=2, with_pcm=True)
-    spec_cfg = ModelConfig(audio_encoder="vggsound", vggsound_weights=Path("x"),
-                           spec_tile_seconds=1.0).spectrogram
+    root = write_split_dir(
+        tmp_path / "split",
+        classes=2,
+        videos_per_class=3,
+        seconds=2,
+        size=32,
+        shards_per_split=2,
+        with_pcm=True,
+    )
+    spec_cfg = ModelConfig(
+        audio_encoder="vggsound", vggsound_weights=Path("x"), spec_tile_seconds=1.0
+    ).spectrogram
     cfg = LoaderConfig(image_size=32, batch_size=4, train=False, spectrogram=spec_cfg, neg_pool=4)
     with make_loader(open_split(root, "train"), cfg) as loader:
         batch = next(iter(loader))
@@ -105,15 +121,21 @@ def test_loader_batches_carry_the_spectrogram_of_pcm(tmp_path):
     # E_a from scratch on the log-mel with a VGGSound E_a' on the spectrogram: each reads its own field
     weights = tmp_path / "H.pth.tar"
     write_vggsound_checkpoint(weights)
-    cfg_m = ModelConfig(**TINY_MODEL, relevance_audio_encoder="vggsound", vggsound_weights=weights,
-                        spec_tile_seconds=1.0)
-    assert (cfg_m.audio_input, cfg_m.relevance_audio_input, cfg_m.audio_inputs) == ("mel", "spec",
-                                                                                    ("mel", "spec"))
+    cfg_m = ModelConfig(
+        **TINY_MODEL, relevance_audio_encoder="vggsound", vggsound_weights=weights, spec_tile_seconds=1.0
+    )
+    assert (cfg_m.audio_input, cfg_m.relevance_audio_input, cfg_m.audio_inputs) == (
+        "mel",
+        "spec",
+        ("mel", "spec"),
+    )
     model = build_colorizer(cfg_m).eval()
     with torch.no_grad():
         out = StageObjective(model, STAGES["rnet"], StageConfig())(batch)
-        logits = model.relevance.logits(model.relevance_audio(torch.cat([batch["spec"], batch["neg_spec"]])),
-                                        model.relevance_image_features(batch["L"]).repeat(2, 1))
+        logits = model.relevance.logits(
+            model.relevance_audio(torch.cat([batch["spec"], batch["neg_spec"]])),
+            model.relevance_image_features(batch["L"]).repeat(2, 1),
+        )
         target = torch.cat([torch.ones(4), torch.zeros(4)])
         want_bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
         assert torch.allclose(out["bce"], want_bce, atol=1e-6)
@@ -126,14 +148,29 @@ def vggsound_run(tmp_path_factory) -> tuple[Path, Path, dict[str, torch.Tensor]]
     """(run dir, split dir, checkpoint state): stages 1, 2, rnet and 3 of a tiny model whose E_a and
     E_a' both start from a random checkpoint in the official VGGSound layout (spectrogram of 1 s)."""
     root = tmp_path_factory.mktemp("vggsound_run")
-    split = write_split_dir(root / "split", classes=2, videos_per_class=3, seconds=4, size=32,
-                            shards_per_split=2, with_pcm=True)
+    split = write_split_dir(
+        root / "split", classes=2, videos_per_class=3, seconds=4, size=32, shards_per_split=2, with_pcm=True
+    )
     weights = root / "H.pth.tar"
     state = write_vggsound_checkpoint(weights)
-    model = {**TINY_MODEL, "audio_encoder": "vggsound", "vggsound_weights": str(weights),
-             "relevance_audio_encoder": "vggsound", "spec_tile_seconds": 1.0}
-    recipe = {"model": model, "train": {"image_size": 32, "epochs": 1, "batch_size": 4, "lr": 1e-3,
-                                       "log_every": 1, "stage2": {"epochs": 3, "lr": 3e-4}}}
+    model = {
+        **TINY_MODEL,
+        "audio_encoder": "vggsound",
+        "vggsound_weights": str(weights),
+        "relevance_audio_encoder": "vggsound",
+        "spec_tile_seconds": 1.0,
+    }
+    recipe = {
+        "model": model,
+        "train": {
+            "image_size": 32,
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "log_every": 1,
+            "stage2": {"epochs": 3, "lr": 3e-4},
+        },
+    }
     out = root / "run"
     for stage in ("1", "2", "rnet", "3"):
         plan = build_train_plan(recipe, {"shards": split, "out": out, "stage": stage, "device": "cpu"})

@@ -75,15 +75,25 @@ def test_stereo_with_equal_channels_is_its_mono_twin(tmp_path):
 
 
 def test_log_mel_matches_librosa_on_real_audio_and_other_settings(shared_data):
-    real = [read_audio_window(f, None, MelConfig())[0]
-            for f in sorted((shared_data / "audio" / "clipsep").glob("*.wav"))[:2]]
+    real = [
+        read_audio_window(f, None, MelConfig())[0]
+        for f in sorted((shared_data / "audio" / "clipsep").glob("*.wav"))[:2]
+    ]
     noise = (0.3 * np.random.default_rng(1).standard_normal(16000)).astype(np.float32)
     for y in [*real, noise]:
         ours = log_mel(y)
         assert ours.shape == (64, 97)
         assert np.abs(ours - librosa_log_mel(y)).max() < 1e-4
-    other = MelConfig(n_fft=1024, win_length=800, hop_length=320, n_mels=40, fmin=50.0, fmax=8000.0,
-                      power=2.0, log_offset=1e-3)
+    other = MelConfig(
+        n_fft=1024,
+        win_length=800,
+        hop_length=320,
+        n_mels=40,
+        fmin=50.0,
+        fmax=8000.0,
+        power=2.0,
+        log_offset=1e-3,
+    )
     for y in [real[0], noise]:
         ours = log_mel(y, other)
         assert ours.shape == (40, other.frames) == (40, 47)

@@ -380,7 +380,8 @@ def test_load_model_backbone_alone_or_run_and_contradictions(tmp_path, shared_da
     with torch.no_grad():  # the same values (the loaded model runs in channels-last layout)
         assert torch.allclose(ab_n, mini.eval()(L_n), atol=1e-6) and torch.equal(r, torch.zeros(2))
     assert alone.model.backbone.encoder.arch.stages[0][0].dwconv.weight.is_contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
 
     with caplog.at_level("INFO", logger="aiaic.colorize.run"):
         run_model = load_model(ColorizeConfig(run=tiny_run, backbone_weights=weights, image_size=64), cpu)
@@ -392,6 +393,18 @@ def test_load_model_backbone_alone_or_run_and_contradictions(tmp_path, shared_da
         load_model(ColorizeConfig(), cpu)
     img = shared_data / "images" / "bw" / "skimage" / "moon.png"
     audio = shared_data / "audio" / "imagebind" / "dog_audio.wav"
-    r = runner.invoke(app, [str(img), "--backbone", "ddcolor-mini", "--backbone-weights", str(weights),
-                            "--audio", str(audio), "-o", str(tmp_path / "o")])
+    r = runner.invoke(
+        app,
+        [
+            str(img),
+            "--backbone",
+            "ddcolor-mini",
+            "--backbone-weights",
+            str(weights),
+            "--audio",
+            str(audio),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
     assert r.exit_code == 2 and "--audio needs --run" in _flat(r.output)

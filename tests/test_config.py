@@ -103,13 +103,18 @@ def test_loader_table_reaches_the_loader_and_is_recorded_in_the_stage_config(tmp
     from aiaic.data.loader import LoaderConfig
     from aiaic.train.runner import run_training
 
-    split = write_split_dir(tmp_path / "split", classes=2, videos_per_class=2, seconds=2, size=32,
-                            shards_per_split=1)
-    recipe = {"model": TINY_MODEL, "train": {"image_size": 32, "epochs": 1, "batch_size": 4, "log_every": 1},
-              "loader": {"shuffle_buffer": 0, "flip": False, "neg_pool": 8, "train_resize": 1.25}}
+    split = write_split_dir(
+        tmp_path / "split", classes=2, videos_per_class=2, seconds=2, size=32, shards_per_split=1
+    )
+    recipe = {
+        "model": TINY_MODEL,
+        "train": {"image_size": 32, "epochs": 1, "batch_size": 4, "log_every": 1},
+        "loader": {"shuffle_buffer": 0, "flip": False, "neg_pool": 8, "train_resize": 1.25},
+    }
     path = write_recipe(tmp_path / "r.toml", recipe)
-    plan = build_train_plan(load_recipe(path), {"shards": split, "out": tmp_path / "run", "stage": "baseline",
-                                                "device": "cpu"})
+    plan = build_train_plan(
+        load_recipe(path), {"shards": split, "out": tmp_path / "run", "stage": "baseline", "device": "cpu"}
+    )
     assert plan.loader == LoaderConfig(shuffle_buffer=0, flip=False, neg_pool=8, train_resize=1.25)
     run_training(plan)
     record = json.loads((tmp_path / "run" / "baseline" / "config.json").read_text())

@@ -92,8 +92,9 @@ def test_forward_shapes_at_256_equal_the_reference(tiny):
     ref = _reference("ddcolor-tiny")["forward"]["shapes_256"]
     modules = dict(tiny.named_modules())
     seen: dict[str, list[int]] = {}
-    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, list(o.shape)))
-             for n in ref]
+    hooks = [
+        modules[n].register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, list(o.shape))) for n in ref
+    ]
     try:
         with torch.inference_mode():
             ab = tiny.forward_official(torch.rand(1, 3, 256, 256))
@@ -134,9 +135,11 @@ def test_guide_reaches_both_consumers_of_out0(tiny):
     hooks = [
         modules["decoder.layers.0"].register_forward_hook(lambda m, i, o: out0.__setitem__("h", o.clone())),
         modules["decoder.layers.1"].register_forward_pre_hook(
-            lambda m, a: seen.__setitem__("layers.1", a[0])),
+            lambda m, a: seen.__setitem__("layers.1", a[0])
+        ),
         modules["decoder.color_decoder.input_proj.0"].register_forward_pre_hook(
-            lambda m, a: seen.__setitem__("input_proj.0", a[0])),
+            lambda m, a: seen.__setitem__("input_proj.0", a[0])
+        ),
         modules["decoder"].register_forward_hook(lambda m, i, o: queries.append(o)),
     ]
     try:
@@ -183,18 +186,31 @@ def test_spectral_norm_in_eval_mode_uses_the_stored_u_v():
 
 def _official_files(tmp_path: Path, net: DDColor) -> dict[str, Path]:
     sd = net.state_dict()
-    files = {"params": tmp_path / "ddcolor_paper_mini.pth", "bare": tmp_path / "bare.pth",
-             "hub": tmp_path / "hub" / "pytorch_model.bin", "head_cls": tmp_path / "with_head.pth",
-             "missing": tmp_path / "missing.pth"}
+    files = {
+        "params": tmp_path / "ddcolor_paper_mini.pth",
+        "bare": tmp_path / "bare.pth",
+        "hub": tmp_path / "hub" / "pytorch_model.bin",
+        "head_cls": tmp_path / "with_head.pth",
+        "missing": tmp_path / "missing.pth",
+    }
     files["hub"].parent.mkdir()
     torch.save({"params": sd}, files["params"])
     torch.save(sd, files["bare"])
     torch.save(dict(sd), files["hub"])
     dim = net.spec.dims[-1]
-    torch.save({"params": {**sd, "encoder.arch.head_cls.weight": torch.zeros(4, dim),
-                           "encoder.arch.head_cls.bias": torch.zeros(4)}}, files["head_cls"])
-    torch.save({"params": {k: t for k, t in sd.items() if k != "decoder.layers.1.bn.running_mean"}},
-               files["missing"])
+    torch.save(
+        {
+            "params": {
+                **sd,
+                "encoder.arch.head_cls.weight": torch.zeros(4, dim),
+                "encoder.arch.head_cls.bias": torch.zeros(4),
+            }
+        },
+        files["head_cls"],
+    )
+    torch.save(
+        {"params": {k: t for k, t in sd.items() if k != "decoder.layers.1.bn.running_mean"}}, files["missing"]
+    )
     return files
 
 
@@ -263,8 +279,22 @@ def test_cli_backbone_alone_keeps_size_and_luminance(tmp_path, shared_data):
     torch.save({"params": source.state_dict()}, weights)
     photo = shared_data / "images" / "bw" / "deoldify" / "1890Surfer.png"
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [str(photo), "--backbone", "ddcolor-mini", "--backbone-weights",
-                                      str(weights), "--image-size", "64", "-o", str(out), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            str(photo),
+            "--backbone",
+            "ddcolor-mini",
+            "--backbone-weights",
+            str(weights),
+            "--image-size",
+            "64",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rgb_in = np.asarray(Image.open(photo).convert("RGB"))
     rgb_out = np.asarray(Image.open(out / "1890Surfer.png").convert("RGB"))
@@ -278,8 +308,20 @@ def test_cli_backbone_alone_keeps_size_and_luminance(tmp_path, shared_data):
 
     r = CliRunner().invoke(app, [str(photo), "--backbone", "ddcolor-mini", "-o", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "--backbone-weights" in r.output
-    r = CliRunner().invoke(app, [str(photo), "--backbone", "ddcolor-mini", "--backbone-weights", str(weights),
-                                 "--image-size", "48", "-o", str(tmp_path / "o3")])
+    r = CliRunner().invoke(
+        app,
+        [
+            str(photo),
+            "--backbone",
+            "ddcolor-mini",
+            "--backbone-weights",
+            str(weights),
+            "--image-size",
+            "48",
+            "-o",
+            str(tmp_path / "o3"),
+        ],
+    )
     assert r.exit_code == 2 and "multiple of 32" in " ".join(r.output.split())
 
 
@@ -316,11 +358,26 @@ def test_baseline_training_starts_from_backbone_weights(tmp_path):
     source = _build("ddcolor-mini", seed=7)
     weights = tmp_path / "mini.pth"
     torch.save({"params": source.state_dict()}, weights)
-    split = write_split_dir(tmp_path / "split", classes=3, videos_per_class=3, seconds=2, size=40,
-                            shards_per_split=1, ood_classes=1)
-    model = {"backbone": "ddcolor-mini", "backbone_weights": str(weights), "semantic_channels": [4, 4, 8, 8],
-             "semantic_dim": 8, "cond_dim": 8, "guidance_hidden": 8, "a2v_hidden": 8, "relevance_dim": 4,
-             "relevance_hidden": 8}
+    split = write_split_dir(
+        tmp_path / "split",
+        classes=3,
+        videos_per_class=3,
+        seconds=2,
+        size=40,
+        shards_per_split=1,
+        ood_classes=1,
+    )
+    model = {
+        "backbone": "ddcolor-mini",
+        "backbone_weights": str(weights),
+        "semantic_channels": [4, 4, 8, 8],
+        "semantic_dim": 8,
+        "cond_dim": 8,
+        "guidance_hidden": 8,
+        "a2v_hidden": 8,
+        "relevance_dim": 4,
+        "relevance_hidden": 8,
+    }
     recipe = {"model": model, "train": {"epochs": 1, "batch_size": 4, "image_size": 32, "device": "cpu"}}
     run_training(build_train_plan(recipe, {"shards": split, "out": tmp_path / "run", "stage": "baseline"}))
     stage = tmp_path / "run" / "baseline"
@@ -339,12 +396,27 @@ def test_audio_guided_inference_with_ddcolor():
     from aiaic.runs.inference import InferenceModel
 
     torch.manual_seed(9)
-    cfg = ModelConfig(backbone="ddcolor-mini", semantic_channels=(4, 4, 8, 8), semantic_dim=8, cond_dim=8,
-                      guidance_hidden=8, a2v_hidden=8, relevance_dim=4, relevance_hidden=8)
+    cfg = ModelConfig(
+        backbone="ddcolor-mini",
+        semantic_channels=(4, 4, 8, 8),
+        semantic_dim=8,
+        cond_dim=8,
+        guidance_hidden=8,
+        a2v_hidden=8,
+        relevance_dim=4,
+        relevance_hidden=8,
+    )
     net = build_colorizer(cfg).eval()
-    model = InferenceModel(model=net, variant="full", image_size=64, mel_mean=torch.zeros(64),
-                           mel_std=torch.ones(64), mel_config=MelConfig(), device=torch.device("cpu"),
-                           stage_dir=None)
+    model = InferenceModel(
+        model=net,
+        variant="full",
+        image_size=64,
+        mel_mean=torch.zeros(64),
+        mel_std=torch.ones(64),
+        mel_config=MelConfig(),
+        device=torch.device("cpu"),
+        stage_dir=None,
+    )
     L_n = _L_n(64, batch=2)
     ab_n, r = model.predict(L_n, torch.randn(2, 1, 64, 97), torch.tensor([True, False]))
     with torch.no_grad():
@@ -403,19 +475,62 @@ def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
 
     weights = tmp_path / "mini.pth"
     torch.save({"params": _build("ddcolor-mini", seed=7).state_dict()}, weights)
-    split = write_split_dir(tmp_path / "split", classes=3, videos_per_class=3, seconds=2, size=40,
-                            shards_per_split=1, ood_classes=1)
-    model = {"backbone_weights": str(weights), "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8,
-             "cond_dim": 8, "guidance_hidden": 8, "a2v_hidden": 8, "relevance_dim": 4, "relevance_hidden": 8}
-    train = {"epochs": 1, "batch_size": 4, "image_size": 32, "ablations": ["no_r", "e2e"],
-             "disc_channels": 8, "disc_blocks": 2}
+    split = write_split_dir(
+        tmp_path / "split",
+        classes=3,
+        videos_per_class=3,
+        seconds=2,
+        size=40,
+        shards_per_split=1,
+        ood_classes=1,
+    )
+    model = {
+        "backbone_weights": str(weights),
+        "semantic_channels": [4, 4, 8, 8],
+        "semantic_dim": 8,
+        "cond_dim": 8,
+        "guidance_hidden": 8,
+        "a2v_hidden": 8,
+        "relevance_dim": 4,
+        "relevance_hidden": 8,
+    }
+    train = {
+        "epochs": 1,
+        "batch_size": 4,
+        "image_size": 32,
+        "ablations": ["no_r", "e2e"],
+        "disc_channels": 8,
+        "disc_blocks": 2,
+    }
     recipe = write_recipe(tmp_path / "recipe.toml", {"model": model, "train": train})
     run = tmp_path / "run"
-    res = CliRunner().invoke(train_app, ["--shards", str(split), "--out", str(run), "--config", str(recipe),
-                                         "--backbone", "ddcolor-mini", "--device", "cpu"])
+    res = CliRunner().invoke(
+        train_app,
+        [
+            "--shards",
+            str(split),
+            "--out",
+            str(run),
+            "--config",
+            str(recipe),
+            "--backbone",
+            "ddcolor-mini",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    stages = ("baseline", "stage1", "stage2", "rnet", "stage3", "no_r_stage1", "no_r_stage2", "no_r_stage3",
-              "e2e")
+    stages = (
+        "baseline",
+        "stage1",
+        "stage2",
+        "rnet",
+        "stage3",
+        "no_r_stage1",
+        "no_r_stage2",
+        "no_r_stage3",
+        "e2e",
+    )
     for stage in stages:
         cfg = json.loads((run / stage / "config.json").read_text())
         assert cfg["complete"] and cfg["model"]["backbone"] == "ddcolor-mini", stage
@@ -424,12 +539,32 @@ def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
             assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["lr"] == 1e-4
             assert "perceptual" in cfg["disabled_terms"]  # no VGG16-BN weights here: off, and said so
     out = tmp_path / "eval"
-    res = CliRunner().invoke(eval_app, ["--run", str(run), "--shards", str(split), "--out", str(out),
-                                        "--split", "val", "--device", "cpu", "--offline"])
+    res = CliRunner().invoke(
+        eval_app,
+        [
+            "--run",
+            str(run),
+            "--shards",
+            str(split),
+            "--out",
+            str(out),
+            "--split",
+            "val",
+            "--device",
+            "cpu",
+            "--offline",
+        ],
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["val"]) >= {"baseline", "full", "full_missing_audio", "no_r", "no_r_missing_audio",
-                                   "e2e"}
+    assert set(metrics["val"]) >= {
+        "baseline",
+        "full",
+        "full_missing_audio",
+        "no_r",
+        "no_r_missing_audio",
+        "e2e",
+    }
     for scores in metrics["val"].values():
         assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
     assert "ddcolor-mini" in (out / "report.md").read_text()

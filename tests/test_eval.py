@@ -173,16 +173,22 @@ def test_eval_writes_tables_csv_grid_and_lists_what_is_missing(
     report = (out / "report.md").read_text()
     assert "## Table 1" in report and "## Table 2" in report and "## Protocol" in report
     # Table 1: the paper's three columns in its order (AVE = test was not in this split directory)
-    assert ("| Method | VGGSound (val) LPIPS↓ | VGGSound (val) PSNR↑ | VGGSound (val) SSIM↑ | "
-            "AVE (test) LPIPS↓ | AVE (test) PSNR↑ | AVE (test) SSIM↑ | VGGSound_OOD (ood) LPIPS↓ |") in report
+    assert (
+        "| Method | VGGSound (val) LPIPS↓ | VGGSound (val) PSNR↑ | VGGSound (val) SSIM↑ | "
+        "AVE (test) LPIPS↓ | AVE (test) PSNR↑ | AVE (test) SSIM↑ | VGGSound_OOD (ood) LPIPS↓ |"
+    ) in report
     base, ood = on_disk["val"]["baseline"], on_disk["ood"]["baseline"]
-    assert (f"| Visual-only backbone | n/a | {base['psnr']:.2f} | {base['ssim']:.4f} | n/a | n/a | n/a | "
-            f"n/a | {ood['psnr']:.2f} | {ood['ssim']:.4f} |") in report
+    assert (
+        f"| Visual-only backbone | n/a | {base['psnr']:.2f} | {base['ssim']:.4f} | n/a | n/a | n/a | "
+        f"n/a | {ood['psnr']:.2f} | {ood['ssim']:.4f} |"
+    ) in report
     # Table 2: one table per split, the paper's five rows, each naming its variant
     assert "### Table 2 on VGGSound (val)" in report and "### Table 2 on VGGSound_OOD (ood)" in report
     fm = on_disk["val"]["full_missing_audio"]
-    assert (f"| Full (missing audio) (`full_missing_audio`) | n/a | {fm['psnr']:.2f} | {fm['ssim']:.4f} | "
-            f"{fm['colorfulness']:.2f} | 0.00 |") in report
+    assert (
+        f"| Full (missing audio) (`full_missing_audio`) | n/a | {fm['psnr']:.2f} | {fm['ssim']:.4f} | "
+        f"{fm['colorfulness']:.2f} | 0.00 |"
+    ) in report
     assert "| w/o r (missing audio) (`no_r_missing_audio`) | n/a | n/a | n/a | n/a | n/a |" in report
     assert "variant e2e" in report and "split test" in report and "Paper (" not in report
     assert "LPIPS: ImageNet AlexNet weights not found" in report
@@ -303,16 +309,24 @@ def test_eval_names_a_missing_shard(tmp_path, tiny_run, eval_split):
         run_eval(EvalConfig(run=tiny_run, shards=broken, out=tmp_path / "o", splits=("val",), progress=False))
 
 
-def test_report_prints_the_papers_numbers_beside_a_paper_backbone(tmp_path, tiny_run, eval_split,
-                                                                   no_lpips_weights, monkeypatch):
+def test_report_prints_the_papers_numbers_beside_a_paper_backbone(
+    tmp_path, tiny_run, eval_split, no_lpips_weights, monkeypatch
+):
     """A run on DDColor (the paper's "DDC") gets the paper's rows in Table 1 and columns in Table 2; an empty
     slot says so, a filled one lands in its own cell. The old variant name missing_audio still works."""
     from aiaic.eval import paper_numbers
     from aiaic.eval.report import render_report
 
-    cfg = EvalConfig(run=tiny_run, shards=eval_split, out=tmp_path / "e", splits=("val",),
-                     variants=("baseline", "missing_audio", "full"), save_images=0, progress=False,
-                     device="cpu")
+    cfg = EvalConfig(
+        run=tiny_run,
+        shards=eval_split,
+        out=tmp_path / "e",
+        splits=("val",),
+        variants=("baseline", "missing_audio", "full"),
+        save_images=0,
+        progress=False,
+        device="cpu",
+    )
     assert cfg.variants == ("baseline", "full_missing_audio", "full")
     metrics = run_eval(cfg)
     assert "Paper (" not in render_report(metrics)  # the U-Net is not a backbone of the paper
@@ -322,8 +336,9 @@ def test_report_prints_the_papers_numbers_beside_a_paper_backbone(tmp_path, tiny
     empty = " | ".join(["not filled in"] * 3)
     assert f"| Paper (DDC): Visual-only backbone | {empty} | - |" not in text  # every paper split has a slot
     assert f"| Paper (DDC): Visual-only backbone | {empty} | {empty} | {empty} |" in text
-    assert ("| Row (variant) | val LPIPS↓ | val PSNR↑ | val SSIM↑ | val colour | val mean r | "
-            "paper DDC LPIPS↓") in text
+    assert (
+        "| Row (variant) | val LPIPS↓ | val PSNR↑ | val SSIM↑ | val colour | val mean r | paper DDC LPIPS↓"
+    ) in text
     assert "an empty slot of `aiaic/eval/paper_numbers.py`" in text
 
     ddc = paper_numbers.PAPER_NUMBERS["DDC"]

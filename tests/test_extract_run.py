@@ -346,7 +346,7 @@ def test_cli_builds_the_config_from_recipe_and_flags(tmp_path, monkeypatch):
     recipe = tmp_path / "r.toml"
     recipe.write_text(
         '[extract]\nlayout = "ave"\nsamples_per_shard = 7\nsize = 128\nseed = 3\n[split]\nseed = 9\n'
-        '[extract.mel]\nn_mels = 40\nhop_length = 320\n'
+        "[extract.mel]\nn_mels = 40\nhop_length = 320\n"
     )
     res = runner.invoke(
         app,

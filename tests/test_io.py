@@ -63,8 +63,9 @@ def test_kill_9_during_a_write_leaves_the_previous_file_intact(tmp_path):
         "    f.write('second half\\n')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", writer, str(target)], stdout=subprocess.PIPE, env=env,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", writer, str(target)], stdout=subprocess.PIPE, env=env, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
         temporaries = [p for p in tmp_path.iterdir() if p.name != "index.csv"]

@@ -63,8 +63,9 @@ def test_colorfulness_matches_its_formula_and_the_term_is_one_minus_it():
     L, pred, target = _ab_pair(2)
     out = ColorLoss({"colorfulness": 1.0})(pred, target, L)
     fake = rgb_of(L, pred).numpy()
-    torch.testing.assert_close(out["loss"], torch.tensor(float((1 - _numpy_colorfulness(fake)).mean())),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        out["loss"], torch.tensor(float((1 - _numpy_colorfulness(fake)).mean())), rtol=1e-5, atol=1e-6
+    )
     torch.testing.assert_close(out["rgb_fake"], rgb_of(L, pred))
     # grey has (almost) none; the gradient at grey is finite and pushes towards colour
     grey_ab = torch.zeros(1, 2, 8, 8, requires_grad=True)
@@ -92,8 +93,9 @@ def vgg_file(tmp_path_factory) -> Path:
 
 def _reference_perceptual(path: Path, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     features = make_layers(cfgs["D"], batch_norm=True)  # torchvision's vgg16_bn().features
-    features.load_state_dict({k[len("features."):]: v for k, v in torch.load(path).items()
-                              if k.startswith("features.")})
+    features.load_state_dict(
+        {k[len("features.") :]: v for k, v in torch.load(path).items() if k.startswith("features.")}
+    )
     features.eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

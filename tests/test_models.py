@@ -16,8 +16,17 @@ from aiaic.models.guidance import DynamicSemanticGuidance, SemanticGuidance
 from aiaic.models.relevance import RelevanceNet
 from aiaic.models.semantic import ConditionMLP, SemanticEncoder
 
-SMALL = ModelConfig(base_channels=8, depth=3, semantic_channels=(8, 8, 16, 16), semantic_dim=16, cond_dim=16,
-                    guidance_hidden=16, a2v_hidden=16, relevance_dim=8, relevance_hidden=16)
+SMALL = ModelConfig(
+    base_channels=8,
+    depth=3,
+    semantic_channels=(8, 8, 16, 16),
+    semantic_dim=16,
+    cond_dim=16,
+    guidance_hidden=16,
+    a2v_hidden=16,
+    relevance_dim=8,
+    relevance_hidden=16,
+)
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
@@ -143,8 +152,11 @@ def test_relevance_net_learns_true_pairs_where_the_frame_tells_the_class():
     # the encoders are frozen: their features are computed once, the heads train on them
     L, pos, neg = batch(96, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        img, fa_pos, fa_neg = (model.relevance_image_features(L), model.relevance_audio_features(pos),
-                               model.relevance_audio_features(neg))
+        img, fa_pos, fa_neg = (
+            model.relevance_image_features(L),
+            model.relevance_audio_features(pos),
+            model.relevance_audio_features(neg),
+        )
     opt = torch.optim.Adam(model.relevance.parameters(), lr=1e-2)
     target = torch.cat([torch.ones(96), torch.zeros(96)])
     model.relevance.train()  # as in the rnet stage: the heads' BatchNorm learns the feature statistics
@@ -183,7 +195,8 @@ def test_backbone_registry_and_named_insertion_point():
     assert plain.shape == guided.shape == (2, 2, 64, 64)
     assert not torch.allclose(plain, guided)
     assert build_backbone("unet", ModelConfig(base_channels=8, depth=3)).insertion_point == (
-        "generator.bottleneck")  # the default: at the start of C
+        "generator.bottleneck"
+    )  # the default: at the start of C
     last = build_backbone("unet", ModelConfig(base_channels=8, depth=3, guide_at=-1))  # after C's last block
     assert last.insertion_point == "generator.ups.2" and last.insertion_channels == 8
     seen.clear()

@@ -31,8 +31,9 @@ def _reference(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _random_state(layout: dict[str, list[int]], seed: int,
-                  cheap: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+def _random_state(
+    layout: dict[str, list[int]], seed: int, cheap: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
     """Random tensors of the listed shapes; keys starting with `cheap` are zero-stride views (tiny files)."""
     g = torch.Generator().manual_seed(seed)
     out = {}

@@ -31,8 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------------- helpers
 
 
-
-
 def read_split(out: Path) -> tuple[dict, dict[str, list]]:
     """The manifest and, per split, the decoded samples of its shards read back with webdataset."""
     manifest = json.loads((out / "manifest.json").read_text())
@@ -191,8 +189,10 @@ def test_ave_keeps_official_train_val_test_and_shuffles_seconds(tmp_path):
 
 def test_ave_id_in_a_vggsound_source_is_kept_out_of_train(tmp_path):
     vgg = [raw_video("vggsound", f"y{i}", "dog", "train", start=i) for i in range(6)]
-    vgg += [raw_video("vggsound", "shared_id", "dog", "train", start=0),
-            raw_video("vggsound", "y9", "dog", "test")]
+    vgg += [
+        raw_video("vggsound", "shared_id", "dog", "train", start=0),
+        raw_video("vggsound", "y9", "dog", "test"),
+    ]
     ave = [
         raw_video("ave", "shared_id", "Dog", "test", seconds=3, start=1),
         raw_video("ave", "a1", "Dog", "train", 3),
@@ -248,8 +248,9 @@ def test_video_in_two_official_splits_goes_to_the_held_out_one(tmp_path):
 
 
 def test_same_key_kept_from_two_sources_is_an_error(tmp_path):
-    a = make_raw(tmp_path / "a", [raw_video("folder", "v1", "x", None, 2),
-                                  raw_video("folder", "v2", "x", None, 2)])
+    a = make_raw(
+        tmp_path / "a", [raw_video("folder", "v1", "x", None, 2), raw_video("folder", "v2", "x", None, 2)]
+    )
     b = make_raw(tmp_path / "b", [raw_video("folder", "v1", "x", None, 2)])
     with pytest.raises(InputError, match="sample keys kept from more than one source"):
         run_split(SplitConfig(src=(a, b), out=tmp_path / "out", val_fraction=0.0))

@@ -163,9 +163,11 @@ def test_a_corpus_written_by_another_process_is_byte_identical(tmp_path):
     # them equal.
     args = dict(classes=4, videos_per_class=5, seconds=8, size=64, seed=1, scene_groups=2)
     here = make_disambiguation_corpus(tmp_path / "here", **args)
-    code = ("import sys; from pathlib import Path;"
-            " from aiaic.data.synthetic import make_disambiguation_corpus;"
-            f" make_disambiguation_corpus(Path(sys.argv[1]), **{args!r})")
+    code = (
+        "import sys; from pathlib import Path;"
+        " from aiaic.data.synthetic import make_disambiguation_corpus;"
+        f" make_disambiguation_corpus(Path(sys.argv[1]), **{args!r})"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "there")], check=True)
     files = sorted(f.relative_to(here) for f in here.rglob("*.mp4"))
     assert len(files) == 20

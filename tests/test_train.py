@@ -31,8 +31,17 @@ def tiny_split(tmp_path_factory) -> Path:
     return write_split_dir(root, classes=2, videos_per_class=3, seconds=4, size=32, shards_per_split=4)
 
 
-ALL_STAGES = ("baseline", "stage1", "stage2", "rnet", "stage3", "no_r_stage1", "no_r_stage2", "no_r_stage3",
-              "e2e")
+ALL_STAGES = (
+    "baseline",
+    "stage1",
+    "stage2",
+    "rnet",
+    "stage3",
+    "no_r_stage1",
+    "no_r_stage2",
+    "no_r_stage3",
+    "e2e",
+)
 
 
 def ablation_recipe() -> dict:
@@ -57,8 +66,9 @@ def nested(recipe: dict) -> dict:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_split, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
-    plan = build_train_plan(nested(ablation_recipe()), {"shards": tiny_split, "out": out, "stage": "all",
-                                                         "device": "cpu"})
+    plan = build_train_plan(
+        nested(ablation_recipe()), {"shards": tiny_split, "out": out, "stage": "all", "device": "cpu"}
+    )
     assert plan.train.stages() == ALL_STAGES
     run_training(plan)
     return out
@@ -124,8 +134,10 @@ def test_run_directory_contents(tiny_run, tiny_split):
             assert all("semantic_loss" in r for r in train_rows)
         if stage in ("rnet", "e2e"):
             assert all({"r_true", "r_other", "bce"} <= r.keys() for r in train_rows)
-    r_mean = {s: [r["r_mean"] for r in _train_rows(tiny_run, s)] for s in ("stage1", "e2e", "no_r_stage1",
-                                                                            "no_r_stage3")}
+    r_mean = {
+        s: [r["r_mean"] for r in _train_rows(tiny_run, s)]
+        for s in ("stage1", "e2e", "no_r_stage1", "no_r_stage3")
+    }
     # stage 1 masks about half the samples (r = 0); the w/o-r model inherits [train.stage1] (mask_prob
     # 0.5 here) but never masks: SG, r = 1 for every sample
     assert 0.2 < sum(r_mean["stage1"]) / len(r_mean["stage1"]) < 0.8
@@ -148,8 +160,9 @@ def test_complete_stages_are_skipped_and_unfinished_ones_need_resume(tiny_run, t
     assert [r.stage for r in results] == list(ALL_STAGES)
     assert (tiny_run / "stage1" / "metrics.jsonl").read_text() == before
     # a stage that needs an unfinished predecessor says which
-    plan3 = build_train_plan(tiny_recipe(), {"shards": tiny_split, "out": tiny_run.parent / "empty",
-                                             "stage": "3", "device": "cpu"})
+    plan3 = build_train_plan(
+        tiny_recipe(), {"shards": tiny_split, "out": tiny_run.parent / "empty", "stage": "3", "device": "cpu"}
+    )
     with pytest.raises(RunError, match="starts from rnet, which is not complete"):
         run_training(plan3)
 
@@ -157,8 +170,11 @@ def test_complete_stages_are_skipped_and_unfinished_ones_need_resume(tiny_run, t
 def test_inference_variants(tiny_run, tiny_split):
     from aiaic.data.loader import LoaderConfig, make_loader, open_split
 
-    batch = next(iter(make_loader(open_split(tiny_split, "val"), LoaderConfig(image_size=32, batch_size=8,
-                                                                              train=False))))
+    batch = next(
+        iter(
+            make_loader(open_split(tiny_split, "val"), LoaderConfig(image_size=32, batch_size=8, train=False))
+        )
+    )
     L, mel = batch["L"], batch["mel"]
     has = torch.tensor([True, False] * 4)
     full = load_inference(tiny_run, "full", "cpu")
@@ -216,28 +232,42 @@ def test_load_inference_names_the_missing_stage(tmp_path, tiny_run):
 
 
 def test_train_plan_from_recipe_and_flags(tmp_path):
-    recipe = {"model": {"base_channels": 16}, "train": {"epochs": 3, "lr": 0.002, "image_size": 64,
-                                                        "stage2": {"lr": 0.01, "batch_size": 64}}}
+    recipe = {
+        "model": {"base_channels": 16},
+        "train": {"epochs": 3, "lr": 0.002, "image_size": 64, "stage2": {"lr": 0.01, "batch_size": 64}},
+    }
     plan = build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path / "r"})
     assert plan.model.base_channels == 16 and plan.train.image_size == 64
     assert plan.stages["stage1"].epochs == 3 and plan.stages["stage1"].lr == 0.002
     assert plan.stages["stage2"].lr == 0.01 and plan.stages["stage2"].batch_size == 64
     assert plan.train.stages() == ("baseline", "stage1", "stage2", "rnet", "stage3")
-    flagged = build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path, "epochs": 5, "lr": 1e-4,
-                                        "stage": "3", "backbone": "unet"})
+    flagged = build_train_plan(
+        recipe,
+        {"shards": tmp_path, "out": tmp_path, "epochs": 5, "lr": 1e-4, "stage": "3", "backbone": "unet"},
+    )
     assert all(s.epochs == 5 and s.lr == 1e-4 for s in flagged.stages.values())
     assert flagged.train.stages() == ("stage3",)
     # the w/o-r chain: --stage no_r trains its three stages; its stages inherit [train.stageN], then
     # their own table; "all" appends the chains the recipe's `ablations` names
-    recipe["train"].update({"stage1": {"mask_prob": 0.5, "epochs": 7}, "no_r_stage2": {"lr": 0.02},
-                            "ablations": ["no_r", "e2e"]})
+    recipe["train"].update(
+        {"stage1": {"mask_prob": 0.5, "epochs": 7}, "no_r_stage2": {"lr": 0.02}, "ablations": ["no_r", "e2e"]}
+    )
     plan = build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path, "stage": "no_r"})
     assert plan.train.stages() == ("no_r_stage1", "no_r_stage2", "no_r_stage3")
     assert plan.stages["no_r_stage1"].epochs == 7 and plan.stages["no_r_stage1"].mask_prob == 0.5
     assert plan.stages["no_r_stage2"].lr == 0.02 and plan.stages["no_r_stage2"].batch_size == 64
     assert plan.stages["no_r_stage3"].epochs == 3 and plan.stages["e2e"].epochs == 3
     assert build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path}).train.stages() == (
-        "baseline", "stage1", "stage2", "rnet", "stage3", "no_r_stage1", "no_r_stage2", "no_r_stage3", "e2e")
+        "baseline",
+        "stage1",
+        "stage2",
+        "rnet",
+        "stage3",
+        "no_r_stage1",
+        "no_r_stage2",
+        "no_r_stage3",
+        "e2e",
+    )
     with pytest.raises(ConfigError, match="unknown ablations \\['no_multi'\\]"):
         build_train_plan({"train": {"ablations": ["no_multi"]}}, {"shards": tmp_path, "out": tmp_path})
     with pytest.raises(ConfigError, match="unknown \\[train\\] settings \\['epoch'\\]"):
@@ -252,8 +282,9 @@ def test_train_plan_from_recipe_and_flags(tmp_path):
 
 def test_cli_reports_bad_input_clearly(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["--shards", str(tmp_path / "nope"), "--out", str(tmp_path / "r"),
-                              "--device", "cpu"])
+    res = runner.invoke(
+        app, ["--shards", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--device", "cpu"]
+    )
     assert res.exit_code == 2
     assert "nope: no manifest.json: not a split directory" in " ".join(res.output.split())
     res = runner.invoke(app, ["--shards", str(tmp_path), "--out", str(tmp_path), "--stage", "4"])
@@ -289,8 +320,16 @@ def test_recipes_build_valid_plans(tmp_path):
     assert demo.train.image_size == 64
     # the from-scratch colour stages train twice as long as the others, all four equally long
     assert {n: s.epochs for n, s in demo.stages.items()} == {
-        "baseline": 16, "stage1": 16, "stage2": 8, "rnet": 8, "stage3": 8, "e2e": 16,
-        "no_r_stage1": 16, "no_r_stage2": 8, "no_r_stage3": 8}
+        "baseline": 16,
+        "stage1": 16,
+        "stage2": 8,
+        "rnet": 8,
+        "stage3": 8,
+        "e2e": 16,
+        "no_r_stage1": 16,
+        "no_r_stage2": 8,
+        "no_r_stage3": 8,
+    }
     # "all" trains Table 2's ablations in every recipe, the w/o-r stages with their stage's settings
     for name in ("vggsound", "ave", "demo"):
         plan = build_train_plan(load_recipe(recipe_dir / f"{name}.toml"), {"shards": "s", "out": "o"})

@@ -21,8 +21,16 @@ from aiaic.train.precision import MixedPrecision
 from aiaic.train.runner import run_training
 
 GAN_LOSS = {"huber": 1.0, "adversarial": 0.1, "colorfulness": 0.05, "perceptual": 1.0}
-GAN_TRAIN = {"image_size": 32, "batch_size": 4, "lr": 1e-3, "log_every": 1, "disc_channels": 8,
-             "disc_blocks": 2, "disc_lr": 3e-3, "loss": GAN_LOSS}
+GAN_TRAIN = {
+    "image_size": 32,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "log_every": 1,
+    "disc_channels": 8,
+    "disc_blocks": 2,
+    "disc_lr": 3e-3,
+    "loss": GAN_LOSS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +90,9 @@ def test_discriminator_state_roundtrips_through_a_weights_only_file(tmp_path):
 
 def _run(split: Path, out: Path, epochs: int, resume: bool = False, **flags):
     recipe = {"model": dict(TINY_MODEL), "train": {**GAN_TRAIN, "epochs": epochs}}
-    plan = build_train_plan(recipe, {"shards": split, "out": out, "stage": "baseline", "device": "cpu",
-                                     "resume": resume, **flags})
+    plan = build_train_plan(
+        recipe, {"shards": split, "out": out, "stage": "baseline", "device": "cpu", "resume": resume, **flags}
+    )
     return run_training(plan)
 
 
@@ -106,6 +115,7 @@ def test_a_stage_with_the_adversarial_term_trains_checkpoints_and_resumes(split,
         assert "loss_perceptual" not in r
         total = r["loss_huber"] + 0.1 * r["loss_adversarial"] + 0.05 * r["loss_colorfulness"]
         assert r["loss"] == pytest.approx(total, rel=1e-5)
+
     # the discriminator learnt: it starts at chance and ends scoring the truth above the predictions
     def mean(rows, key):
         return sum(r[key] for r in rows) / len(rows)

@@ -59,8 +59,9 @@ LEARNING_VARIANTS = ("baseline", "full", "full_missing_audio", "no_r", "no_r_mis
 
 
 def evaluate(run: Path, split: Path, image_size: int) -> dict[str, float]:
-    loader = make_loader(open_split(split, "val"),
-                         LoaderConfig(image_size=image_size, batch_size=16, train=False))
+    loader = make_loader(
+        open_split(split, "val"), LoaderConfig(image_size=image_size, batch_size=16, train=False)
+    )
     batches = list(loader)
     out: dict[str, float] = {}
     for variant in LEARNING_VARIANTS:
@@ -87,7 +88,9 @@ def test_psnr_helper_matches_skimage():
     for i in range(2):
         ref = peak_signal_noise_ratio(
             np.round(b[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8),
-            np.round(a[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8), data_range=255)
+            np.round(a[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8),
+            data_range=255,
+        )
         assert ours[i] == pytest.approx(ref, abs=1e-9)
 
 
@@ -98,9 +101,18 @@ def test_the_picture_moves_the_mean_colour_only_where_guidance_sits_early(guide_
     campfire in grey with the same sound get the same mean colour. At the default insertion point,
     early in C, the layers after it mix the picture back in."""
     torch.manual_seed(0)
-    cfg = ModelConfig(base_channels=8, depth=3, semantic_channels=(8, 8, 16, 16), semantic_dim=16,
-                      cond_dim=16, guidance_hidden=16, a2v_hidden=16, relevance_dim=8, relevance_hidden=16,
-                      **({} if guide_at is None else {"guide_at": guide_at}))
+    cfg = ModelConfig(
+        base_channels=8,
+        depth=3,
+        semantic_channels=(8, 8, 16, 16),
+        semantic_dim=16,
+        cond_dim=16,
+        guidance_hidden=16,
+        a2v_hidden=16,
+        relevance_dim=8,
+        relevance_hidden=16,
+        **({} if guide_at is None else {"guide_at": guide_at}),
+    )
     model = build_colorizer(cfg).eval()
     for p in model.guidance.parameters():  # gamma(c), beta(c) away from their identity-like start
         torch.nn.init.normal_(p, std=0.3)
@@ -149,25 +161,48 @@ def learning_run(tmp_path: Path, seed: int, **model: object) -> dict[str, float]
     recipe = load_recipe(DEMO)
     recipe["model"] = {**recipe["model"], **model}
     recipe["train"] = {**recipe["train"], "ablations": ["no_r"]}  # e2e is not part of the pattern
-    make_disambiguation_corpus(tmp_path / "corpus", classes=4, videos_per_class=6, seconds=8, size=64,
-                               seed=seed, scene_groups=2)
-    run_extract(ExtractConfig(src=tmp_path / "corpus", out=tmp_path / "raw", layout="folder", mode="all",
-                              size=64, image_format="png", workers=1), progress=False)
-    split_cfg = build_config(SplitConfig, recipe_section(recipe, "split"),
-                             {"src": [str(tmp_path / "raw")], "out": str(tmp_path / "split"), "ood": 0,
-                              "val_fraction": 1 / 3})
+    make_disambiguation_corpus(
+        tmp_path / "corpus", classes=4, videos_per_class=6, seconds=8, size=64, seed=seed, scene_groups=2
+    )
+    run_extract(
+        ExtractConfig(
+            src=tmp_path / "corpus",
+            out=tmp_path / "raw",
+            layout="folder",
+            mode="all",
+            size=64,
+            image_format="png",
+            workers=1,
+        ),
+        progress=False,
+    )
+    split_cfg = build_config(
+        SplitConfig,
+        recipe_section(recipe, "split"),
+        {"src": [str(tmp_path / "raw")], "out": str(tmp_path / "split"), "ood": 0, "val_fraction": 1 / 3},
+    )
     run_split(split_cfg)
     t_data = time.perf_counter() - t0
 
-    plan = build_train_plan(recipe, {"shards": tmp_path / "split", "out": tmp_path / "run", "stage": "all",
-                                     "device": "cpu", "seed": seed})
+    plan = build_train_plan(
+        recipe,
+        {
+            "shards": tmp_path / "split",
+            "out": tmp_path / "run",
+            "stage": "all",
+            "device": "cpu",
+            "seed": seed,
+        },
+    )
     results = run_training(plan)
     assert [r.status for r in results] == ["trained"] * 8
     t_train = time.perf_counter() - t0 - t_data
 
     m = evaluate(tmp_path / "run", tmp_path / "split", plan.train.image_size)
-    print(f"\nlearning test: data {t_data:.0f} s, training {t_train:.0f} s; val PSNR (dB): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+    print(
+        f"\nlearning test: data {t_data:.0f} s, training {t_train:.0f} s; val PSNR (dB): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in m.items())
+    )
     return m
 
 

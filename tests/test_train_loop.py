@@ -52,7 +52,8 @@ class ScheduledUNet(AdamWUNet):
 if "test-adamw-unet" not in available():
     register("test-adamw-unet")(lambda cfg: AdamWUNet(base_channels=cfg.base_channels, depth=cfg.depth))
     register("test-scheduled-unet")(
-        lambda cfg: ScheduledUNet(base_channels=cfg.base_channels, depth=cfg.depth))
+        lambda cfg: ScheduledUNet(base_channels=cfg.base_channels, depth=cfg.depth)
+    )
 
 
 def _batches(n: int, size: int = 32) -> list[dict[str, torch.Tensor]]:
@@ -60,19 +61,27 @@ def _batches(n: int, size: int = 32) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     out = []
     for _ in range(n):
-        L = torch.nn.functional.interpolate(torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, size=size,
-                                            mode="bilinear", align_corners=False)
+        L = torch.nn.functional.interpolate(
+            torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, size=size, mode="bilinear", align_corners=False
+        )
         ab = torch.cat([0.4 * torch.tanh(2 * L), -0.3 * L], dim=1)
-        out.append({"L": L, "ab": ab, "rgb": torch.zeros(4, 3, size, size),
-                    "has_audio": torch.ones(4, dtype=torch.bool),
-                    "audio_mask": torch.zeros(4, dtype=torch.bool)})
+        out.append(
+            {
+                "L": L,
+                "ab": ab,
+                "rgb": torch.zeros(4, 3, size, size),
+                "has_audio": torch.ones(4, dtype=torch.bool),
+                "audio_mask": torch.zeros(4, dtype=torch.bool),
+            }
+        )
     return out
 
 
 def test_bf16_autocast_trains_on_the_cpu():
     torch.manual_seed(0)
-    model = build_colorizer(ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in TINY_MODEL.items()}))
+    model = build_colorizer(
+        ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL.items()})
+    )
     spec = STAGES["baseline"]
     cfg = resolve_stage(StageConfig(lr=3e-3, color_loss="l2"), model.backbone, True)
     apply_stage_modes(model, spec, True)
@@ -83,9 +92,11 @@ def test_bf16_autocast_trains_on_the_cpu():
     losses: list[float] = []
     batches = _batches(4)
     loop_cfg = LoopConfig(epochs=8, precision="bf16", log_every=100, show_progress=False, batch_size=4)
-    callbacks = LoopCallbacks(checkpoint=lambda s: None,
-                              set_modes=lambda: apply_stage_modes(model, spec, True),
-                              on_step=lambda s, out: losses.append(float(out["loss"].detach())))
+    callbacks = LoopCallbacks(
+        checkpoint=lambda s: None,
+        set_modes=lambda: apply_stage_modes(model, spec, True),
+        on_step=lambda s, out: losses.append(float(out["loss"].detach())),
+    )
     opt = Optimisation(objective, make_optimizer(cfg, params), params)
     state = train_loop(loop_cfg, opt, lambda epoch: batches, LoopState(), DistInfo(), callbacks)
     assert state.step == 32 and state.epoch == 8 and len(losses) == 32
@@ -99,9 +110,19 @@ def test_fp16_needs_cuda():
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         MixedPrecision("fp16", torch.device("cpu"))
     with pytest.raises(ValueError, match="runs at fp32 but its MixedPrecision is bf16"):
-        train_loop(LoopConfig(epochs=1), Optimisation(torch.nn.Identity(), torch.optim.SGD([torch.zeros(1,
-                   requires_grad=True)], lr=1.0), [], amp=MixedPrecision("bf16", torch.device("cpu"))),
-                   lambda e: [], LoopState(), DistInfo(), LoopCallbacks(checkpoint=lambda s: None))
+        train_loop(
+            LoopConfig(epochs=1),
+            Optimisation(
+                torch.nn.Identity(),
+                torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0),
+                [],
+                amp=MixedPrecision("bf16", torch.device("cpu")),
+            ),
+            lambda e: [],
+            LoopState(),
+            DistInfo(),
+            LoopCallbacks(checkpoint=lambda s: None),
+        )
 
 
 def test_global_batch_divides_over_ranks():
@@ -111,12 +132,15 @@ def test_global_batch_divides_over_ranks():
 
 
 def test_stage_defaults_come_from_the_backbone(tmp_path):
-    recipe = {"model": {"backbone": "test-adamw-unet", "base_channels": 8}, "train": {
-        "image_size": 64,
-        "stage2": {"optimizer": "adam", "lr": 1e-3},
-        "stage3": {"color_loss": "huber"},
-        "e2e": {"loss": {"l2": 1.0, "colorfulness": 0.1}, "weight_decay": 0.0},
-    }}
+    recipe = {
+        "model": {"backbone": "test-adamw-unet", "base_channels": 8},
+        "train": {
+            "image_size": 64,
+            "stage2": {"optimizer": "adam", "lr": 1e-3},
+            "stage3": {"color_loss": "huber"},
+            "e2e": {"loss": {"l2": 1.0, "colorfulness": 0.1}, "weight_decay": 0.0},
+        },
+    }
     plan = build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path})
     base = plan.stages["baseline"]
     assert (base.optimizer, base.lr, tuple(base.betas)) == ("adamw", 1e-4, (0.9, 0.99))
@@ -136,8 +160,10 @@ def test_stage_defaults_come_from_the_backbone(tmp_path):
     unet = build_train_plan({"train": {"image_size": 32}}, {"shards": "s", "out": "o"}).stages["baseline"]
     assert unet.loss_terms() == {"huber": 1.0} and (unet.optimizer, unet.lr) == ("adam", 1e-3)
     # a backbone that cannot be built on the meta device still gives its settings
-    scheduled = build_train_plan({"model": {"backbone": "test-scheduled-unet"}, "train": {"image_size": 64}},
-                                 {"shards": "s", "out": "o"})
+    scheduled = build_train_plan(
+        {"model": {"backbone": "test-scheduled-unet"}, "train": {"image_size": 64}},
+        {"shards": "s", "out": "o"},
+    )
     assert scheduled.stages["stage1"].optimizer == "adamw"
     # the image size must be a multiple of the backbone's size_multiple (32 here, not 2**depth = 8)
     with pytest.raises(ConfigError, match="image_size 48 is not a multiple of 32.*test-adamw-unet"):
@@ -145,8 +171,9 @@ def test_stage_defaults_come_from_the_backbone(tmp_path):
     with pytest.raises(ConfigError, match="unknown loss terms \\['l3'\\]"):
         build_train_plan({"train": {"loss": {"l3": 1.0}}}, {"shards": "s", "out": "o"})
     with pytest.raises(ConfigError, match="either loss"):
-        build_train_plan({"train": {"stage1": {"loss": {"l1": 1.0}, "color_loss": "l2"}}},
-                         {"shards": "s", "out": "o"})
+        build_train_plan(
+            {"train": {"stage1": {"loss": {"l1": 1.0}, "color_loss": "l2"}}}, {"shards": "s", "out": "o"}
+        )
     with pytest.raises(ConfigError, match="loss must be a table"):
         build_train_plan({"train": {"loss": "l1"}}, {"shards": "s", "out": "o"})
 
@@ -177,12 +204,20 @@ def test_the_ddcolor_recipe_is_the_papers(tmp_path):
     assert recipe["model"]["backbone"] == "ddcolor-tiny" and train["image_size"] == 256
     assert (train["baseline"]["epochs"], train["baseline"]["batch_size"]) == (20, 16)
     assert (train["stage1"]["epochs"], train["stage1"]["batch_size"]) == (20, 16)
-    assert (train["stage2"]["epochs"], train["stage2"]["batch_size"], train["stage2"]["lr"],
-            train["stage2"]["optimizer"]) == (20, 64, 1e-3, "adam")
+    assert (
+        train["stage2"]["epochs"],
+        train["stage2"]["batch_size"],
+        train["stage2"]["lr"],
+        train["stage2"]["optimizer"],
+    ) == (20, 64, 1e-3, "adam")
     assert (train["stage3"]["epochs"], train["stage3"]["batch_size"]) == (10, 16)
     assert train["loss"] == {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
     assert (train["optimizer"], train["lr"], train["betas"], train["weight_decay"]) == (
-        "adamw", 1e-4, [0.9, 0.99], 0.01)
+        "adamw",
+        1e-4,
+        [0.9, 0.99],
+        0.01,
+    )
     # every key is one the trainer knows (checked with the U-Net standing in for DDColor)
     stand_in = build_train_plan(recipe, {"shards": "s", "out": "o", "backbone": "unet"})
     assert stand_in.stages["stage3"].loss_terms() == train["loss"]

@@ -29,8 +29,20 @@ def _env() -> dict[str, str]:
 
 
 def _train_cmd(split: Path, out: Path, recipe: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "aiaic.cli.train", "--shards", str(split), "--out", str(out),
-            "--config", str(recipe), "--device", "cpu", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "aiaic.cli.train",
+        "--shards",
+        str(split),
+        "--out",
+        str(out),
+        "--config",
+        str(recipe),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -45,15 +57,29 @@ def split(tmp_path_factory) -> Path:
 
 def test_resume_after_kill_9_continues_the_step_count(split, tmp_path):
     # 16 train samples, batch 2 -> 8 steps per epoch, 30 epochs = 240 steps; checkpoint every 3 steps
-    recipe = write_recipe(tmp_path / "r.toml", {
-        "model": TINY_MODEL,
-        "train": {"image_size": 32, "epochs": 30, "batch_size": 2, "lr": 1e-3, "log_every": 1,
-                  "save_every": 3},
-    })
+    recipe = write_recipe(
+        tmp_path / "r.toml",
+        {
+            "model": TINY_MODEL,
+            "train": {
+                "image_size": 32,
+                "epochs": 30,
+                "batch_size": 2,
+                "lr": 1e-3,
+                "log_every": 1,
+                "save_every": 3,
+            },
+        },
+    )
     run = tmp_path / "run"
     metrics = run / "baseline" / "metrics.jsonl"
-    proc = subprocess.Popen(_train_cmd(split, run, recipe, "--stage", "baseline"), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _train_cmd(split, run, recipe, "--stage", "baseline"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -75,13 +101,23 @@ def test_resume_after_kill_9_continues_the_step_count(split, tmp_path):
     assert killed_at < 240
     before = metrics.read_text()
     # without --resume the unfinished stage is refused, and nothing is touched
-    refused = subprocess.run(_train_cmd(split, run, recipe, "--stage", "baseline"), env=_env(),
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        _train_cmd(split, run, recipe, "--stage", "baseline"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "--resume" in " ".join(refused.stderr.split())
     assert metrics.read_text() == before
 
-    done = subprocess.run(_train_cmd(split, run, recipe, "--stage", "baseline", "--resume"), env=_env(),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        _train_cmd(split, run, recipe, "--stage", "baseline", "--resume"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     text = metrics.read_text()
     assert text.startswith(before.rsplit("\n", 1)[0])  # append-only (a torn last line may be dropped)
@@ -90,15 +126,20 @@ def test_resume_after_kill_9_continues_the_step_count(split, tmp_path):
     assert len(resume) == 1
     k = rows[resume[0]]["step"]
     assert 0 < k <= killed_at and killed_at - k < 3 + 1  # the last checkpoint: at most save_every back
-    after = [r["step"] for r in rows[resume[0] + 1:] if r.get("split") is None]
+    after = [r["step"] for r in rows[resume[0] + 1 :] if r.get("split") is None]
     assert after == list(range(k + 1, 241))  # continues at k + 1, never from 0
     cfg = json.loads((run / "baseline" / "config.json").read_text())
     assert cfg["complete"] is True and cfg["steps"] == 240
 
     # the resumed run ends with the weights of an uninterrupted one (same batches, optimizer, RNG)
     ref = tmp_path / "ref"
-    clean = subprocess.run(_train_cmd(split, ref, recipe, "--stage", "baseline"), env=_env(),
-                           capture_output=True, text=True, timeout=300)
+    clean = subprocess.run(
+        _train_cmd(split, ref, recipe, "--stage", "baseline"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert clean.returncode == 0, clean.stderr[-3000:]
     a = load_file(str(run / "baseline" / "model.safetensors"))
     b = load_file(str(ref / "baseline" / "model.safetensors"))
@@ -109,17 +150,44 @@ def test_resume_after_kill_9_continues_the_step_count(split, tmp_path):
 
 def test_two_rank_gloo_run_under_torchrun(split, tmp_path):
     # the recipe's batch is global: 4 = 2 ranks x 2; the adversarial term puts a discriminator in DDP too
-    recipe = write_recipe(tmp_path / "r.toml", {
-        "model": TINY_MODEL,
-        "train": {"image_size": 32, "epochs": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1,
-                  "disc_channels": 8, "disc_blocks": 2},
-    })
+    recipe = write_recipe(
+        tmp_path / "r.toml",
+        {
+            "model": TINY_MODEL,
+            "train": {
+                "image_size": 32,
+                "epochs": 2,
+                "batch_size": 4,
+                "lr": 1e-3,
+                "log_every": 1,
+                "disc_channels": 8,
+                "disc_blocks": 2,
+            },
+        },
+    )
     with recipe.open("a") as f:
         f.write("[train.baseline]\nloss = { huber = 1.0, adversarial = 0.1 }\n")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "aiaic.cli.train", "--shards", str(split), "--out", str(run), "--config", str(recipe),
-           "--device", "cpu", "--stage", "baseline"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "aiaic.cli.train",
+        "--shards",
+        str(split),
+        "--out",
+        str(run),
+        "--config",
+        str(recipe),
+        "--device",
+        "cpu",
+        "--stage",
+        "baseline",
+    ]
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-4000:]
     log = " ".join(res.stderr.split())

@@ -52,8 +52,9 @@ def colorize(
         None, "--backbone", help="Colour with this backbone alone (e.g. ddcolor-tiny), no run, no audio."
     ),
     backbone_weights: Path = typer.Option(
-        None, "--backbone-weights", help="The backbone's released weights (.pth, pytorch_model.bin, or a "
-        "Hugging Face repo id)."
+        None,
+        "--backbone-weights",
+        help="The backbone's released weights (.pth, pytorch_model.bin, or a Hugging Face repo id).",
     ),
     image_size: int = typer.Option(
         None, "--image-size", help="Side (px) the model colours at (backbone alone: default 512)."

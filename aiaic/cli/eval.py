@@ -56,7 +56,8 @@ def evaluate(
         None, "--split", help="A split to evaluate; repeat for several (default val, ood, test)."
     ),
     variants: str = typer.Option(
-        None, "--variants",
+        None,
+        "--variants",
         help="Comma-separated: baseline,full,full_missing_audio,no_r,no_r_missing_audio,e2e.",
     ),
     out: Path = typer.Option(
@@ -73,7 +74,8 @@ def evaluate(
     max_samples: int = typer.Option(None, "--max-samples", help="Only the first N samples of each split."),
     config: Path = typer.Option(None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[eval] table."),
     offline: bool = typer.Option(
-        None, "--offline/--online",
+        None,
+        "--offline/--online",
         help="Never download the LPIPS AlexNet weights (default: fetch them into the torch hub cache "
         "when missing; AIAIC_OFFLINE=1 also forbids it).",
     ),

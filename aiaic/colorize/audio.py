@@ -151,8 +151,9 @@ class Soundtrack:
     def ensure(self, seconds: float) -> None:
         """Decode until audio covers `seconds` from the origin (or the stream ends)."""
         rate = self.cfg.sample_rate
-        while not self._eof and (self._cutter.anchor is None or self._cutter.end_time() * rate
-                                 < math.ceil(seconds * rate)):
+        while not self._eof and (
+            self._cutter.anchor is None or self._cutter.end_time() * rate < math.ceil(seconds * rate)
+        ):
             self._pump()
 
     def second(self, i: int) -> np.ndarray | None:

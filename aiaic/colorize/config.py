@@ -70,8 +70,8 @@ class ColorizeConfig:
         if self.image_size is not None and self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size}")
         if self.backbone is not None and self.run is None and (self.audio is not None):
-            raise ValueError("--audio needs --run (a model trained with audio); --backbone alone colours "
-                             "without audio")
+            raise ValueError(
+                "--audio needs --run (a model trained with audio); --backbone alone colours without audio"
+            )
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in [0, 51], got {self.crf}")
-

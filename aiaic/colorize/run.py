@@ -117,26 +117,34 @@ def load_model(cfg: ColorizeConfig, device):
 
     if cfg.run is None:
         if cfg.backbone is None:
-            raise ConfigError("--run RUN (a training run directory) or --backbone NAME (with "
-                              "--backbone-weights FILE) is required")
+            raise ConfigError(
+                "--run RUN (a training run directory) or --backbone NAME (with "
+                "--backbone-weights FILE) is required"
+            )
         if cfg.backbone_weights is None:
-            raise ConfigError(f"--backbone {cfg.backbone} needs --backbone-weights FILE (its released "
-                              "weights): a randomly initialised backbone colours nothing")
+            raise ConfigError(
+                f"--backbone {cfg.backbone} needs --backbone-weights FILE (its released "
+                "weights): a randomly initialised backbone colours nothing"
+            )
         size = cfg.image_size or BACKBONE_IMAGE_SIZE
         return _for_inference(load_backbone(cfg.backbone, Path(cfg.backbone_weights), size, device))
     model = load_inference(Path(cfg.run), cfg.variant, device)
     run_backbone = model.model.config.backbone
     if cfg.backbone is not None and cfg.backbone != run_backbone:
-        raise ConfigError(f"--backbone {cfg.backbone} contradicts --run {cfg.run}, which was trained on "
-                          f"{run_backbone}; give one of them")
+        raise ConfigError(
+            f"--backbone {cfg.backbone} contradicts --run {cfg.run}, which was trained on "
+            f"{run_backbone}; give one of them"
+        )
     if cfg.backbone_weights is not None:
-        log.info("--backbone-weights %s ignored: the run's own trained weights are used",
-                 cfg.backbone_weights)
+        log.info(
+            "--backbone-weights %s ignored: the run's own trained weights are used", cfg.backbone_weights
+        )
     if cfg.image_size is not None:
         multiple = int(model.model.backbone.size_multiple)
         if cfg.image_size % multiple:
-            raise ConfigError(f"--image-size {cfg.image_size}: must be a multiple of {multiple} for "
-                              f"backbone {run_backbone}")
+            raise ConfigError(
+                f"--image-size {cfg.image_size}: must be a multiple of {multiple} for backbone {run_backbone}"
+            )
         model.image_size = cfg.image_size
     return _for_inference(model)
 
@@ -229,8 +237,11 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
         summary.summary_path,
         {
             "config": config_to_dict(cfg),
-            "model": {"variant": getattr(model, "variant", None), "image_size": model.image_size,
-                      "backbone": _backbone_name(model)},
+            "model": {
+                "variant": getattr(model, "variant", None),
+                "image_size": model.image_size,
+                "backbone": _backbone_name(model),
+            },
             "images": [r.to_dict() for r in summary.images],
             "videos": [r.to_dict() for r in summary.videos],
             "seconds": summary.seconds,

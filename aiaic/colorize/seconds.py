@@ -54,8 +54,9 @@ class SecondGuide:
                 key = self.keys.get(i)
                 if key is not None:
                     c_b, r_b = self.model.guidance(
-                        key, {k: v[None].to(self.device) for k, v in g.audio.items()},
-                        torch.tensor([True], device=self.device)
+                        key,
+                        {k: v[None].to(self.device) for k, v in g.audio.items()},
+                        torch.tensor([True], device=self.device),
                     )
                     c = None if c_b is None else c_b[0]
                     r = float(r_b[0])

@@ -85,7 +85,7 @@ def audio_codec_name(stream) -> str:
 
 
 def output_suffix(src: Path) -> str:
-    """".mp4", or ".mkv" where the input's audio codec is not one MP4 players expect (e.g. Vorbis,
+    """ ".mp4", or ".mkv" where the input's audio codec is not one MP4 players expect (e.g. Vorbis,
     PCM), so the soundtrack can be copied unchanged into a file that plays. An input that cannot
     be probed gets ".mp4" (colorizing it reports the real error)."""
     try:
@@ -234,8 +234,14 @@ def _timeline(ic: av.container.InputContainer, in_v, in_a, cfg: ColorizeConfig) 
 
 
 def _second_guide(
-    src: Path, in_a, line: _Timeline, model, cfg: ColorizeConfig, device: torch.device,
-    fixed: Guidance | None, stack: contextlib.ExitStack,
+    src: Path,
+    in_a,
+    line: _Timeline,
+    model,
+    cfg: ColorizeConfig,
+    device: torch.device,
+    fixed: Guidance | None,
+    stack: contextlib.ExitStack,
 ) -> tuple[Soundtrack | None, SecondGuide]:
     """The soundtrack reader (None without audio) and the per-second guidance."""
     soundtrack = None
@@ -255,8 +261,9 @@ def _second_guide(
     return soundtrack, guide
 
 
-def _output_with_audio(dst: Path, in_v, in_a, cfg: ColorizeConfig, line: _Timeline,
-                       soundtrack: Soundtrack | None):
+def _output_with_audio(
+    dst: Path, in_v, in_a, cfg: ColorizeConfig, line: _Timeline, soundtrack: Soundtrack | None
+):
     """(container, video stream, audio stream or None, audio mode): the soundtrack copied where the
     container takes its codec, else re-encoded to AAC (then the soundtrack keeps decoded frames)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -282,8 +289,17 @@ class _FrameWriter:
     """Colours batches of decoded frames with their time-smoothed guidance, encodes them at their
     own pts and muxes the soundtrack alongside; counts frames and the r they got."""
 
-    def __init__(self, model, cfg: ColorizeConfig, device: torch.device, line: _Timeline, guide: SecondGuide,
-                 soundtrack: Soundtrack | None, output: tuple, copy_audio: bool):
+    def __init__(
+        self,
+        model,
+        cfg: ColorizeConfig,
+        device: torch.device,
+        line: _Timeline,
+        guide: SecondGuide,
+        soundtrack: Soundtrack | None,
+        output: tuple,
+        copy_audio: bool,
+    ):
         self.model, self.cfg, self.device, self.line, self.guide = model, cfg, device, line, guide
         self.soundtrack = soundtrack
         self.oc, self.ov, self.oa = output
@@ -315,8 +331,10 @@ class _FrameWriter:
     def _guidance(self, times: list[float]) -> tuple[torch.Tensor | None, np.ndarray]:
         """(c [B, cond_dim] or None, r [B]) of frames at `times`; frames without guidance get c = 0 and
         r = 0, which DSG turns into the backbone alone."""
-        mixes = [mix_guidance(frame_weights(t, self.cfg.smooth_seconds, self.line.last_second), self.guide)
-                 for t in times]
+        mixes = [
+            mix_guidance(frame_weights(t, self.cfg.smooth_seconds, self.line.last_second), self.guide)
+            for t in times
+        ]
         r = np.array([m[1] for m in mixes], dtype=np.float64)
         if all(m[0] is None for m in mixes):
             return None, r
@@ -366,8 +384,13 @@ class _FrameWriter:
             self.oc.mux(self.oa.encode(None))
 
 
-def _decode_and_write(ic: av.container.InputContainer, in_v, writer: _FrameWriter, cfg: ColorizeConfig,
-                      on_frames: Callable[[int], None] | None) -> tuple[float | None, float]:
+def _decode_and_write(
+    ic: av.container.InputContainer,
+    in_v,
+    writer: _FrameWriter,
+    cfg: ColorizeConfig,
+    on_frames: Callable[[int], None] | None,
+) -> tuple[float | None, float]:
     """Decode every frame (up to max_seconds) into batches for `writer`; (first, last) frame time."""
     first_t, last_t = None, 0.0
     batch: list[tuple[av.VideoFrame, float]] = []
@@ -411,8 +434,9 @@ def _colorize_open_video(
     soundtrack, guide = _second_guide(src, in_a, line, model, cfg, device, fixed, stack)
     oc, ov, oa, audio_mode = _output_with_audio(dst, in_v, in_a, cfg, line, soundtrack)
     stack.callback(oc.close)
-    writer = _FrameWriter(model, cfg, device, line, guide, soundtrack, (oc, ov, oa),
-                          copy_audio=audio_mode.startswith("copied"))
+    writer = _FrameWriter(
+        model, cfg, device, line, guide, soundtrack, (oc, ov, oa), copy_audio=audio_mode.startswith("copied")
+    )
     t_start = time.perf_counter()
     try:
         first_t, last_t = _decode_and_write(ic, in_v, writer, cfg, on_frames)
@@ -442,4 +466,3 @@ def _colorize_open_video(
         frames_per_second=frames / elapsed if elapsed > 0 else float("inf"),
         r_per_second=[guide.r_by_second.get(i, 0.0) for i in range(max(guide.r_by_second, default=-1) + 1)],
     )
-

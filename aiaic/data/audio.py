@@ -43,8 +43,10 @@ class MelConfig:
             (self.sample_rate >= 1, f"sample_rate must be >= 1 Hz, got {self.sample_rate}"),
             (1 <= self.win_length <= self.n_fft, f"win_length must be in [1, n_fft={self.n_fft}]"),
             (self.hop_length >= 1 and self.n_mels >= 1, "hop_length and n_mels must be >= 1"),
-            (0 <= self.fmin < self.fmax <= self.sample_rate / 2,
-             f"need 0 <= fmin < fmax <= sample_rate / 2, got fmin {self.fmin}, fmax {self.fmax}"),
+            (
+                0 <= self.fmin < self.fmax <= self.sample_rate / 2,
+                f"need 0 <= fmin < fmax <= sample_rate / 2, got fmin {self.fmin}, fmax {self.fmax}",
+            ),
             (self.power > 0 and self.log_offset > 0, "power and log_offset must be > 0"),
             (self.htk, "only the HTK mel scale (htk = true) is implemented"),
             (self.segment_samples >= self.n_fft, "segment_seconds must hold at least n_fft samples"),

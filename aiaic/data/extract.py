@@ -316,7 +316,10 @@ class _ShardCollector:
 
 
 def _process_all(
-    tasks: list[tuple[int, WorkItem]], job: JobSpec, cfg: ExtractConfig, collector: _ShardCollector,
+    tasks: list[tuple[int, WorkItem]],
+    job: JobSpec,
+    cfg: ExtractConfig,
+    collector: _ShardCollector,
     progress: bool,
 ) -> None:
     """Run `tasks` on the worker pool, handing every result to `collector`, with a progress bar."""

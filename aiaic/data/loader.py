@@ -133,16 +133,25 @@ class LoaderConfig:
 
 
 # what a recipe's [loader] table may set; sizes, workers, seed, epoch and mask_prob come from [train]
-RECIPE_KEYS = ("shuffle_buffer", "neg_pool", "neg_other_label", "train_resize", "flip", "start_method",
-               "prefetch", "fast_jpeg")
+RECIPE_KEYS = (
+    "shuffle_buffer",
+    "neg_pool",
+    "neg_other_label",
+    "train_resize",
+    "flip",
+    "start_method",
+    "prefetch",
+    "fast_jpeg",
+)
 
 
 def loader_config_from_recipe(section: Mapping[str, Any]) -> LoaderConfig:
     """LoaderConfig defaults with the recipe's [loader] table applied; ConfigError for another key."""
     other = sorted(set(section) - set(RECIPE_KEYS))
     if other:
-        raise ConfigError(f"[loader] cannot set {other} (set by [train] or the stage); "
-                          f"it sets {list(RECIPE_KEYS)}")
+        raise ConfigError(
+            f"[loader] cannot set {other} (set by [train] or the stage); it sets {list(RECIPE_KEYS)}"
+        )
     return build_config(LoaderConfig, section)
 
 
@@ -403,8 +412,10 @@ class StreamLoader:
         std = np.asarray(source.mel_std, dtype=np.float32).reshape(-1, 1)
         mel_cfg = mel_config_from(source.mel_config, source.origin)
         if cfg.spectrogram is not None and cfg.spectrogram.sample_rate != mel_cfg.sample_rate:
-            raise ConfigError(f"{source.origin}: the shards' PCM is {mel_cfg.sample_rate} Hz, the VGGSound "
-                              f"spectrogram needs {cfg.spectrogram.sample_rate} Hz (extract at that rate)")
+            raise ConfigError(
+                f"{source.origin}: the shards' PCM is {mel_cfg.sample_rate} Hz, the VGGSound "
+                f"spectrogram needs {cfg.spectrogram.sample_rate} Hz (extract at that rate)"
+            )
         self.dataset = wds.DataPipeline(
             ShardStage(self.plan),
             ReadStage(with_pcm=cfg.spectrogram is not None),

@@ -313,15 +313,21 @@ class DecodeStage:
         if not has_audio:
             return np.zeros(spec_cfg.shape, dtype=np.float32)
         if "pcm.npy" not in raw:
-            raise InputError(url, f"sample {key!r} has no pcm.npy, which the VGGSound spectrogram is "
-                                  "computed from (shards extracted by aiaic-data extract hold it)")
+            raise InputError(
+                url,
+                f"sample {key!r} has no pcm.npy, which the VGGSound spectrogram is "
+                "computed from (shards extracted by aiaic-data extract hold it)",
+            )
         try:
             pcm = np.load(io.BytesIO(raw["pcm.npy"]), allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise InputError(url, f"sample {key!r}: cannot read pcm.npy: {e}") from e
         if pcm.ndim != 1 or pcm.size < spec_cfg.nperseg:
-            raise InputError(url, f"sample {key!r}: pcm.npy has shape {pcm.shape}, expected [samples] "
-                                  f"with at least {spec_cfg.nperseg}")
+            raise InputError(
+                url,
+                f"sample {key!r}: pcm.npy has shape {pcm.shape}, expected [samples] "
+                f"with at least {spec_cfg.nperseg}",
+            )
         with _one_thread():
             spec = vggsound_spectrogram(torch.from_numpy(pcm.astype(np.float32)), spec_cfg)
         return spec[0, 0].numpy()
@@ -349,8 +355,9 @@ class NegativeStage:
         for item in src:
             pending.append(item)
             if item["has_audio"]:
-                pool.append((item["video_id"], item["label"],
-                             {k: item[k] for k in ("mel", "spec") if k in item}))
+                pool.append(
+                    (item["video_id"], item["label"], {k: item[k] for k in ("mel", "spec") if k in item})
+                )
             while pending and (len(pool) == self.pool or len(pending) > self.pool):
                 yield self._with_negative(pending.popleft(), pool, rng)
         while pending:

@@ -122,8 +122,9 @@ def vggsound_spectrogram(pcm: torch.Tensor | np.ndarray, cfg: SpecConfig = SpecC
     seg = x.unfold(-1, cfg.nperseg, cfg.hop)  # [B, frames, nperseg]
     seg = (seg - seg.mean(dim=-1, keepdim=True)) * win
     power = torch.fft.rfft(seg, dim=-1).abs().square()  # [B, frames, bins]
-    scale = torch.full((cfg.bins,), 2.0 / (cfg.sample_rate * float((win * win).sum())), dtype=dtype,
-                       device=x.device)
+    scale = torch.full(
+        (cfg.bins,), 2.0 / (cfg.sample_rate * float((win * win).sum())), dtype=dtype, device=x.device
+    )
     scale[0] /= 2.0
     if cfg.nperseg % 2 == 0:
         scale[-1] /= 2.0  # the Nyquist bin is not doubled

@@ -228,8 +228,9 @@ def _score_batch(samples, models, lpips_metric, device):
     for name, model in models.items():
         # the stored log-mel (what training read) and, where the model reads it, the VGGSound spectrogram
         kept = [s if h else None for s, h in zip(samples, has.tolist(), strict=True)]
-        audio = model.audio_input([None if s is None else s.pcm for s in kept],
-                                  mels=[None if s is None else s.mel for s in kept])
+        audio = model.audio_input(
+            [None if s is None else s.pcm for s in kept], mels=[None if s is None else s.mel for s in kept]
+        )
         ab_n, r = model.predict(model_input(L, model.image_size), audio, has.to(device))
         preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
     rows: dict[str, list[dict]] = {}
@@ -248,8 +249,9 @@ def _score_batch(samples, models, lpips_metric, device):
     return gts, preds, rows, has.numpy()
 
 
-def _open_splits(cfg: EvalConfig, shards: Path, manifest: dict
-                 ) -> tuple[dict[str, list[str]], dict[str, str]]:
+def _open_splits(
+    cfg: EvalConfig, shards: Path, manifest: dict
+) -> tuple[dict[str, list[str]], dict[str, str]]:
     """({split: shard urls} of the requested splits the manifest has, {split: why not} of the others);
     InputError when none is left."""
     unavailable: dict[str, str] = {}
@@ -264,14 +266,21 @@ def _open_splits(cfg: EvalConfig, shards: Path, manifest: dict
         log.warning("split %s not available: %s", split, why)
     splits = [s for s in cfg.splits if s not in unavailable]
     if not splits:
-        raise InputError(shards, f"none of the splits {list(cfg.splits)} can be evaluated: "
-                         + "; ".join(f"{k}: {m}" for k, m in unavailable.items()))
+        raise InputError(
+            shards,
+            f"none of the splits {list(cfg.splits)} can be evaluated: "
+            + "; ".join(f"{k}: {m}" for k, m in unavailable.items()),
+        )
     return {s: _split_urls(shards, s, manifest["splits"][s]) for s in splits}, unavailable
 
 
 CSV_FIELDS = ["split", "variant", "key", "label", "has_audio", "r", "psnr", "ssim", "lpips", "colorfulness"]
-GRID_COLUMNS = [("grey_input", "grey input"), ("baseline", "baseline"), ("full", "audio-infused"),
-                ("ground_truth", "ground truth")]
+GRID_COLUMNS = [
+    ("grey_input", "grey input"),
+    ("baseline", "baseline"),
+    ("full", "audio-infused"),
+    ("ground_truth", "ground truth"),
+]
 
 
 @dataclass
@@ -287,8 +296,9 @@ class _SplitRun:
     save_images: int
 
 
-def _evaluate_split(ctx: _SplitRun, split: str, urls: list[str], total: int, batch_size: int,
-                    max_samples: int | None) -> tuple[dict, dict, str | None]:
+def _evaluate_split(
+    ctx: _SplitRun, split: str, urls: list[str], total: int, batch_size: int, max_samples: int | None
+) -> tuple[dict, dict, str | None]:
     """(results {variant: means}, reference {grey_input, ground_truth_colorfulness}, grid path or None)
     of one split; per-image rows go to `ctx.writer`."""
     task = ctx.progress.add_task(f"eval {split}", total=min(total, max_samples) if max_samples else total)
@@ -301,8 +311,16 @@ def _evaluate_split(ctx: _SplitRun, split: str, urls: list[str], total: int, bat
             label = str(s.meta.get("label", s.label_id))
             for name, per in rows.items():
                 acc[name].add(per[i])
-                ctx.writer.writerow({"split": split, "variant": name, "key": s.key, "label": label,
-                                     "has_audio": bool(has[i]), **per[i]})
+                ctx.writer.writerow(
+                    {
+                        "split": split,
+                        "variant": name,
+                        "key": s.key,
+                        "label": label,
+                        "has_audio": bool(has[i]),
+                        **per[i],
+                    }
+                )
             gt_colour += colorfulness(gts[i])
             gt_n += 1
             if grid.wants(label):
@@ -314,15 +332,20 @@ def _evaluate_split(ctx: _SplitRun, split: str, urls: list[str], total: int, bat
         raise InputError(urls[0] if urls else split, f"split '{split}' yielded no samples from {urls}")
     with_lpips = ctx.lpips_metric is not None
     results = {n: acc[n].result(with_lpips) for n in ctx.models}
-    reference = {"grey_input": acc["grey_input"].result(with_lpips),
-                 "ground_truth_colorfulness": gt_colour / gt_n}
+    reference = {
+        "grey_input": acc["grey_input"].result(with_lpips),
+        "ground_truth_colorfulness": gt_colour / gt_n,
+    }
     grid_path = None
     if grid.rows():
-        path = write_grid(grid.rows(), GRID_COLUMNS, ctx.out / "grids" / f"{split}.png",
-                          f"{split}: grey input | baseline | audio-infused (r) | ground truth")
+        path = write_grid(
+            grid.rows(),
+            GRID_COLUMNS,
+            ctx.out / "grids" / f"{split}.png",
+            f"{split}: grey input | baseline | audio-infused (r) | ground truth",
+        )
         grid_path = str(path.relative_to(ctx.out))
     return results, reference, grid_path
-
 
 
 def run_eval(cfg: EvalConfig) -> dict:
@@ -354,8 +377,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         ctx = _SplitRun(models, lpips_metric, device, writer, progress, out, cfg.save_images)
         for split, split_urls in urls.items():
             total = manifest["splits"][split]["samples"]
-            results[split], reference[split], grid = _evaluate_split(ctx, split, split_urls, total,
-                                                                     cfg.batch_size, cfg.max_samples)
+            results[split], reference[split], grid = _evaluate_split(
+                ctx, split, split_urls, total, cfg.batch_size, cfg.max_samples
+            )
             if grid is not None:
                 grids[split] = grid
     tmp_csv.replace(csv_path)

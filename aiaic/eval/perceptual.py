@@ -89,8 +89,14 @@ def fetch_trunk_weights(url: str = ALEXNET_URL) -> tuple[Path | None, str]:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_STALL_SECONDS)  # torch.hub's urlopen has no timeout of its own
     try:
-        torch.hub.load_state_dict_from_url(url, model_dir=str(target.parent), map_location="cpu",
-                                           progress=False, check_hash=True, weights_only=True)
+        torch.hub.load_state_dict_from_url(
+            url,
+            model_dir=str(target.parent),
+            map_location="cpu",
+            progress=False,
+            check_hash=True,
+            weights_only=True,
+        )
     except (OSError, RuntimeError, ValueError) as e:  # no network, HTTP error, hash mismatch, bad file
         return None, f"downloading {url} failed ({type(e).__name__}: {e})"
     finally:
@@ -166,8 +172,9 @@ def to_lpips_tensor(images: np.ndarray) -> torch.Tensor:
     return t / 127.5 - 1.0
 
 
-def find_trunk_weights(user_path: Path | None, download: bool = False, url: str = ALEXNET_URL
-                       ) -> tuple[Path | None, str, str | None]:
+def find_trunk_weights(
+    user_path: Path | None, download: bool = False, url: str = ALEXNET_URL
+) -> tuple[Path | None, str, str | None]:
     """(path or None, reason, source): the user's file, else the hub cache, else (with `download`) a
     fresh download into the hub cache. A user path that does not exist is an InputError."""
     if user_path is not None:
@@ -193,7 +200,10 @@ def find_trunk_weights(user_path: Path | None, download: bool = False, url: str 
 
 
 def load_lpips(
-    weights: Path | None = None, device: torch.device | str = "cpu", *, download: bool = False,
+    weights: Path | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    download: bool = False,
     url: str = ALEXNET_URL,
 ) -> tuple[LpipsMetric | None, LpipsStatus]:
     """Build LPIPS-Alex. Returns (metric or None, status).

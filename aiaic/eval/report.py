@@ -21,8 +21,13 @@ from aiaic.runs.variants import VARIANTS
 PAPER_SPLITS = {"val": "VGGSound", "test": "AVE", "ood": "VGGSound_OOD"}  # our split -> the paper's column
 TABLE1 = ("baseline", "full")
 TABLE2 = ("full", "full_missing_audio", "no_r", "no_r_missing_audio", "e2e")
-TABLE2_ROWS = {"full": "Full", "full_missing_audio": "Full (missing audio)", "no_r": "w/o r",
-               "no_r_missing_audio": "w/o r (missing audio)", "e2e": "w/o multi-step"}
+TABLE2_ROWS = {
+    "full": "Full",
+    "full_missing_audio": "Full (missing audio)",
+    "no_r": "w/o r",
+    "no_r_missing_audio": "w/o r (missing audio)",
+    "e2e": "w/o multi-step",
+}
 METHOD_NAMES = {v.name: v.title for v in VARIANTS.values()} | {"grey_input": "Reference: grey input (ab = 0)"}
 DIGITS = {"lpips": 4, "psnr": 2, "ssim": 4, "colorfulness": 2, "mean_r": 2}
 NOT_FILLED = "not filled in"
@@ -33,7 +38,7 @@ def _fmt(value, digits: int) -> str:
 
 
 def split_title(split: str) -> str:
-    """"VGGSound (val)" for a split the paper names, else the split's own name."""
+    """ "VGGSound (val)" for a split the paper names, else the split's own name."""
     return f"{PAPER_SPLITS[split]} ({split})" if split in PAPER_SPLITS else split
 
 
@@ -77,7 +82,8 @@ def table1(metrics: dict) -> list[str]:
         for variant in TABLE1:
             row = tables["table1"][variant]
             cells = [f"Paper ({name}): {METHOD_NAMES[variant]}"] + [
-                _paper_cell(row[s][k], k) if s in row else "-" for s in splits for k, _ in METRIC_HEADS]
+                _paper_cell(row[s][k], k) if s in row else "-" for s in splits for k, _ in METRIC_HEADS
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -122,9 +128,12 @@ def _header(metrics: dict) -> list[str]:
 
 def _tables(metrics: dict) -> list[str]:
     lp = metrics["lpips"]
-    dagger = (" † LPIPS from an AlexNet file that is not torchvision's ImageNet IMAGENET1K_V1 (checksum"
-              " mismatch): not comparable with published LPIPS."
-              if lp["available"] and not lp.get("official_checksum") else "")
+    dagger = (
+        " † LPIPS from an AlexNet file that is not torchvision's ImageNet IMAGENET1K_V1 (checksum"
+        " mismatch): not comparable with published LPIPS."
+        if lp["available"] and not lp.get("official_checksum")
+        else ""
+    )
     lines = [
         "## Table 1: colorization quality",
         "",
@@ -146,8 +155,11 @@ def _tables(metrics: dict) -> list[str]:
         lines += [f"### Table 2 on {split_title(split)}", "", *table2(metrics, split), ""]
     paper = paper_numbers(metrics.get("backbone", ""))
     if paper is not None:
-        lines += [f"Backbone `{metrics['backbone']}` is the paper's {paper[0]}: its published numbers stand "
-                  f"beside ours (\"{NOT_FILLED}\": an empty slot of `aiaic/eval/paper_numbers.py`).", ""]
+        lines += [
+            f"Backbone `{metrics['backbone']}` is the paper's {paper[0]}: its published numbers stand "
+            f'beside ours ("{NOT_FILLED}": an empty slot of `aiaic/eval/paper_numbers.py`).',
+            "",
+        ]
     ref = metrics["reference"]
     gt = ", ".join(f"{s} {ref[s]['ground_truth_colorfulness']:.2f}" for s in metrics["splits"])
     return lines + [f"Ground-truth colourfulness: {gt}", ""]
@@ -173,23 +185,32 @@ def _not_available(metrics: dict) -> list[str]:
     for s in metrics["splits"]:
         for v, e in metrics[s].items():
             if e["psnr_capped"]:
-                notes.append(f"- {s}/{v}: {e['psnr_capped']} image(s) identical to the ground truth "
-                             "(PSNR = inf) enter the mean as 100 dB")
-    lines = ["## Not available", "", *(notes or ["- nothing: every requested split, variant and metric was "
-                                                 "computed"])]
+                notes.append(
+                    f"- {s}/{v}: {e['psnr_capped']} image(s) identical to the ground truth "
+                    "(PSNR = inf) enter the mean as 100 dB"
+                )
+    lines = [
+        "## Not available",
+        "",
+        *(notes or ["- nothing: every requested split, variant and metric was computed"]),
+    ]
     if lp["available"]:
         lines += ["", f"LPIPS weights: `{lp['weights']}` ({lp['source']}), sha256 {lp['sha256']}"]
     grids = metrics.get("grids", {})
     if grids:
         lines += ["", "## Image grids", ""]
-        lines += [f"- {s}: `{p}` (grey input, baseline, audio-infused with r, ground truth)"
-                  for s, p in grids.items()]
+        lines += [
+            f"- {s}: `{p}` (grey input, baseline, audio-infused with r, ground truth)"
+            for s, p in grids.items()
+        ]
     return lines
 
 
 def _protocol(metrics: dict) -> list[str]:
     return [
-        "", "## Protocol", "",
+        "",
+        "## Protocol",
+        "",
         *(f"- {k.replace('_', ' ')}: {v}" for k, v in metrics["protocol"].items() if k != "size"),
         "- PSNR of an image identical to its ground truth is infinite; split means use 100 dB for it.",
         "- Variants: baseline = the visual-only backbone trained alone (RUN/baseline); full = stage 3 with "

@@ -93,8 +93,13 @@ class AudioInfusedColorizer(nn.Module):
         return tuple(names)
 
     # --- the colour path -------------------------------------------------------------------
-    def forward(self, L_n: torch.Tensor, c: torch.Tensor | None = None, r: torch.Tensor | None = None,
-                feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        L_n: torch.Tensor,
+        c: torch.Tensor | None = None,
+        r: torch.Tensor | None = None,
+        feats: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """L_n [B, 1, H, W], c [B, cond_dim] or None, r [B] or None (= 1) -> ab_n [B, 2, H, W].
 
         c = None runs the plain backbone (what DSG with r = 0 gives, too). `feats`: `encode_grey(L_n)`
@@ -127,8 +132,9 @@ class AudioInfusedColorizer(nn.Module):
         return self.a2v(self.audio(mel))
 
     # --- relevance ---------------------------------------------------------------------------
-    def relevance_image_features(self, L_n: torch.Tensor,
-                                 feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def relevance_image_features(
+        self, L_n: torch.Tensor, feats: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """E_v(X) on the grey frame: L_n [B, 1, H, W] -> [B, image_dim]. `feats`: `encode_grey(L_n)`, if
         known (used where the backbone's encoder serves as E_v)."""
         if self.relevance_image is not None:
@@ -138,8 +144,9 @@ class AudioInfusedColorizer(nn.Module):
             return pool(feats if feats is not None else self.encode_grey(L_n))
         return self.semantic.features(grey_rgb(L_n))
 
-    def relevance_audio_features(self, mel: torch.Tensor,
-                                 audio_feat: torch.Tensor | None = None) -> torch.Tensor:
+    def relevance_audio_features(
+        self, mel: torch.Tensor, audio_feat: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """E_a'(A'): A' [B, 1, F, T] (the relevance audio input) -> [B, 512]. Without a pretrained E_a' it
         is E_a (and A' = A), so a caller that already has E_a(A) passes it as `audio_feat` [B, 512] and
         the encoder does not run twice."""
@@ -147,16 +154,27 @@ class AudioInfusedColorizer(nn.Module):
             return self.relevance_audio(mel)
         return audio_feat if audio_feat is not None else self.audio(mel)
 
-    def relevance_logits(self, L_n: torch.Tensor, mel: torch.Tensor, audio_feat: torch.Tensor | None = None,
-                         feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def relevance_logits(
+        self,
+        L_n: torch.Tensor,
+        mel: torch.Tensor,
+        audio_feat: torch.Tensor | None = None,
+        feats: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """w * cos(h_a, h_v) + b, [B] (before the sigmoid). `audio_feat` (E_a(mel)) and `feats`
         (`encode_grey(L_n)`): encoder outputs the caller already has, so they are not computed again."""
-        return self.relevance.logits(self.relevance_audio_features(mel, audio_feat),
-                                     self.relevance_image_features(L_n, feats))
+        return self.relevance.logits(
+            self.relevance_audio_features(mel, audio_feat), self.relevance_image_features(L_n, feats)
+        )
 
-    def relevance_score(self, L_n: torch.Tensor, mel: torch.Tensor, has_audio: torch.Tensor | None = None,
-                        audio_feat: torch.Tensor | None = None,
-                        feats: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def relevance_score(
+        self,
+        L_n: torch.Tensor,
+        mel: torch.Tensor,
+        has_audio: torch.Tensor | None = None,
+        audio_feat: torch.Tensor | None = None,
+        feats: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """r [B] in (0, 1); exactly 0 where has_audio [B] (bool) is False. `audio_feat`, `feats`: as in
         `relevance_logits`."""
         r = torch.sigmoid(self.relevance_logits(L_n, mel, audio_feat, feats))

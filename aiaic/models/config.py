@@ -82,10 +82,17 @@ class ModelConfig:
         if not -1 <= self.guide_at <= self.depth:
             raise ValueError(f"guide_at must be in -1..depth={self.depth}, got {self.guide_at}")
         if len(self.semantic_channels) != 4:
-            raise ValueError(f"semantic_channels needs four entries (four blocks), got "
-                             f"{self.semantic_channels}")
-        for name in ("semantic_dim", "cond_dim", "guidance_hidden", "a2v_hidden", "relevance_dim",
-                     "relevance_hidden"):
+            raise ValueError(
+                f"semantic_channels needs four entries (four blocks), got {self.semantic_channels}"
+            )
+        for name in (
+            "semantic_dim",
+            "cond_dim",
+            "guidance_hidden",
+            "a2v_hidden",
+            "relevance_dim",
+            "relevance_hidden",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.relevance_image_encoder == "vgg19" and self.vgg19_weights is None:
@@ -122,4 +129,3 @@ class ModelConfig:
     def audio_inputs(self) -> tuple[str, ...]:
         """Every audio field the model reads ("mel" and/or "spec")."""
         return tuple(sorted({self.audio_input, self.relevance_audio_input}))
-

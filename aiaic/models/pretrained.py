@@ -38,10 +38,10 @@ log = logging.getLogger(__name__)
 
 WHERE_FROM = {
     "vggsound_weights": "the VGGSound authors' model page (hche11/VGGSound README: model H, avgpool, "
-                        "H.pth.tar from www.robots.ox.ac.uk/~vgg/data/vggsound/models/)",
+    "H.pth.tar from www.robots.ox.ac.uk/~vgg/data/vggsound/models/)",
     "vgg19_weights": "torchvision's ImageNet VGG-19, vgg19-dcbb9e9d.pth: in the torch hub cache "
-                     "(~/.cache/torch/hub/checkpoints/) after "
-                     "torchvision.models.vgg19(weights='IMAGENET1K_V1')",
+    "(~/.cache/torch/hub/checkpoints/) after "
+    "torchvision.models.vgg19(weights='IMAGENET1K_V1')",
 }
 
 _WRAPPERS = ("model_state_dict", "state_dict", "params", "model")
@@ -55,8 +55,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise InputError(p, f"cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}"
-                         ) from e
+        raise InputError(
+            p, f"cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}"
+        ) from e
     for _ in range(2):
         if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in _WRAPPERS if k in obj and isinstance(obj[k], Mapping)), None)
@@ -74,7 +75,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """`state` with `prefix` removed from every key, when every key has it (else an unchanged copy)."""
     if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
+        return {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -93,8 +94,10 @@ def load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], path: Pat
             detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:10]})")
         if wrong:
             k = wrong[0]
-            detail.append(f"{len(wrong)} with wrong shapes (e.g. {k}: file {list(state[k].shape)}, "
-                          f"model {list(own[k].shape)})")
+            detail.append(
+                f"{len(wrong)} with wrong shapes (e.g. {k}: file {list(state[k].shape)}, "
+                f"model {list(own[k].shape)})"
+            )
         raise InputError(path, f"not a {what} checkpoint: " + "; ".join(detail))
     module.load_state_dict(dict(state), strict=True)
 
@@ -163,8 +166,9 @@ def load_audio_encoder(model: AudioInfusedColorizer) -> list[str]:
     if cfg.vggsound_weights is None:
         raise ConfigError("audio_encoder = 'vggsound' needs vggsound_weights")
     load_vggsound_audio(model.audio, cfg.vggsound_weights)
-    line = (f"audio encoder E_a: VGGSound ResNet-18 from {cfg.vggsound_weights} "
-            "(reads the VGGSound spectrogram)")
+    line = (
+        f"audio encoder E_a: VGGSound ResNet-18 from {cfg.vggsound_weights} (reads the VGGSound spectrogram)"
+    )
     log.info(line)
     return [line]
 
@@ -182,20 +186,26 @@ def load_relevance_encoders(model: AudioInfusedColorizer) -> list[str]:
         load_vgg19_image(model.relevance_image, cfg.vgg19_weights)
         lines.append(f"relevance image encoder E_v: ImageNet VGG-19 from {cfg.vgg19_weights}")
     elif cfg.relevance_image_encoder == "backbone":
-        lines.append("relevance image encoder E_v: no VGG-19 weights given; the backbone's encoder E, "
-                     "trained from scratch in stage 1 on grey frames, serves")
+        lines.append(
+            "relevance image encoder E_v: no VGG-19 weights given; the backbone's encoder E, "
+            "trained from scratch in stage 1 on grey frames, serves"
+        )
     else:
-        lines.append("relevance image encoder E_v: no VGG-19 weights given; E_s trained from scratch in "
-                     "stage 1 serves (fed the grey frame)")
+        lines.append(
+            "relevance image encoder E_v: no VGG-19 weights given; E_s trained from scratch in "
+            "stage 1 serves (fed the grey frame)"
+        )
     if model.relevance_audio is not None:
         if cfg.vggsound_weights is None:
             raise ConfigError("relevance_audio_encoder = 'vggsound' needs vggsound_weights")
         load_vggsound_audio(model.relevance_audio, cfg.vggsound_weights)
         lines.append(f"relevance audio encoder E_a': VGGSound ResNet-18 from {cfg.vggsound_weights}")
     else:
-        lines.append("relevance audio encoder E_a': no VGGSound weights given for it; E_a "
-                     f"({'VGGSound-initialised' if cfg.audio_encoder == 'vggsound' else 'from scratch'}, "
-                     "trained in stage 2) serves")
+        lines.append(
+            "relevance audio encoder E_a': no VGGSound weights given for it; E_a "
+            f"({'VGGSound-initialised' if cfg.audio_encoder == 'vggsound' else 'from scratch'}, "
+            "trained in stage 2) serves"
+        )
     for line in lines:
         log.info(line)
     return lines
@@ -217,14 +227,17 @@ def resolve_weights(value: str | Path) -> Path:
         try:
             from huggingface_hub import hf_hub_download
         except ImportError as e:
-            raise ConfigError(f"{text}: no such file; as a Hugging Face repo id it needs the package "
-                              "huggingface_hub (pip install huggingface_hub), or download "
-                              f"{HF_WEIGHTS_FILE} yourself and pass its path") from e
+            raise ConfigError(
+                f"{text}: no such file; as a Hugging Face repo id it needs the package "
+                "huggingface_hub (pip install huggingface_hub), or download "
+                f"{HF_WEIGHTS_FILE} yourself and pass its path"
+            ) from e
         try:
             return Path(hf_hub_download(repo_id=text, filename=HF_WEIGHTS_FILE))
         except Exception as e:  # the hub raises many types (network, missing repo, auth)
-            raise ConfigError(f"{text}: cannot fetch {HF_WEIGHTS_FILE} from Hugging Face: "
-                              f"{type(e).__name__}: {e}") from e
+            raise ConfigError(
+                f"{text}: cannot fetch {HF_WEIGHTS_FILE} from Hugging Face: {type(e).__name__}: {e}"
+            ) from e
     raise InputError(p, "backbone weights file not found")
 
 

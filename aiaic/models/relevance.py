@@ -24,8 +24,9 @@ def _head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     stayed at chance for the whole demo schedule). In eval mode (every stage after `rnet`) the running
     statistics apply, so r of a sample never depends on the rest of its batch.
     """
-    return nn.Sequential(nn.BatchNorm1d(in_dim), nn.Linear(in_dim, hidden), nn.ReLU(inplace=True),
-                         nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.BatchNorm1d(in_dim), nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+    )
 
 
 class RelevanceNet(nn.Module):
@@ -39,8 +40,9 @@ class RelevanceNet(nn.Module):
         init_scale: initial w (the cosine is in [-1, 1], so w sets how sharp r can be).
     """
 
-    def __init__(self, audio_dim: int, image_dim: int, embed_dim: int = 64, hidden: int = 128,
-                 init_scale: float = 5.0):
+    def __init__(
+        self, audio_dim: int, image_dim: int, embed_dim: int = 64, hidden: int = 128, init_scale: float = 5.0
+    ):
         super().__init__()
         self.h_a = _head(audio_dim, hidden, embed_dim)
         self.h_v = _head(image_dim, hidden, embed_dim)

@@ -25,8 +25,13 @@ class SemanticEncoder(nn.Module):
         in_channels: 3 for RGB; a grey frame is fed as three equal channels.
     """
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 128, 256), out_dim: int = 128,
-                 hidden: int | None = None, in_channels: int = 3):
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        out_dim: int = 128,
+        hidden: int | None = None,
+        in_channels: int = 3,
+    ):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"E_s has four blocks, got channels={list(channels)}")

@@ -66,8 +66,10 @@ def load_weights(path: Path, model: nn.Module, device: torch.device | str = "cpu
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise RunError(f"{path}: weights do not match the model config (missing {missing[:3]}, "
-                       f"unexpected {unexpected[:3]})")
+        raise RunError(
+            f"{path}: weights do not match the model config (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
     model.load_state_dict(state, strict=True)
     return metadata
 
@@ -80,8 +82,12 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
     }
 
 
@@ -92,8 +98,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
 
 
 # --- training checkpoints -----------------------------------------------------------------------
@@ -145,8 +152,10 @@ def load_checkpoint(stage_dir: Path, model: nn.Module, device: torch.device | st
     meta = load_weights(w, model, device)
     state = torch.load(s, map_location="cpu", weights_only=True)
     if str(state.get("step")) != meta.get("step"):
-        raise RunError(f"{stage_dir}: {WEIGHTS} is from step {meta.get('step')} but {STATE} from step "
-                       f"{state.get('step')}; the checkpoint is inconsistent")
+        raise RunError(
+            f"{stage_dir}: {WEIGHTS} is from step {meta.get('step')} but {STATE} from step "
+            f"{state.get('step')}; the checkpoint is inconsistent"
+        )
     return state
 
 

@@ -8,7 +8,7 @@ from aiaic.errors import ConfigError
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device; plain "cuda" is cuda:`local_rank`."""
+    """ "auto" | "cpu" | "cuda" | "cuda:N" -> torch.device; plain "cuda" is cuda:`local_rank`."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":

@@ -66,8 +66,9 @@ class InferenceModel:
         """Raw log-mel [..., 64, 97] -> normalised with the train per-band mean/std (float32)."""
         return normalize_mel(raw_log_mel, self.mel_mean, self.mel_std)
 
-    def audio_input(self, pcm: Sequence[np.ndarray | None],
-                    mels: Sequence[np.ndarray | None] | None = None) -> dict[str, torch.Tensor]:
+    def audio_input(
+        self, pcm: Sequence[np.ndarray | None], mels: Sequence[np.ndarray | None] | None = None
+    ) -> dict[str, torch.Tensor]:
         """One-second 16 kHz mono PCM windows -> what the model's audio encoders read, on the CPU.
 
         Args:
@@ -86,39 +87,54 @@ class InferenceModel:
             raw = mels[i] if mels is not None else None
             if raw is None and x is not None:
                 raw = log_mel(np.asarray(x, dtype=np.float32), self.mel_config)
-            mel_rows.append(zeros_mel if raw is None
-                            else self.normalize_mel(raw).reshape(1, *zeros_mel.shape[1:]))
+            mel_rows.append(
+                zeros_mel if raw is None else self.normalize_mel(raw).reshape(1, *zeros_mel.shape[1:])
+            )
         out["mel"] = torch.stack(mel_rows)
         spec_cfg = cfg.spectrogram
         if spec_cfg is not None and spec_cfg.sample_rate != self.mel_config.sample_rate:
-            raise RunError(f"{self.stage_dir}: PCM is read at {self.mel_config.sample_rate} Hz but the "
-                           f"VGGSound spectrogram needs {spec_cfg.sample_rate} Hz")
+            raise RunError(
+                f"{self.stage_dir}: PCM is read at {self.mel_config.sample_rate} Hz but the "
+                f"VGGSound spectrogram needs {spec_cfg.sample_rate} Hz"
+            )
         if spec_cfg is not None:
             specs = []
             for i, x in enumerate(pcm):
                 if x is None and mels is not None and mels[i] is not None:
-                    raise ValueError(f"sample {i} has a log-mel but no PCM; the VGGSound spectrogram is "
-                                     "computed from the PCM (the shards' pcm.npy)")
-                specs.append(torch.zeros(1, *spec_cfg.shape) if x is None
-                             else vggsound_spectrogram(torch.as_tensor(x, dtype=torch.float32), spec_cfg)[0])
+                    raise ValueError(
+                        f"sample {i} has a log-mel but no PCM; the VGGSound spectrogram is "
+                        "computed from the PCM (the shards' pcm.npy)"
+                    )
+                specs.append(
+                    torch.zeros(1, *spec_cfg.shape)
+                    if x is None
+                    else vggsound_spectrogram(torch.as_tensor(x, dtype=torch.float32), spec_cfg)[0]
+                )
             out["spec"] = torch.stack(specs)
         return out
 
-    def _audio_fields(self, audio: torch.Tensor | Mapping[str, torch.Tensor], B: int
-                      ) -> dict[str, torch.Tensor]:
+    def _audio_fields(
+        self, audio: torch.Tensor | Mapping[str, torch.Tensor], B: int
+    ) -> dict[str, torch.Tensor]:
         fields = {"mel": audio} if isinstance(audio, torch.Tensor) else dict(audio)
         for key in self.model.config.audio_inputs:
             if key not in fields:
-                raise ValueError(f"this model reads the audio input {key!r} (ModelConfig.audio_inputs = "
-                                 f"{list(self.model.config.audio_inputs)}); build it with audio_input()")
+                raise ValueError(
+                    f"this model reads the audio input {key!r} (ModelConfig.audio_inputs = "
+                    f"{list(self.model.config.audio_inputs)}); build it with audio_input()"
+                )
             x = fields[key]
             if x.dim() != 4 or x.shape[0] != B or x.shape[1] != 1:
                 raise ValueError(f"audio input {key!r} must be [B={B}, 1, F, T], got {list(x.shape)}")
         return {k: v.to(self.device, torch.float32) for k, v in fields.items()}
 
     @torch.no_grad()
-    def predict(self, L_n: torch.Tensor, mel: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
-                has_audio: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self,
+        L_n: torch.Tensor,
+        mel: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
+        has_audio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """L_n [B, 1, H, W]; mel: the audio input (`audio_input`; a bare tensor is the normalised log-mel
         [B, 1, 64, 97]) or None (no audio); has_audio bool [B] or None (= True for every sample when
         audio is given) -> (ab_n [B, 2, H, W], r [B]) on the input's device.
@@ -138,8 +154,12 @@ class InferenceModel:
         return ab_n.to(L_n.device), r.to(L_n.device)
 
     @torch.no_grad()
-    def guidance(self, L_n: torch.Tensor, mel: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
-                 has_audio: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def guidance(
+        self,
+        L_n: torch.Tensor,
+        mel: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
+        has_audio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The (c, r) that `predict` would use: L_n [B, 1, H, W] (the frame the relevance net sees),
         mel: the audio input (as in `predict`) or None, has_audio bool [B] or None -> (c [B, cond_dim],
         or None where the variant or the batch uses no audio, r [B]). For every input,
@@ -149,9 +169,13 @@ class InferenceModel:
         c, r = self._guidance(L_n.to(self.device, torch.float32), mel, has_audio)
         return (None if c is None else c.to(L_n.device)), r.to(L_n.device)
 
-    def _guidance(self, L: torch.Tensor, mel: torch.Tensor | Mapping[str, torch.Tensor] | None,
-                  has_audio: torch.Tensor | None,
-                  feats: list[torch.Tensor] | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _guidance(
+        self,
+        L: torch.Tensor,
+        mel: torch.Tensor | Mapping[str, torch.Tensor] | None,
+        has_audio: torch.Tensor | None,
+        feats: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(c or None, r) on `self.device` for L [B, 1, H, W] already there (see `guidance`); `feats`: the
         backbone encoder's features of L, if already computed."""
         spec, B, cfg = variant(self.variant), L.shape[0], self.model.config
@@ -159,10 +183,16 @@ class InferenceModel:
             mel = self.silent_audio(B)
             has_audio = torch.ones(B, dtype=torch.bool)
         fields = None if mel is None else self._audio_fields(mel, B)
-        c, r, _ = guidance(self.model, spec.c, spec.r, L,
-                           mel=None if fields is None else fields[cfg.audio_input],
-                           rel_audio=None if fields is None else fields[cfg.relevance_audio_input],
-                           has_audio=has_audio, feats=feats)
+        c, r, _ = guidance(
+            self.model,
+            spec.c,
+            spec.r,
+            L,
+            mel=None if fields is None else fields[cfg.audio_input],
+            rel_audio=None if fields is None else fields[cfg.relevance_audio_input],
+            has_audio=has_audio,
+            feats=feats,
+        )
         return c, r
 
     def silent_audio(self, batch: int) -> dict[str, torch.Tensor]:
@@ -197,12 +227,16 @@ def load_inference(run_dir: Path, name: str, device: str | torch.device = "cpu")
     stage = stage_dir.name
     cfg = ckpt.read_config(stage_dir)
     if cfg is None or not (stage_dir / ckpt.WEIGHTS).is_file():
-        raise RunError(f"{run_dir}: variant {spec.name!r} needs stage {stage!r}, which is missing "
-                       f"({stage_dir} has no config.json / {ckpt.WEIGHTS}); train it with "
-                       f"aiaic-train --stage {spec.train_stage}")
+        raise RunError(
+            f"{run_dir}: variant {spec.name!r} needs stage {stage!r}, which is missing "
+            f"({stage_dir} has no config.json / {ckpt.WEIGHTS}); train it with "
+            f"aiaic-train --stage {spec.train_stage}"
+        )
     if not cfg.get("complete"):
-        raise RunError(f"{run_dir}: stage {stage!r} (for variant {spec.name!r}) is not complete; "
-                       "finish it with aiaic-train --resume")
+        raise RunError(
+            f"{run_dir}: stage {stage!r} (for variant {spec.name!r}) is not complete; "
+            "finish it with aiaic-train --resume"
+        )
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model_cfg = build_config(ModelConfig, cfg["model"])
     model = build_colorizer(model_cfg)
@@ -221,8 +255,9 @@ def load_inference(run_dir: Path, name: str, device: str | torch.device = "cpu")
     )
 
 
-def load_backbone(name: str, weights: Path | None, image_size: int,
-                  device: str | torch.device = "cpu") -> InferenceModel:
+def load_backbone(
+    name: str, weights: Path | None, image_size: int, device: str | torch.device = "cpu"
+) -> InferenceModel:
     """A registered backbone alone (variant "baseline": no audio, r = 0) in eval mode, from its released
     weights `weights` (a file or a Hugging Face repo id; None = random weights), predicting at
     `image_size` x `image_size` (a multiple of the backbone's `size_multiple`). ConfigError for an
@@ -234,12 +269,20 @@ def load_backbone(name: str, weights: Path | None, image_size: int,
     model = build_colorizer(model_cfg)
     multiple = int(model.backbone.size_multiple)
     if image_size < multiple or image_size % multiple:
-        raise ConfigError(f"image size {image_size} for backbone {name!r}: must be a positive multiple "
-                          f"of {multiple}")
+        raise ConfigError(
+            f"image size {image_size} for backbone {name!r}: must be a positive multiple of {multiple}"
+        )
     load_backbone_weights(model)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model.to(dev).eval()
     mel_cfg = MelConfig()
-    return InferenceModel(model=model, variant="baseline", image_size=image_size,
-                          mel_mean=torch.zeros(mel_cfg.n_mels), mel_std=torch.ones(mel_cfg.n_mels),
-                          mel_config=mel_cfg, device=dev, stage_dir=None)
+    return InferenceModel(
+        model=model,
+        variant="baseline",
+        image_size=image_size,
+        mel_mean=torch.zeros(mel_cfg.n_mels),
+        mel_std=torch.ones(mel_cfg.n_mels),
+        mel_config=mel_cfg,
+        device=dev,
+        stage_dir=None,
+    )

@@ -70,11 +70,19 @@ VARIANTS: dict[str, Variant] = {
     for v in (
         Variant("baseline", "baseline", "none", "zero", "given", "baseline", "Visual-only backbone"),
         Variant("full", "stage3", "audio", "relevance", "given", "all", "Full (r from the relevance net)"),
-        Variant("full_missing_audio", "stage3", "none", "zero", "given", "all",
-                "Full (missing audio: r = 0)"),
+        Variant(
+            "full_missing_audio", "stage3", "none", "zero", "given", "all", "Full (missing audio: r = 0)"
+        ),
         Variant("no_r", "no_r_stage3", "audio", "one", "given", "no_r", "w/o r (SG, r = 1)"),
-        Variant("no_r_missing_audio", "no_r_stage3", "audio", "one", "silenced", "no_r",
-                "w/o r (missing audio: silence, r = 1)"),
+        Variant(
+            "no_r_missing_audio",
+            "no_r_stage3",
+            "audio",
+            "one",
+            "silenced",
+            "no_r",
+            "w/o r (missing audio: silence, r = 1)",
+        ),
         Variant("e2e", "e2e", "audio", "relevance", "given", "e2e", "w/o multi-step (end to end)"),
     )
 }
@@ -103,11 +111,20 @@ class Guidance(NamedTuple):
     audio_feat: torch.Tensor | None = None
 
 
-def guidance(model: AudioInfusedColorizer, c_source: CSource, r_source: RSource, L: torch.Tensor, *,
-             rgb: torch.Tensor | None = None, mel: torch.Tensor | None = None,
-             rel_audio: torch.Tensor | None = None, has_audio: torch.Tensor | None = None,
-             mask: torch.Tensor | None = None,
-             feats: list[torch.Tensor] | None = None, audio_feat: torch.Tensor | None = None) -> Guidance:
+def guidance(
+    model: AudioInfusedColorizer,
+    c_source: CSource,
+    r_source: RSource,
+    L: torch.Tensor,
+    *,
+    rgb: torch.Tensor | None = None,
+    mel: torch.Tensor | None = None,
+    rel_audio: torch.Tensor | None = None,
+    has_audio: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    feats: list[torch.Tensor] | None = None,
+    audio_feat: torch.Tensor | None = None,
+) -> Guidance:
     """(c, r) of one source pair for a batch: what training stages and inference variants both call.
 
     Args:
@@ -130,8 +147,9 @@ def guidance(model: AudioInfusedColorizer, c_source: CSource, r_source: RSource,
             raise ValueError("guidance from the colour image needs rgb [B, 3, H, W]")
         c, present = model.condition(model.visual_semantics(rgb)), torch.ones(B, dtype=torch.bool, device=dev)
     else:
-        present = (torch.ones(B, dtype=torch.bool, device=dev) if has_audio is None
-                   else has_audio.to(dev).bool())
+        present = (
+            torch.ones(B, dtype=torch.bool, device=dev) if has_audio is None else has_audio.to(dev).bool()
+        )
         if mel is None or not bool(present.any()):
             return Guidance(None, zeros)
         audio_feat = model.audio_features(mel) if audio_feat is None else audio_feat
@@ -143,8 +161,9 @@ def guidance(model: AudioInfusedColorizer, c_source: CSource, r_source: RSource,
     elif r_source == "relevance":
         if mel is None:
             raise ValueError("r from the relevance net needs audio")
-        score = model.relevance_score(L, mel if rel_audio is None else rel_audio, present, audio_feat,
-                                      feats).detach()
+        score = model.relevance_score(
+            L, mel if rel_audio is None else rel_audio, present, audio_feat, feats
+        ).detach()
         r = score.to(L.dtype)
     else:
         raise ValueError(f"unknown r source {r_source!r}")

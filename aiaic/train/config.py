@@ -239,8 +239,10 @@ def _loss_table(recipe: Mapping[str, Any], table: str) -> dict[str, Any]:
     if loss is None:
         return {}
     if not isinstance(loss, Mapping):
-        raise ConfigError(f"[{table}] loss must be a table of term = weight, e.g. "
-                          f"loss = {{ l1 = 0.1, perceptual = 5.0 }}; got {loss!r}")
+        raise ConfigError(
+            f"[{table}] loss must be a table of term = weight, e.g. "
+            f"loss = {{ l1 = 0.1, perceptual = 5.0 }}; got {loss!r}"
+        )
     return {"loss": dict(loss)}
 
 
@@ -257,11 +259,14 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     train_section = recipe_section(recipe, "train")
     unknown = sorted(set(train_section) - _RUN_KEYS - _STAGE_KEYS)
     if unknown:
-        raise ConfigError(f"unknown [train] settings {unknown}; run settings: {sorted(_RUN_KEYS)}, "
-                          f"stage settings: {sorted(_STAGE_KEYS)}")
+        raise ConfigError(
+            f"unknown [train] settings {unknown}; run settings: {sorted(_RUN_KEYS)}, "
+            f"stage settings: {sorted(_STAGE_KEYS)}"
+        )
     tables = recipe.get("train", {}) if isinstance(recipe.get("train", {}), Mapping) else {}
-    bad_tables = sorted(k for k, v in tables.items()
-                        if isinstance(v, Mapping) and k not in STAGE_NAMES and k != "loss")
+    bad_tables = sorted(
+        k for k, v in tables.items() if isinstance(v, Mapping) and k not in STAGE_NAMES and k != "loss"
+    )
     if bad_tables:
         raise ConfigError(f"unknown stage tables [train.{bad_tables[0]}]; stages: {list(STAGE_NAMES)}")
     flags = {k.replace("-", "_"): v for k, v in flags.items()}
@@ -271,13 +276,16 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
 
     run_recipe = train_section.subset(_RUN_KEYS)
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
-    model = build_config(ModelConfig, recipe_section(recipe, "model"),
-                         {k: flags.get(k) for k in _MODEL_FLAGS})
+    model = build_config(
+        ModelConfig, recipe_section(recipe, "model"), {k: flags.get(k) for k in _MODEL_FLAGS}
+    )
     check_weight_files(model)
     backbone = _backbone_for_settings(model)
     if train.image_size % backbone.size_multiple:
-        raise ConfigError(f"image_size {train.image_size} is not a multiple of {backbone.size_multiple}, "
-                          f"which backbone {model.backbone!r} needs")
+        raise ConfigError(
+            f"image_size {train.image_size} is not a multiple of {backbone.size_multiple}, "
+            f"which backbone {model.backbone!r} needs"
+        )
     stage_defaults = {k: v for k, v in train_section.items() if k in _STAGE_KEYS}
     stage_defaults.update(_loss_table(recipe, "train"))
     stage_flags = {k: flags.get(k) for k in _STAGE_FLAGS}

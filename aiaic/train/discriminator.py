@@ -31,7 +31,7 @@ from aiaic.train.precision import MixedPrecision
 def _sn_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, bias: bool = True) -> nn.Module:
     conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=1, bias=bias)
     nn.init.kaiming_normal_(conv.weight)
-    if bias:
+    if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return spectral_norm(conv)
 
@@ -67,8 +67,12 @@ class PatchDiscriminator(nn.Module):
         layers: list[nn.Module] = [_sn_conv(3, channels, 4, stride=2), nn.ReLU(inplace=True)]
         width = channels
         for i in range(blocks):
-            layers += [_sn_conv(width, width, 3), nn.ReLU(inplace=True),
-                       _sn_conv(width, 2 * width, 4, stride=2), nn.ReLU(inplace=True)]
+            layers += [
+                _sn_conv(width, width, 3),
+                nn.ReLU(inplace=True),
+                _sn_conv(width, 2 * width, 4, stride=2),
+                nn.ReLU(inplace=True),
+            ]
             width *= 2
             if i == 0:
                 layers.append(SelfAttention(width))
@@ -78,15 +82,17 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         if rgb.shape[-1] < self.min_size or rgb.shape[-2] < self.min_size:
-            raise ValueError(f"the discriminator needs images of at least {self.min_size} px, "
-                             f"got {list(rgb.shape)}")
+            raise ValueError(
+                f"the discriminator needs images of at least {self.min_size} px, got {list(rgb.shape)}"
+            )
         return self.layers(rgb * 2.0 - 1.0).flatten(1)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """BCE(D(real), 1) + BCE(D(fake), 0), each a mean over patches and samples (DDColor's l_d)."""
-    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
 
 class DiscriminatorTrainer:
@@ -99,8 +105,13 @@ class DiscriminatorTrainer:
         dist_info: wraps the module in DistributedDataParallel when a process group exists.
     """
 
-    def __init__(self, discriminator: PatchDiscriminator, optimizer: torch.optim.Optimizer,
-                 amp: MixedPrecision, dist_info: DistInfo):
+    def __init__(
+        self,
+        discriminator: PatchDiscriminator,
+        optimizer: torch.optim.Optimizer,
+        amp: MixedPrecision,
+        dist_info: DistInfo,
+    ):
         self.module = discriminator
         self.optimizer = optimizer
         self.amp = amp
@@ -127,21 +138,27 @@ class DiscriminatorTrainer:
         self.amp.backward(loss)
         self.amp.step(self.optimizer)
         with torch.no_grad():
-            return {"d_loss": loss.detach(), "d_real": torch.sigmoid(real).mean(),
-                    "d_fake": torch.sigmoid(fake).mean()}
+            return {
+                "d_loss": loss.detach(),
+                "d_real": torch.sigmoid(real).mean(),
+                "d_fake": torch.sigmoid(fake).mean(),
+            }
 
     def state_dict(self) -> dict[str, Any]:
         """{"weights": the module's tensors (CPU), "optimizer": its state} (weights_only-loadable)."""
-        return {"weights": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
-                "optimizer": self.optimizer.state_dict()}
+        return {
+            "weights": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["weights"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def build_discriminator_trainer(channels: int, blocks: int, lr: float, betas: tuple[float, ...],
-                                amp: MixedPrecision, dist_info: DistInfo) -> DiscriminatorTrainer:
+def build_discriminator_trainer(
+    channels: int, blocks: int, lr: float, betas: tuple[float, ...], amp: MixedPrecision, dist_info: DistInfo
+) -> DiscriminatorTrainer:
     """A fresh PatchDiscriminator on the rank's device with DDColor's Adam (no weight decay)."""
     disc = PatchDiscriminator(channels, blocks).to(dist_info.device)
     opt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(betas[0], betas[1]))

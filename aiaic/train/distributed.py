@@ -66,8 +66,9 @@ def setup_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistInf
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s)
+        )
     log.debug("rank %d/%d on %s (%s)", rank, world_size, dev, backend)
     return DistInfo(rank, world_size, local_rank, dev, True)
 
@@ -98,7 +99,9 @@ def per_rank_batch(global_batch: int, world_size: int, where: str = "batch_size"
     Raises ConfigError naming both numbers when `world_size` ranks cannot share it equally.
     """
     if global_batch % world_size:
-        raise ConfigError(f"{where} = {global_batch} is the global batch and does not divide over "
-                          f"{world_size} ranks; use a multiple of {world_size} (e.g. "
-                          f"{max(world_size, global_batch // world_size * world_size)})")
+        raise ConfigError(
+            f"{where} = {global_batch} is the global batch and does not divide over "
+            f"{world_size} ranks; use a multiple of {world_size} (e.g. "
+            f"{max(world_size, global_batch // world_size * world_size)})"
+        )
     return global_batch // world_size

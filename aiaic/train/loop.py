@@ -123,8 +123,9 @@ class LoopCallbacks:
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Move every tensor of a batch to `device` (non-tensors such as "key" stay)."""
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-            for k, v in batch.items()}
+    return {
+        k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
+    }
 
 
 def scalar_terms(out: StepOutput) -> StepOutput:
@@ -157,16 +158,19 @@ class _ProgressBar:
 
     def update(self, completed: int, info: str | None = None) -> None:
         if self._progress is not None and self._task is not None:
-            kwargs = {"info": info} if info is not None else {}
-            self._progress.update(self._task, completed=completed, **kwargs)
+            if info is None:
+                self._progress.update(self._task, completed=completed)
+            else:
+                self._progress.update(self._task, completed=completed, info=info)
 
     def stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
 
 
-def train_step(cfg: LoopConfig, opt: Optimisation, amp: MixedPrecision, batch: dict[str, Any],
-               step: int) -> StepOutput:
+def train_step(
+    cfg: LoopConfig, opt: Optimisation, amp: MixedPrecision, batch: dict[str, Any], step: int
+) -> StepOutput:
     """Forward, backward and optimizer step on one batch (then the second step); returns the outputs."""
     with amp.autocast():
         out = opt.objective(to_device(batch, cfg.device))
@@ -184,21 +188,42 @@ def train_step(cfg: LoopConfig, opt: Optimisation, amp: MixedPrecision, batch: d
     return out
 
 
-def _log_step(cfg: LoopConfig, opt: Optimisation, state: LoopState, out: StepOutput, dist_info: DistInfo,
-              window: tuple[float, int], metrics: MetricsLog | None, bar: _ProgressBar) -> None:
+def _log_step(
+    cfg: LoopConfig,
+    opt: Optimisation,
+    state: LoopState,
+    out: StepOutput,
+    dist_info: DistInfo,
+    window: tuple[float, int],
+    metrics: MetricsLog | None,
+    bar: _ProgressBar,
+) -> None:
     terms = mean_terms(out, dist_info)
     elapsed = max(time.perf_counter() - window[0], 1e-9)
-    record = {"step": state.step, "epoch": state.epoch, **terms, "lr": opt.optimizer.param_groups[0]["lr"],
-              "samples_per_s": window[1] * cfg.batch_size * dist_info.world_size / elapsed,
-              "world_size": dist_info.world_size}
+    record = {
+        "step": state.step,
+        "epoch": state.epoch,
+        **terms,
+        "lr": opt.optimizer.param_groups[0]["lr"],
+        "samples_per_s": window[1] * cfg.batch_size * dist_info.world_size / elapsed,
+        "world_size": dist_info.world_size,
+    }
     if metrics is not None:
         metrics.write(record)
     bar.update(state.batch_in_epoch, f"loss {terms['loss']:.4f}  {record['samples_per_s']:.1f} samples/s")
 
 
-def _run_epoch(cfg: LoopConfig, opt: Optimisation, amp: MixedPrecision, loader: Batches, state: LoopState,
-               dist_info: DistInfo, callbacks: LoopCallbacks, metrics: MetricsLog | None,
-               bar: _ProgressBar) -> None:
+def _run_epoch(
+    cfg: LoopConfig,
+    opt: Optimisation,
+    amp: MixedPrecision,
+    loader: Batches,
+    state: LoopState,
+    dist_info: DistInfo,
+    callbacks: LoopCallbacks,
+    metrics: MetricsLog | None,
+    bar: _ProgressBar,
+) -> None:
     n_batches = len(loader)
     iterator = iter(loader)
     for _ in range(state.batch_in_epoch):  # resumed mid-epoch: the same batches, skipped
@@ -208,8 +233,10 @@ def _run_epoch(cfg: LoopConfig, opt: Optimisation, amp: MixedPrecision, loader: 
         try:
             batch = next(iterator)
         except StopIteration as e:
-            raise RunError(f"{cfg.description}: loader ended after {state.batch_in_epoch} of "
-                           f"{n_batches} batches in epoch {state.epoch}") from e
+            raise RunError(
+                f"{cfg.description}: loader ended after {state.batch_in_epoch} of "
+                f"{n_batches} batches in epoch {state.epoch}"
+            ) from e
         out = train_step(cfg, opt, amp, batch, state.step)
         state.step += 1
         state.batch_in_epoch += 1
@@ -228,8 +255,13 @@ def _run_epoch(cfg: LoopConfig, opt: Optimisation, amp: MixedPrecision, loader: 
             callbacks.checkpoint(state)
 
 
-def _validate(cfg: LoopConfig, state: LoopState, callbacks: LoopCallbacks, dist_info: DistInfo,
-              metrics: MetricsLog | None) -> None:
+def _validate(
+    cfg: LoopConfig,
+    state: LoopState,
+    callbacks: LoopCallbacks,
+    dist_info: DistInfo,
+    metrics: MetricsLog | None,
+) -> None:
     if callbacks.evaluate is None:
         return
     val = callbacks.evaluate()
@@ -237,12 +269,23 @@ def _validate(cfg: LoopConfig, state: LoopState, callbacks: LoopCallbacks, dist_
     if metrics is not None and val:
         metrics.write({"step": state.step, "epoch": state.epoch - 1, "split": "val", **val})
     if val and dist_info.is_main:
-        log.info("%s epoch %d val: %s", cfg.description, state.epoch,
-                 ", ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()) if math.isfinite(v)))
+        log.info(
+            "%s epoch %d val: %s",
+            cfg.description,
+            state.epoch,
+            ", ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()) if math.isfinite(v)),
+        )
 
 
-def train_loop(cfg: LoopConfig, opt: Optimisation, epoch_loader: Callable[[int], Batches], state: LoopState,
-               dist_info: DistInfo, callbacks: LoopCallbacks, metrics: MetricsLog | None = None) -> LoopState:
+def train_loop(
+    cfg: LoopConfig,
+    opt: Optimisation,
+    epoch_loader: Callable[[int], Batches],
+    state: LoopState,
+    dist_info: DistInfo,
+    callbacks: LoopCallbacks,
+    metrics: MetricsLog | None = None,
+) -> LoopState:
     """Train from `state` to the end of epoch `cfg.epochs - 1`; returns the final state.
 
     Args:
@@ -257,10 +300,13 @@ def train_loop(cfg: LoopConfig, opt: Optimisation, epoch_loader: Callable[[int],
         while state.epoch < cfg.epochs:
             loader = epoch_loader(state.epoch)
             if len(loader) < 1:
-                raise RunError(f"{cfg.description}: the loader yields no batch in epoch {state.epoch} "
-                               "(fewer samples than one batch per rank?)")
-            bar.new_epoch(f"{cfg.description} epoch {state.epoch + 1}/{cfg.epochs}", len(loader),
-                          state.batch_in_epoch)
+                raise RunError(
+                    f"{cfg.description}: the loader yields no batch in epoch {state.epoch} "
+                    "(fewer samples than one batch per rank?)"
+                )
+            bar.new_epoch(
+                f"{cfg.description} epoch {state.epoch + 1}/{cfg.epochs}", len(loader), state.batch_in_epoch
+            )
             callbacks.set_modes()
             _run_epoch(cfg, opt, amp, loader, state, dist_info, callbacks, metrics, bar)
             _validate(cfg, state, callbacks, dist_info, metrics)

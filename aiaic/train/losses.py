@@ -29,6 +29,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,10 @@ RGB_TERMS = frozenset({"perceptual", "adversarial", "colorfulness"})
 VGG16_BN_FILE = "vgg16_bn-6c64b313.pth"
 # layer name -> (index in torchvision's vgg16_bn().features, weight): DDColor's layer_weights
 PERCEPTUAL_LAYERS: dict[str, tuple[int, float]] = {
-    "conv1_1": (0, 0.0625), "conv2_1": (7, 0.125), "conv3_1": (14, 0.25), "conv4_1": (24, 0.5),
+    "conv1_1": (0, 0.0625),
+    "conv2_1": (7, 0.125),
+    "conv3_1": (14, 0.25),
+    "conv4_1": (24, 0.5),
     "conv5_1": (34, 1.0),
 }
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -92,8 +96,10 @@ def locate_vgg16_bn(named: Path | None) -> tuple[Path | None, str]:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_BN_FILE
     if cached.is_file():
         return cached, ""
-    return None, (f"no ImageNet VGG16-BN weights: set [train] vgg16_bn_weights or place {VGG16_BN_FILE} "
-                  f"in {cached.parent}")
+    return None, (
+        f"no ImageNet VGG16-BN weights: set [train] vgg16_bn_weights or place {VGG16_BN_FILE} "
+        f"in {cached.parent}"
+    )
 
 
 class VGGPerceptual(nn.Module):
@@ -131,8 +137,11 @@ class VGGPerceptual(nn.Module):
         missing = sorted(set(own) - set(picked))
         wrong = sorted(k for k in picked if tuple(picked[k].shape) != tuple(own[k].shape))
         if missing or wrong:
-            raise InputError(path, f"not torchvision's VGG16-BN ({len(missing)} tensors missing, e.g. "
-                             f"{missing[:3]}; {len(wrong)} with wrong shapes, e.g. {wrong[:3]})")
+            raise InputError(
+                path,
+                f"not torchvision's VGG16-BN ({len(missing)} tensors missing, e.g. "
+                f"{missing[:3]}; {len(wrong)} with wrong shapes, e.g. {wrong[:3]})",
+            )
         net.load_state_dict(picked, strict=True)
         return net
 
@@ -185,8 +194,14 @@ class ColorLoss(nn.Module):
     "rgb_fake"/"rgb_real": RGB [B, 3, H, W] when an RGB term needs them}.
     """
 
-    def __init__(self, terms: Mapping[str, float], *, huber_delta: float = 0.05,
-                 perceptual: VGGPerceptual | None = None, discriminator: nn.Module | None = None):
+    def __init__(
+        self,
+        terms: Mapping[str, float],
+        *,
+        huber_delta: float = 0.05,
+        perceptual: VGGPerceptual | None = None,
+        discriminator: nn.Module | None = None,
+    ):
         super().__init__()
         unknown = sorted(set(terms) - set(TERM_NAMES))
         if unknown:
@@ -227,16 +242,21 @@ class ColorLoss(nn.Module):
         return out
 
     def _adversarial(self, fake: torch.Tensor | None) -> torch.Tensor:
-        disc = self.discriminator
+        disc = cast(nn.Module | None, self.discriminator)
         assert disc is not None and fake is not None
         with frozen(disc):
             logits = disc(fake).float()
         return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
-def build_color_loss(terms: Mapping[str, float], *, huber_delta: float = 0.05,
-                     vgg16_bn_weights: Path | None = None, discriminator: nn.Module | None = None,
-                     device: torch.device | str = "cpu") -> tuple[ColorLoss, dict[str, str]]:
+def build_color_loss(
+    terms: Mapping[str, float],
+    *,
+    huber_delta: float = 0.05,
+    vgg16_bn_weights: Path | None = None,
+    discriminator: nn.Module | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[ColorLoss, dict[str, str]]:
     """The stage's ColorLoss, and {term: reason} for terms switched off.
 
     The perceptual term is switched off (and logged) when no VGG16-BN weights are found; a
@@ -255,7 +275,9 @@ def build_color_loss(terms: Mapping[str, float], *, huber_delta: float = 0.05,
             perceptual = VGGPerceptual.from_file(path).to(device)
             log.info("colour loss: perceptual term on ImageNet VGG16-BN from %s", path)
     if not active:
-        raise InputError(vgg16_bn_weights or Path(torch.hub.get_dir()),
-                         f"the colour loss {dict(terms)} has no term left: {disabled}")
+        raise InputError(
+            vgg16_bn_weights or Path(torch.hub.get_dir()),
+            f"the colour loss {dict(terms)} has no term left: {disabled}",
+        )
     loss = ColorLoss(active, huber_delta=huber_delta, perceptual=perceptual, discriminator=discriminator)
     return loss, disabled

@@ -76,18 +76,25 @@ def plot_losses(metrics_path: Path, out_png: Path, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     records = [r for r in read_metrics(metrics_path) if "event" not in r and "step" in r]
-    keys = sorted({k for r in records for k, v in r.items()
-                   if k not in NON_CURVE_KEYS and isinstance(v, (int, float))})
+    keys = sorted(
+        {k for r in records for k, v in r.items() if k not in NON_CURVE_KEYS and isinstance(v, (int, float))}
+    )
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for split in ("train", "val"):
         rows = [r for r in records if r.get("split", "train") == split]
         for k in keys:
-            pts = [(r["step"], r[k]) for r in rows
-                   if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
+            pts = [
+                (r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])
+            ]
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, label=f"{split} {k}", marker="o" if split == "val" else None,
-                        linestyle="--" if split == "val" else "-")
+                ax.plot(
+                    xs,
+                    ys,
+                    label=f"{split} {k}",
+                    marker="o" if split == "val" else None,
+                    linestyle="--" if split == "val" else "-",
+                )
     ax.set_xlabel("step")
     ax.set_title(title)
     if keys:

@@ -27,8 +27,14 @@ class StageObjective(nn.Module):
     `adversary`: the discriminator trained alongside when L_c has an adversarial term.
     """
 
-    def __init__(self, model: AudioInfusedColorizer, spec: StageSpec, cfg: StageConfig,
-                 color_loss: ColorLoss | None = None, adversary: DiscriminatorTrainer | None = None):
+    def __init__(
+        self,
+        model: AudioInfusedColorizer,
+        spec: StageSpec,
+        cfg: StageConfig,
+        color_loss: ColorLoss | None = None,
+        adversary: DiscriminatorTrainer | None = None,
+    ):
         super().__init__()
         self.model: AudioInfusedColorizer = model
         self.spec = spec
@@ -50,19 +56,30 @@ class StageObjective(nn.Module):
         raise ValueError(f"unknown objective {self.spec.objective!r}")
 
     # --- L_c -------------------------------------------------------------------------------
-    def guidance_inputs(self, batch: dict, feats: list[torch.Tensor] | None = None,
-                        audio_feat: torch.Tensor | None = None) -> Guidance:
+    def guidance_inputs(
+        self, batch: dict, feats: list[torch.Tensor] | None = None, audio_feat: torch.Tensor | None = None
+    ) -> Guidance:
         """(c [B, cond_dim] or None, r [B], E_a(audio) or None) for this stage's colour objective, from the
         stage's sources of c and r (`aiaic.runs.variants.guidance`); `feats`: the backbone encoder's
         features of batch["L"], `audio_feat`: E_a of the batch's audio, if already computed."""
         spec, cfg = self.spec, self.model.config
-        return guidance(self.model, spec.c, spec.r, batch["L"], rgb=batch.get("rgb"),
-                        mel=batch.get(cfg.audio_input), rel_audio=batch.get(cfg.relevance_audio_input),
-                        has_audio=batch["has_audio"], mask=batch["audio_mask"] if spec.uses_mask else None,
-                        feats=feats, audio_feat=audio_feat)
+        return guidance(
+            self.model,
+            spec.c,
+            spec.r,
+            batch["L"],
+            rgb=batch.get("rgb"),
+            mel=batch.get(cfg.audio_input),
+            rel_audio=batch.get(cfg.relevance_audio_input),
+            has_audio=batch["has_audio"],
+            mask=batch["audio_mask"] if spec.uses_mask else None,
+            feats=feats,
+            audio_feat=audio_feat,
+        )
 
-    def _color(self, batch: dict, feats: list[torch.Tensor] | None = None,
-               audio_feat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def _color(
+        self, batch: dict, feats: list[torch.Tensor] | None = None, audio_feat: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         if feats is None:  # one encoder pass for the colours and, where r comes from the relevance net, r
             feats = self.model.encode_grey(batch["L"])
         c, r, _ = self.guidance_inputs(batch, feats, audio_feat)
@@ -124,8 +141,9 @@ class StageObjective(nn.Module):
         return out
 
 
-def relevance_bce(model: AudioInfusedColorizer, image_feat: torch.Tensor, audio_feat: torch.Tensor,
-                  has_audio: torch.Tensor) -> dict[str, torch.Tensor]:
+def relevance_bce(
+    model: AudioInfusedColorizer, image_feat: torch.Tensor, audio_feat: torch.Tensor, has_audio: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """BCE of the relevance net: image_feat [B, image_dim] of the frames, audio_feat [2B, audio_dim] of
     their own audio then audio of other videos (one pass, so the heads' BatchNorm sees one batch of
     both); has_audio bool [B] weights the samples. Returns "loss" and the diagnostics "r_true",

@@ -30,11 +30,13 @@ class MixedPrecision:
         if precision not in _DTYPES:
             raise ConfigError(f"precision must be one of {list(_DTYPES)}, got {precision!r}")
         if precision == "fp16" and device.type != "cuda":
-            raise ConfigError(f"--precision fp16 needs a CUDA device (gradient scaling), not {device}; "
-                              "use bf16 on the CPU")
+            raise ConfigError(
+                f"--precision fp16 needs a CUDA device (gradient scaling), not {device}; use bf16 on the CPU"
+            )
         if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; "
-                              "use fp16")
+            raise ConfigError(
+                f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16"
+            )
         self.precision = precision
         self.device = device
         self.dtype = _DTYPES[precision]
@@ -47,8 +49,12 @@ class MixedPrecision:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer, parameters: Iterable[nn.Parameter] = (),
-             grad_clip: float = 0.0) -> None:
+    def step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        parameters: Iterable[nn.Parameter] = (),
+        grad_clip: float = 0.0,
+    ) -> None:
         """Unscale (fp16), clip the gradients' global norm to `grad_clip` (0 = off), step."""
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)

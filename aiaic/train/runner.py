@@ -84,8 +84,9 @@ def make_scheduler(cfg: StageConfig, optimizer: torch.optim.Optimizer, total_ste
     )
 
 
-def _stage_record(st: _Stage, manifest: dict, source: SplitSource, complete: bool,
-                  steps: int) -> dict[str, Any]:
+def _stage_record(
+    st: _Stage, manifest: dict, source: SplitSource, complete: bool, steps: int
+) -> dict[str, Any]:
     plan = st.plan
     stats = manifest.get("audio_stats", {})
     record = {
@@ -117,8 +118,9 @@ def _stage_record(st: _Stage, manifest: dict, source: SplitSource, complete: boo
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if st.spec.colours:
-        record["loss_terms"] = {k: w for k, w in st.cfg.loss_terms().items()
-                                if w > 0 and k not in st.disabled_terms}
+        record["loss_terms"] = {
+            k: w for k, w in st.cfg.loss_terms().items() if w > 0 and k not in st.disabled_terms
+        }
         record["disabled_terms"] = dict(st.disabled_terms)
     return record
 
@@ -133,15 +135,22 @@ def _model_identity(model: dict) -> dict:
 
 def _check_same_model(plan: TrainPlan, stage_dir: Path, saved: dict | None) -> None:
     if saved is not None and _model_identity(saved.get("model") or {}) != _model_identity(
-            config_to_dict(plan.model)):
+        config_to_dict(plan.model)
+    ):
         raise RecipeMismatchError(
             f"{stage_dir}: trained with a different [model] config (hash {saved.get('model_hash')}, now "
             f"{recipe_hash(plan.model)}); use another --out or the recipe it was made with"
         )
 
 
-def _evaluator(objective: StageObjective, model: AudioInfusedColorizer, loader, device: torch.device,
-               dist_info: DistInfo, amp: MixedPrecision):
+def _evaluator(
+    objective: StageObjective,
+    model: AudioInfusedColorizer,
+    loader,
+    device: torch.device,
+    dist_info: DistInfo,
+    amp: MixedPrecision,
+):
     disc = objective.adversary.module if objective.adversary is not None else None
 
     def evaluate() -> dict[str, float]:
@@ -199,12 +208,15 @@ def _open_stage_dir(st: _Stage) -> StageResult | None:
     st.resuming = ckpt.has_checkpoint(st.dir)
     st.started = st.resuming or (st.dir / "metrics.jsonl").is_file()
     if st.started and not run.resume:
-        raise RunError(f"{st.dir} holds an unfinished run of {st.name}: pass --resume to continue it, "
-                       "or choose another --out")
+        raise RunError(
+            f"{st.dir} holds an unfinished run of {st.name}: pass --resume to continue it, "
+            "or choose another --out"
+        )
     _check_same_model(st.plan, st.dir, st.saved)
     if st.resuming and st.saved is not None and st.saved.get("image_size") != run.image_size:
-        raise RecipeMismatchError(f"{st.dir}: trained at image_size {st.saved.get('image_size')}, "
-                                  f"now {run.image_size}")
+        raise RecipeMismatchError(
+            f"{st.dir}: trained at image_size {st.saved.get('image_size')}, now {run.image_size}"
+        )
     return None
 
 
@@ -220,8 +232,10 @@ def _build_model(st: _Stage) -> AudioInfusedColorizer:
     if st.spec.init_from is not None:
         prev = Path(run.out) / st.spec.init_from
         if not ckpt.is_complete(prev):
-            raise RunError(f"stage {st.name} starts from {st.spec.init_from}, which is not complete in "
-                           f"{prev}; train it first (--stage all does it in order)")
+            raise RunError(
+                f"stage {st.name} starts from {st.spec.init_from}, which is not complete in "
+                f"{prev}; train it first (--stage all does it in order)"
+            )
         prev_cfg = ckpt.read_config(prev)
         _check_same_model(st.plan, prev, prev_cfg)
         ckpt.load_weights(prev / ckpt.WEIGHTS, model)
@@ -244,11 +258,16 @@ def _build_objective(st: _Stage, model: AudioInfusedColorizer, amp: MixedPrecisi
     terms = st.cfg.loss_terms()
     adversary = None
     if terms.get("adversarial", 0) > 0:
-        adversary = build_discriminator_trainer(st.cfg.disc_channels, st.cfg.disc_blocks, st.cfg.disc_lr,
-                                                st.cfg.disc_betas, amp, st.dist_info)
+        adversary = build_discriminator_trainer(
+            st.cfg.disc_channels, st.cfg.disc_blocks, st.cfg.disc_lr, st.cfg.disc_betas, amp, st.dist_info
+        )
     color, st.disabled_terms = build_color_loss(
-        terms, huber_delta=st.cfg.huber_delta, vgg16_bn_weights=st.plan.train.vgg16_bn_weights,
-        discriminator=adversary.module if adversary is not None else None, device=st.dist_info.device)
+        terms,
+        huber_delta=st.cfg.huber_delta,
+        vgg16_bn_weights=st.plan.train.vgg16_bn_weights,
+        discriminator=adversary.module if adversary is not None else None,
+        device=st.dist_info.device,
+    )
     return StageObjective(model, st.spec, st.cfg, color, adversary)
 
 
@@ -268,8 +287,9 @@ def _restore(st: _Stage, model: nn.Module, opt: Optimisation, objective: StageOb
         objective.adversary.load_state_dict(saved["discriminator"])
     ckpt.set_rng_state(saved["rng"])
     state = LoopState(int(saved["step"]), int(saved["epoch"]), int(saved["batch_in_epoch"]))
-    log.info("%s: resuming at step %d (epoch %d, batch %d)", st.name, state.step, state.epoch,
-             state.batch_in_epoch)
+    log.info(
+        "%s: resuming at step %d (epoch %d, batch %d)", st.name, state.step, state.epoch, state.batch_in_epoch
+    )
     return state
 
 
@@ -278,11 +298,14 @@ def _checkpointer(st: _Stage, model: nn.Module, opt: Optimisation, objective: St
         if not st.dist_info.is_main:
             return
         state: dict[str, Any] = {
-            "step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
+            "step": s.step,
+            "epoch": s.epoch,
+            "batch_in_epoch": s.batch_in_epoch,
             "optimizer": opt.optimizer.state_dict(),
             "scheduler": opt.scheduler.state_dict() if opt.scheduler is not None else {},
             "scaler": opt.amp.state_dict() if opt.amp is not None else {},
-            "rng": ckpt.rng_state(), "world_size": st.dist_info.world_size,
+            "rng": ckpt.rng_state(),
+            "world_size": st.dist_info.world_size,
         }
         if objective.adversary is not None:
             state["discriminator"] = objective.adversary.state_dict()
@@ -303,8 +326,14 @@ def _open_metrics(st: _Stage, source: SplitSource, manifest: dict, step: int) ->
     return metrics
 
 
-def _validation(st: _Stage, objective: StageObjective, model: AudioInfusedColorizer,
-                val_src: SplitSource | None, loader_cfg: LoaderConfig, amp: MixedPrecision):
+def _validation(
+    st: _Stage,
+    objective: StageObjective,
+    model: AudioInfusedColorizer,
+    val_src: SplitSource | None,
+    loader_cfg: LoaderConfig,
+    amp: MixedPrecision,
+):
     """(evaluate callback, val loader) or (None, None) without a val split (or too few val shards)."""
     if val_src is None:
         return None, None
@@ -328,22 +357,31 @@ def _finish(st: _Stage, manifest: dict, source: SplitSource, steps: int) -> dict
     return {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
 
 
-def _optimisation(st: _Stage, objective: StageObjective, params: list[nn.Parameter], steps: int,
-                  amp: MixedPrecision) -> Optimisation:
+def _optimisation(
+    st: _Stage, objective: StageObjective, params: list[nn.Parameter], steps: int, amp: MixedPrecision
+) -> Optimisation:
     """The optimizer, schedule, DDP wrapper and discriminator step of the stage's training step."""
     optimizer = make_optimizer(st.cfg, params)
     wrapped: nn.Module = objective
     if st.dist_info.initialized:
         device = st.dist_info.device
-        wrapped = DistributedDataParallel(objective,
-                                          device_ids=[device.index] if device.type == "cuda" else None,
-                                          find_unused_parameters=objective.model.backbone.has_unused_parameters)
+        wrapped = DistributedDataParallel(
+            objective,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=objective.model.backbone.has_unused_parameters,
+        )
     second = objective.discriminator_step if objective.adversary is not None else None
     return Optimisation(wrapped, optimizer, params, make_scheduler(st.cfg, optimizer, steps), second, amp)
 
 
-def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
-              train_src: SplitSource, val_src: SplitSource | None) -> StageResult:
+def run_stage(
+    plan: TrainPlan,
+    name: str,
+    dist_info: DistInfo,
+    manifest: dict,
+    train_src: SplitSource,
+    val_src: SplitSource | None,
+) -> StageResult:
     """Train one stage into RUN/<name>/ (or skip it when complete).
 
     The stage's `batch_size` is the global batch: each of the world's R ranks takes batch_size / R.
@@ -355,15 +393,27 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
         return skipped
     run = plan.train
     st.batch_per_rank = per_rank_batch(st.cfg.batch_size, dist_info.world_size, f"[train.{name}] batch_size")
-    log.info("rank %d: %s takes %d samples per step of a global batch of %d", dist_info.rank, name,
-             st.batch_per_rank, st.cfg.batch_size)
+    log.info(
+        "rank %d: %s takes %d samples per step of a global batch of %d",
+        dist_info.rank,
+        name,
+        st.batch_per_rank,
+        st.cfg.batch_size,
+    )
     model = _build_model(st)
     amp = MixedPrecision(run.precision, dist_info.device)
     objective = _build_objective(st, model, amp)
-    loader_cfg = replace(plan.loader, image_size=run.image_size, batch_size=st.batch_per_rank,
-                         workers=run.workers, train=True, seed=run.seed, epoch=0,
-                         mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0,
-                         spectrogram=st.plan.model.spectrogram)
+    loader_cfg = replace(
+        plan.loader,
+        image_size=run.image_size,
+        batch_size=st.batch_per_rank,
+        workers=run.workers,
+        train=True,
+        seed=run.seed,
+        epoch=0,
+        mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0,
+        spectrogram=st.plan.model.spectrogram,
+    )
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
     val_loader = metrics = None
     try:
@@ -371,15 +421,30 @@ def run_stage(plan: TrainPlan, name: str, dist_info: DistInfo, manifest: dict,
         opt = _optimisation(st, objective, params, st.cfg.epochs * len(loader), amp)
         state = _restore(st, model, opt, objective)
         metrics = _open_metrics(st, train_src, manifest, state.step)
-        log.info("%s: %s; trains %s; %d batches/epoch x %d epochs", name, st.spec.description,
-                 ", ".join(st.spec.trains), len(loader), st.cfg.epochs)
+        log.info(
+            "%s: %s; trains %s; %d batches/epoch x %d epochs",
+            name,
+            st.spec.description,
+            ", ".join(st.spec.trains),
+            len(loader),
+            st.cfg.epochs,
+        )
         evaluate, val_loader = _validation(st, objective, model, val_src, loader_cfg, amp)
-        loop_cfg = LoopConfig(epochs=st.cfg.epochs, device=dist_info.device, grad_clip=st.cfg.grad_clip,
-                              save_every=run.save_every, log_every=run.log_every,
-                              batch_size=st.batch_per_rank, precision=run.precision, description=name)
-        callbacks = LoopCallbacks(checkpoint=_checkpointer(st, model, opt, objective),
-                                  set_modes=lambda: apply_stage_modes(model, st.spec, True),
-                                  evaluate=evaluate)
+        loop_cfg = LoopConfig(
+            epochs=st.cfg.epochs,
+            device=dist_info.device,
+            grad_clip=st.cfg.grad_clip,
+            save_every=run.save_every,
+            log_every=run.log_every,
+            batch_size=st.batch_per_rank,
+            precision=run.precision,
+            description=name,
+        )
+        callbacks = LoopCallbacks(
+            checkpoint=_checkpointer(st, model, opt, objective),
+            set_modes=lambda: apply_stage_modes(model, st.spec, True),
+            evaluate=evaluate,
+        )
 
         def epoch_loader(epoch: int):
             loader.set_epoch(epoch)
@@ -411,7 +476,8 @@ def run_training(plan: TrainPlan) -> list[StageResult]:
         if dist_info.is_main:
             Path(plan.train.out).mkdir(parents=True, exist_ok=True)
         barrier(dist_info)
-        return [run_stage(plan, name, dist_info, manifest, train_src, val_src)
-                for name in plan.train.stages()]
+        return [
+            run_stage(plan, name, dist_info, manifest, train_src, val_src) for name in plan.train.stages()
+        ]
     finally:
         teardown(dist_info)

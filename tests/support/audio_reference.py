@@ -11,8 +11,17 @@ from aiaic.data.audio import MelConfig
 def librosa_log_mel(y: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
     """The documented log-mel, computed by librosa: [n_mels, frames] float32."""
     mel = librosa.feature.melspectrogram(
-        y=np.asarray(y, dtype=np.float32), sr=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
-        hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, power=cfg.power,
-        htk=cfg.htk, norm=None, center=False,
+        y=np.asarray(y, dtype=np.float32),
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+        power=cfg.power,
+        htk=cfg.htk,
+        norm=None,
+        center=False,
     )
     return np.log(mel + cfg.log_offset).astype(np.float32)

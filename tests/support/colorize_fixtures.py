@@ -64,8 +64,10 @@ class StandInModel:
         return (torch.as_tensor(raw, dtype=torch.float32) - self.mel_mean[:, None]) / self.mel_std[:, None]
 
     def audio_input(self, pcm, mels=None):
-        rows = [torch.zeros(1, 64, 97) if x is None else self.normalize_mel(log_mel(x, self.mel_config))[None]
-                for x in pcm]
+        rows = [
+            torch.zeros(1, 64, 97) if x is None else self.normalize_mel(log_mel(x, self.mel_config))[None]
+            for x in pcm
+        ]
         return {"mel": torch.stack(rows)}
 
     def expected_ab_n(self, mel: torch.Tensor, has_audio: torch.Tensor) -> torch.Tensor:

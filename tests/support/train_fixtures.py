@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TINY_MODEL = {"base_channels": 8, "semantic_channels": [8, 8, 16, 16], "semantic_dim": 16, "cond_dim": 16,
-              "guidance_hidden": 16, "a2v_hidden": 32, "relevance_dim": 8, "relevance_hidden": 16}
+TINY_MODEL = {
+    "base_channels": 8,
+    "semantic_channels": [8, 8, 16, 16],
+    "semantic_dim": 16,
+    "cond_dim": 16,
+    "guidance_hidden": 16,
+    "a2v_hidden": 32,
+    "relevance_dim": 8,
+    "relevance_hidden": 16,
+}
 TINY_TRAIN = {"image_size": 32, "epochs": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1}
 
 
 def tiny_recipe(**train) -> dict:
-    return {"model": dict(TINY_MODEL), "train": {**TINY_TRAIN, **train}, }
+    return {
+        "model": dict(TINY_MODEL),
+        "train": {**TINY_TRAIN, **train},
+    }
 
 
 def write_recipe(path: Path, recipe: dict) -> Path:

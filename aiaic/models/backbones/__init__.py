@@ -22,5 +22,13 @@ from aiaic.models.backbones.base import Backbone, Features, Guide, OptimizerDefa
 from aiaic.models.backbones.registry import available, build_backbone, register
 from aiaic.models.backbones.unet import UNetColorizer
 
-__all__ = ["Backbone", "Features", "Guide", "OptimizerDefaults", "UNetColorizer", "available",
-           "build_backbone", "register"]
+__all__ = [
+    "Backbone",
+    "Features",
+    "Guide",
+    "OptimizerDefaults",
+    "UNetColorizer",
+    "available",
+    "build_backbone",
+    "register",
+]

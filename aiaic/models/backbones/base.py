@@ -76,8 +76,9 @@ class Backbone(nn.Module):
         """A global descriptor of `encode`'s features, [B, feature_dim]."""
         raise NotImplementedError
 
-    def forward(self, L_n: torch.Tensor, guide: Guide | None = None,
-                feats: Features | None = None) -> torch.Tensor:
+    def forward(
+        self, L_n: torch.Tensor, guide: Guide | None = None, feats: Features | None = None
+    ) -> torch.Tensor:
         """ab_n [B, 2, H, W]; `feats`: `encode(L_n)` when the caller already has it (E then does not run)."""
         return self.decode(self.encode(L_n) if feats is None else feats, guide)
 
@@ -91,8 +92,9 @@ class Backbone(nn.Module):
             raise ValueError(f"the backbone expects L_n [B, 1, H, W], got {list(L_n.shape)}")
         m = self.size_multiple
         if L_n.shape[-1] % m or L_n.shape[-2] % m:
-            raise ValueError(f"image side must be a multiple of {m} for {type(self).__name__}, "
-                             f"got {list(L_n.shape)}")
+            raise ValueError(
+                f"image side must be a multiple of {m} for {type(self).__name__}, got {list(L_n.shape)}"
+            )
 
     def load_pretrained(self, path: Path) -> dict[str, Any]:
         """Load a released weight file; returns what was read (file, keys, ignored keys). A backbone

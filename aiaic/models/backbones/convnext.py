@@ -66,8 +66,13 @@ class ConvNeXt(nn.Module):
             them (activation checkpointing; applies only while training with gradients).
     """
 
-    def __init__(self, depths: tuple[int, ...], dims: tuple[int, ...], in_chans: int = 3,
-                 checkpoint_stages: bool = False):
+    def __init__(
+        self,
+        depths: tuple[int, ...],
+        dims: tuple[int, ...],
+        in_chans: int = 3,
+        checkpoint_stages: bool = False,
+    ):
         super().__init__()
         if len(depths) != 4 or len(dims) != 4:
             raise ValueError(f"ConvNeXt needs four stages, got depths {depths} and dims {dims}")
@@ -75,11 +80,14 @@ class ConvNeXt(nn.Module):
         self.checkpoint_stages = checkpoint_stages
         self.downsample_layers = nn.ModuleList(
             [nn.Sequential(nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4), LayerNorm2d(dims[0]))]
-            + [nn.Sequential(LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2))
-               for i in range(3)]
+            + [
+                nn.Sequential(LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2))
+                for i in range(3)
+            ]
         )
-        self.stages = nn.ModuleList(nn.Sequential(*(ConvNeXtBlock(dims[i]) for _ in range(depths[i])))
-                                    for i in range(4))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*(ConvNeXtBlock(dims[i]) for _ in range(depths[i]))) for i in range(4)
+        )
         for i in range(4):
             self.add_module(f"norm{i}", LayerNorm2d(dims[i]))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)

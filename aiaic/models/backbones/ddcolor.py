@@ -64,8 +64,16 @@ class DDColorSize:
 SIZES = {
     "ddcolor-tiny": DDColorSize(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)),
     "ddcolor-large": DDColorSize(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)),
-    "ddcolor-mini": DDColorSize(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), nf=64, hidden_dim=32, nheads=4,
-                                dim_feedforward=64, dec_layers=3, num_queries=16),
+    "ddcolor-mini": DDColorSize(
+        depths=(1, 1, 1, 1),
+        dims=(16, 32, 64, 128),
+        nf=64,
+        hidden_dim=32,
+        nheads=4,
+        dim_feedforward=64,
+        dec_layers=3,
+        num_queries=16,
+    ),
 }
 
 
@@ -100,12 +108,17 @@ class DDColor(Backbone):
     insertion_point = "decoder.layers.0"
     size_multiple = 32
     # DDColor's L1 weight is 0.1 on ab in Lab units; on ab_n = ab / 110 the same pull is 0.1 * 110 = 11
-    loss_terms: ClassVar[Mapping[str, float]] = {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0,
-                                                 "colorfulness": 0.5}
+    loss_terms: ClassVar[Mapping[str, float]] = {
+        "l1": 11.0,
+        "perceptual": 5.0,
+        "adversarial": 1.0,
+        "colorfulness": 0.5,
+    }
     # ConvNeXt's final norm serves `pool` (the relevance net) only; the colour loss never reaches it
     has_unused_parameters: ClassVar[bool] = True
-    optimizer: ClassVar[OptimizerDefaults] = OptimizerDefaults(name="adamw", lr=1e-4, betas=(0.9, 0.99),
-                                                               weight_decay=0.01)
+    optimizer: ClassVar[OptimizerDefaults] = OptimizerDefaults(
+        name="adamw", lr=1e-4, betas=(0.9, 0.99), weight_decay=0.01
+    )
     # Inference with weights and activations in channels-last layout: ~20-30 % faster on a CPU
     # (ConvNeXt's depthwise convs and its channel-last Linears need no copies), same values.
     channels_last_inference: ClassVar[bool] = True
@@ -120,8 +133,15 @@ class DDColor(Backbone):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.encoder = _Encoder(ConvNeXt(size.depths, size.dims, checkpoint_stages=activation_checkpointing))
-        self.decoder = DDColorDecoder(size.dims, size.nf, size.hidden_dim, size.num_queries, size.nheads,
-                                      size.dim_feedforward, size.dec_layers)
+        self.decoder = DDColorDecoder(
+            size.dims,
+            size.nf,
+            size.hidden_dim,
+            size.num_queries,
+            size.nheads,
+            size.dim_feedforward,
+            size.dec_layers,
+        )
         self.refine_net = nn.Sequential(nn.Sequential(spectral_conv(size.num_queries + 3, 2, 1, bias=True)))
         self.settle_spectral_norm()
 
@@ -152,8 +172,9 @@ class DDColor(Backbone):
         if rgb.dim() != 4 or rgb.shape[1] != 3:
             raise ValueError(f"DDColor expects RGB [B, 3, H, W], got {list(rgb.shape)}")
         if rgb.shape[-1] % self.size_multiple or rgb.shape[-2] % self.size_multiple:
-            raise ValueError(f"DDColor needs H and W multiples of {self.size_multiple}, "
-                             f"got {list(rgb.shape)}")
+            raise ValueError(
+                f"DDColor needs H and W multiples of {self.size_multiple}, got {list(rgb.shape)}"
+            )
         x = (rgb - self.mean) / self.std
         if self.encoder.arch.in_channels_last():
             x = x.contiguous(memory_format=torch.channels_last)
@@ -192,8 +213,12 @@ class DDColor(Backbone):
         for k in ignored:
             del state[k]
         if ignored:
-            log.info("%s: ignored %d classifier keys the DDColor model does not use: %s", p, len(ignored),
-                     ", ".join(ignored))
+            log.info(
+                "%s: ignored %d classifier keys the DDColor model does not use: %s",
+                p,
+                len(ignored),
+                ", ".join(ignored),
+            )
         load_checked(self, state, p, f"DDColor ({type(self).__name__}, encoder dims {self.spec.dims})")
         log.info("DDColor weights loaded from %s (%d tensors)", p, len(state))
         return {"file": str(p), "keys": len(state), "ignored": ignored}

@@ -84,8 +84,9 @@ class UnetBlockWide(nn.Module):
         self.bn = nn.BatchNorm2d(x_in_c)
         with torch.no_grad():
             self.bn.bias.fill_(1e-3)
-        self.conv = nn.Sequential(spectral_conv(n_out + x_in_c, n_out, 3, bias=False), nn.ReLU(),
-                                  nn.BatchNorm2d(n_out))
+        self.conv = nn.Sequential(
+            spectral_conv(n_out + x_in_c, n_out, 3, bias=False), nn.ReLU(), nn.BatchNorm2d(n_out)
+        )
 
     def forward(self, up_in: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         cat = F.relu(torch.cat([self.shuf(up_in), self.bn(skip)], dim=1))
@@ -120,8 +121,9 @@ class CrossAttentionLayer(nn.Module):
         self.multihead_attn = nn.MultiheadAttention(d_model, nhead, batch_first=True)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
-                query_pos: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tgt: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor, query_pos: torch.Tensor
+    ) -> torch.Tensor:
         out = self.multihead_attn(tgt + query_pos, memory + pos, memory, need_weights=False)[0]
         return self.norm(tgt + out)
 
@@ -179,18 +181,28 @@ class MultiScaleColorDecoder(nn.Module):
         color_embed_dim: length of each colour embedding = channels of the image features.
     """
 
-    def __init__(self, in_channels: tuple[int, ...], hidden_dim: int = 256, num_queries: int = 100,
-                 nheads: int = 8, dim_feedforward: int = 2048, dec_layers: int = 9,
-                 color_embed_dim: int = 256):
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        hidden_dim: int = 256,
+        num_queries: int = 100,
+        nheads: int = 8,
+        dim_feedforward: int = 2048,
+        dec_layers: int = 9,
+        color_embed_dim: int = 256,
+    ):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.num_scales = len(in_channels)
         self.transformer_self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers))
+            SelfAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers)
+        )
         self.transformer_cross_attention_layers = nn.ModuleList(
-            CrossAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers))
+            CrossAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers)
+        )
         self.transformer_ffn_layers = nn.ModuleList(
-            FFNLayer(hidden_dim, dim_feedforward) for _ in range(dec_layers))
+            FFNLayer(hidden_dim, dim_feedforward) for _ in range(dec_layers)
+        )
         for p in self.parameters():
             if p.dim() > 1 and not p.is_meta:
                 nn.init.xavier_uniform_(p)
@@ -238,9 +250,17 @@ class DDColorDecoder(nn.Module):
         The other arguments size the `MultiScaleColorDecoder`.
     """
 
-    def __init__(self, enc_dims: tuple[int, ...], nf: int = 512, hidden_dim: int = 256,
-                 num_queries: int = 100, nheads: int = 8, dim_feedforward: int = 2048, dec_layers: int = 9,
-                 num_scales: int = 3):
+    def __init__(
+        self,
+        enc_dims: tuple[int, ...],
+        nf: int = 512,
+        hidden_dim: int = 256,
+        num_queries: int = 100,
+        nheads: int = 8,
+        dim_feedforward: int = 2048,
+        dec_layers: int = 9,
+        num_scales: int = 3,
+    ):
         super().__init__()
         if num_scales != 3:
             raise ValueError(f"DDColor's pixel decoder gives 3 scales, got num_scales={num_scales}")
@@ -249,8 +269,9 @@ class DDColorDecoder(nn.Module):
         self.layers = nn.ModuleList(UnetBlockWide(ins[i], enc_dims[2 - i], outs[i]) for i in range(3))
         embed = nf // 2
         self.last_shuf = PixelShuffleUp(embed, embed, scale=4, blur=True, batch_norm=False)
-        self.color_decoder = MultiScaleColorDecoder(tuple(outs), hidden_dim, num_queries, nheads,
-                                                    dim_feedforward, dec_layers, color_embed_dim=embed)
+        self.color_decoder = MultiScaleColorDecoder(
+            tuple(outs), hidden_dim, num_queries, nheads, dim_feedforward, dec_layers, color_embed_dim=embed
+        )
 
     def forward(self, skips: list[torch.Tensor], guide: Guide | None = None) -> torch.Tensor:
         """skips: norm0..norm3 outputs; `guide` maps out0 [B, nf, H/16, W/16] to the same shape and

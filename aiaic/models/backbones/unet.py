@@ -46,9 +46,12 @@ def conv_block(in_ch: int, out_ch: int, norm: str = "batch", stride: int = 1) ->
     """(3x3 conv, norm, ReLU) x 2; the first conv has `stride`."""
     bias = norm == "none"
     return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=bias), make_norm(norm, out_ch),
+        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=bias),
+        make_norm(norm, out_ch),
         nn.ReLU(inplace=True),
-        nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=bias), make_norm(norm, out_ch), nn.ReLU(inplace=True),
+        nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=bias),
+        make_norm(norm, out_ch),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -90,10 +93,14 @@ class ColorGenerator(nn.Module):
         self.bottleneck = conv_block(widths[-1], widths[-1], norm)
         ups = []
         for i in range(len(widths) - 1, 0, -1):
-            ups.append(nn.ModuleDict({
-                "reduce": nn.Conv2d(widths[i], widths[i - 1], 1),
-                "block": conv_block(2 * widths[i - 1], widths[i - 1], norm),
-            }))
+            ups.append(
+                nn.ModuleDict(
+                    {
+                        "reduce": nn.Conv2d(widths[i], widths[i - 1], 1),
+                        "block": conv_block(2 * widths[i - 1], widths[i - 1], norm),
+                    }
+                )
+            )
         self.ups = nn.ModuleList(ups)
         self.head = nn.Conv2d(widths[0], 2, 1)
 
@@ -150,5 +157,6 @@ class UNetColorizer(Backbone):
 @register("unet")
 def build_unet(cfg: ModelConfig) -> UNetColorizer:
     """The default compact U-Net, sized by `cfg.base_channels`, `cfg.depth`, `cfg.norm`, `cfg.guide_at`."""
-    return UNetColorizer(base_channels=cfg.base_channels, depth=cfg.depth, norm=cfg.norm,
-                         guide_at=cfg.guide_at)
+    return UNetColorizer(
+        base_channels=cfg.base_channels, depth=cfg.depth, norm=cfg.norm, guide_at=cfg.guide_at
+    )
