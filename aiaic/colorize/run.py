@@ -162,42 +162,51 @@ def _backbone_name(model) -> str | None:
     return getattr(config, "backbone", None)
 
 
-def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
-    """Colorize every input of `cfg` (see the module docstring). `model`: an already loaded InferenceModel."""
-    if cfg.out is None:
-        raise ConfigError("-o/--out is required")
-    out = Path(cfg.out)
-    jobs = plan_jobs(tuple(cfg.inputs), out, cfg.overwrite)
-    device = resolve_device(cfg.device)
-    if model is None:
-        model = load_model(cfg, device)
+def _fixed_guidance(cfg: ColorizeConfig, model):
+    """(the guidance of every image, the fixed guidance of every video or None where each video's own
+    soundtrack guides it): from `--audio`, or none (`--no-audio`, a baseline model, or no sound)."""
     if cfg.audio is not None:
         pcm, start = read_audio_window(Path(cfg.audio), cfg.audio_start, model.mel_config)
         guidance = guidance_from_pcm(model, pcm, cfg.silence_db)
-        log.info(
-            "audio guidance: %s, %.2f-%.2f s%s",
-            cfg.audio,
-            start,
-            start + 1.0,
-            " (silent there: r = 0)" if not guidance.has_audio else "",
-        )
-    elif cfg.no_audio or getattr(model, "variant", None) == "baseline":
+        silent = " (silent there: r = 0)" if not guidance.has_audio else ""
+        log.info("audio guidance: %s, %.2f-%.2f s%s", cfg.audio, start, start + 1.0, silent)
+        return guidance, guidance
+    if cfg.no_audio or getattr(model, "variant", None) == "baseline":
         guidance = no_guidance(model, "disabled")  # the baseline never uses audio
-    else:
-        guidance = no_guidance(model, "missing")
-    uses_own_audio = cfg.audio is None and not cfg.no_audio and getattr(model, "variant", None) != "baseline"
-    video_fixed = None if uses_own_audio else guidance  # None: each video's own soundtrack guides it
-    n_images = sum(j.kind == "image" for j in jobs)
-    if n_images and not guidance.has_audio:
-        log.info("no audio for the images: the visual backbone alone colours them (r = 0)")
+        return guidance, guidance
+    return no_guidance(model, "missing"), None
 
-    summary = ColorizeSummary()
-    t0 = time.perf_counter()
+
+def _log_video(res: VideoResult) -> None:
+    log.info(
+        "%s -> %s: %d frames %dx%d @ %.3g fps, %.2f s, audio %s; guided seconds %d, silent %d, "
+        "without audio %d, mean r %.2f; %.1f frames/s",
+        res.source,
+        res.output,
+        res.frames,
+        res.width,
+        res.height,
+        res.fps,
+        res.duration,
+        res.audio,
+        res.guided_seconds,
+        res.silent_seconds,
+        res.unguided_seconds,
+        res.mean_r,
+        res.frames_per_second,
+    )
+
+
+def _run_jobs(
+    jobs: list[Job], cfg: ColorizeConfig, model, device, guidance, video_fixed, summary: ColorizeSummary
+) -> None:
+    """Colour every job, images first, under one progress bar; results go into `summary`."""
+    images = [j for j in jobs if j.kind == "image"]
     fields = ("{task.fields[unit]}", "[cyan]{task.fields[rate]}")
     with progress_bar(fields=fields, enabled=cfg.progress) as progress:
-        if n_images:
-            task = progress.add_task("images", total=n_images, unit="images", rate="")
-            for j in (j for j in jobs if j.kind == "image"):
+        if images:
+            task = progress.add_task("images", total=len(images), unit="images", rate="")
+            for j in images:
                 summary.images.append(colorize_image(j.src, j.dst, model, guidance, device))
                 progress.advance(task)
         for j in (j for j in jobs if j.kind == "video"):
@@ -212,41 +221,47 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
             res = colorize_video(j.src, j.dst, model, cfg, device, fixed=video_fixed, on_frames=advance)
             progress.update(task, total=res.frames)
             summary.videos.append(res)
-            log.info(
-                "%s -> %s: %d frames %dx%d @ %.3g fps, %.2f s, audio %s; guided seconds %d, silent %d, "
-                "without audio %d, mean r %.2f; %.1f frames/s",
-                res.source,
-                res.output,
-                res.frames,
-                res.width,
-                res.height,
-                res.fps,
-                res.duration,
-                res.audio,
-                res.guided_seconds,
-                res.silent_seconds,
-                res.unguided_seconds,
-                res.mean_r,
-                res.frames_per_second,
-            )
-    summary.seconds = time.perf_counter() - t0
+            _log_video(res)
+
+
+def _write_summary(summary: ColorizeSummary, cfg: ColorizeConfig, model, jobs: list[Job], out: Path) -> None:
     summary_dir = out if not (len(jobs) == 1 and jobs[0].dst == out) else out.parent
     summary_dir.mkdir(parents=True, exist_ok=True)
     summary.summary_path = summary_dir / "colorize-summary.json"
+    model_info = {
+        "variant": getattr(model, "variant", None),
+        "image_size": model.image_size,
+        "backbone": _backbone_name(model),
+    }
     write_json_atomic(
         summary.summary_path,
         {
             "config": config_to_dict(cfg),
-            "model": {
-                "variant": getattr(model, "variant", None),
-                "image_size": model.image_size,
-                "backbone": _backbone_name(model),
-            },
+            "model": model_info,
             "images": [r.to_dict() for r in summary.images],
             "videos": [r.to_dict() for r in summary.videos],
             "seconds": summary.seconds,
         },
     )
+
+
+def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
+    """Colorize every input of `cfg` (see the module docstring). `model`: an already loaded InferenceModel."""
+    if cfg.out is None:
+        raise ConfigError("-o/--out is required")
+    out = Path(cfg.out)
+    jobs = plan_jobs(tuple(cfg.inputs), out, cfg.overwrite)
+    device = resolve_device(cfg.device)
+    if model is None:
+        model = load_model(cfg, device)
+    guidance, video_fixed = _fixed_guidance(cfg, model)
+    if any(j.kind == "image" for j in jobs) and not guidance.has_audio:
+        log.info("no audio for the images: the visual backbone alone colours them (r = 0)")
+    summary = ColorizeSummary()
+    t0 = time.perf_counter()
+    _run_jobs(jobs, cfg, model, device, guidance, video_fixed, summary)
+    summary.seconds = time.perf_counter() - t0
+    _write_summary(summary, cfg, model, jobs, out)
     log.info(
         "colorized %d images and %d videos in %.1f s; summary %s",
         len(summary.images),

@@ -374,6 +374,36 @@ def _optimisation(
     return Optimisation(wrapped, optimizer, params, make_scheduler(st.cfg, optimizer, steps), second, amp)
 
 
+def _loader_config(st: _Stage) -> LoaderConfig:
+    """The training loader of the stage: the recipe's [loader] table with this rank's share of the batch."""
+    run = st.plan.train
+    return replace(
+        st.plan.loader,
+        image_size=run.image_size,
+        batch_size=st.batch_per_rank,
+        workers=run.workers,
+        train=True,
+        seed=run.seed,
+        epoch=0,
+        mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0,
+        spectrogram=st.plan.model.spectrogram,
+    )
+
+
+def _loop_config(st: _Stage) -> LoopConfig:
+    run = st.plan.train
+    return LoopConfig(
+        epochs=st.cfg.epochs,
+        device=st.dist_info.device,
+        grad_clip=st.cfg.grad_clip,
+        save_every=run.save_every,
+        log_every=run.log_every,
+        batch_size=st.batch_per_rank,
+        precision=run.precision,
+        description=st.name,
+    )
+
+
 def run_stage(
     plan: TrainPlan,
     name: str,
@@ -403,17 +433,7 @@ def run_stage(
     model = _build_model(st)
     amp = MixedPrecision(run.precision, dist_info.device)
     objective = _build_objective(st, model, amp)
-    loader_cfg = replace(
-        plan.loader,
-        image_size=run.image_size,
-        batch_size=st.batch_per_rank,
-        workers=run.workers,
-        train=True,
-        seed=run.seed,
-        epoch=0,
-        mask_prob=st.cfg.mask_prob if st.spec.uses_mask else 0.0,
-        spectrogram=st.plan.model.spectrogram,
-    )
+    loader_cfg = _loader_config(st)
     loader = make_loader(train_src, loader_cfg, rank=dist_info.rank, world_size=dist_info.world_size)
     val_loader = metrics = None
     try:
@@ -430,16 +450,6 @@ def run_stage(
             st.cfg.epochs,
         )
         evaluate, val_loader = _validation(st, objective, model, val_src, loader_cfg, amp)
-        loop_cfg = LoopConfig(
-            epochs=st.cfg.epochs,
-            device=dist_info.device,
-            grad_clip=st.cfg.grad_clip,
-            save_every=run.save_every,
-            log_every=run.log_every,
-            batch_size=st.batch_per_rank,
-            precision=run.precision,
-            description=name,
-        )
         callbacks = LoopCallbacks(
             checkpoint=_checkpointer(st, model, opt, objective),
             set_modes=lambda: apply_stage_modes(model, st.spec, True),
@@ -450,7 +460,7 @@ def run_stage(
             loader.set_epoch(epoch)
             return loader
 
-        state = train_loop(loop_cfg, opt, epoch_loader, state, dist_info, callbacks, metrics)
+        state = train_loop(_loop_config(st), opt, epoch_loader, state, dist_info, callbacks, metrics)
     finally:
         loader.close()
         if val_loader is not None:
