@@ -15,6 +15,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,16 +27,23 @@ from aiaic.errors import InputError
 log = logging.getLogger(__name__)
 
 
-def open_audio(path: Path) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
-    """Open `path` and return (container, first audio stream); InputError if unreadable or without audio."""
+def open_first_stream(path: Path, kind: str) -> tuple[av.container.InputContainer, Any]:
+    """Open `path` and return (container, its first `kind` stream: "audio" or "video"); InputError naming
+    the file when it cannot be opened or has no such stream."""
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
-        raise InputError(path, f"cannot open as audio/video ({e})") from e
-    if not container.streams.audio:
+        raise InputError(path, f"cannot open as {'audio/video' if kind == 'audio' else 'video'} ({e})") from e
+    streams = container.streams.audio if kind == "audio" else container.streams.video
+    if not streams:
         container.close()
-        raise InputError(path, "has no audio stream")
-    return container, container.streams.audio[0]
+        raise InputError(path, f"has no {kind} stream")
+    return container, streams[0]
+
+
+def open_audio(path: Path) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
+    """Open `path` and return (container, first audio stream); InputError if unreadable or without audio."""
+    return open_first_stream(path, "audio")
 
 
 def read_audio_window(path: Path, start: float | None, cfg: MelConfig) -> tuple[np.ndarray, float]:

@@ -30,7 +30,7 @@ import av
 import numpy as np
 import torch
 
-from aiaic.colorize.audio import Soundtrack
+from aiaic.colorize.audio import Soundtrack, open_first_stream
 from aiaic.colorize.compose import luminance_uint8, model_input
 from aiaic.colorize.config import ColorizeConfig
 from aiaic.colorize.guided import Guidance, colorize_guided, no_guidance
@@ -66,14 +66,7 @@ class VideoResult:
 
 
 def _open_input(src: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    try:
-        container = av.open(str(src))
-    except (av.error.FFmpegError, OSError) as e:
-        raise InputError(src, f"cannot open as video ({e})") from e
-    if not container.streams.video:
-        container.close()
-        raise InputError(src, "has no video stream")
-    stream = container.streams.video[0]
+    container, stream = open_first_stream(src, "video")
     stream.thread_type = "AUTO"
     return container, stream
 
