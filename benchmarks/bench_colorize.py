@@ -80,6 +80,7 @@ class _NoModel:
 
     def __init__(self, real):
         self.mel_config, self.normalize_mel = real.mel_config, real.normalize_mel
+        self.audio_input = real.audio_input  # the audio front end runs as for the real model
 
     def guidance(self, L_n, mel=None, has_audio=None):
         return torch.zeros(L_n.shape[0], 8), torch.ones(L_n.shape[0])
