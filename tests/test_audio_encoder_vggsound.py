@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.train_fixtures import TINY_MODEL
 
 from aiaic.config import load_recipe
 from aiaic.data.loader import LoaderConfig, make_loader, open_split
 from aiaic.data.spectrogram import vggsound_spectrogram
-from aiaic.data.synthetic_shards import tone, video_id, write_split_dir  # noqa: E402
+from aiaic.data.synthetic_shards import tone, video_id, write_split_dir
 from aiaic.errors import ConfigError
 from aiaic.models.audio import AudioEncoder
 from aiaic.models.colorizer import build_colorizer
@@ -34,16 +35,6 @@ from aiaic.train.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("AIAIC_SHARED_DATA", ROOT.parent / "shared" / "data")).parent / "reference"
-TINY_MODEL = {
-    "base_channels": 8,
-    "semantic_channels": [8, 8, 16, 16],
-    "semantic_dim": 16,
-    "cond_dim": 16,
-    "guidance_hidden": 16,
-    "a2v_hidden": 32,
-    "relevance_dim": 8,
-    "relevance_hidden": 16,
-}
 
 
 def _layout() -> dict[str, list[int]]:

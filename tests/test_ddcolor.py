@@ -347,13 +347,10 @@ def test_ddcolor_mini_learns():
     assert losses[-1] < 0.6 * losses[0], losses
 
 
-def test_baseline_training_starts_from_backbone_weights(tmp_path):
+def _mini_training_inputs(tmp_path: Path) -> tuple[DDColor, Path, dict]:
+    """A ddcolor-mini saved in the released `{"params": ...}` layout, a small split, and a `[model]` table
+    naming that file (small heads): (the saved backbone, the split folder, the table)."""
     from support.split_fixtures import write_split_dir
-
-    from aiaic.config import build_config
-    from aiaic.runs import checkpoint as ckpt
-    from aiaic.train.config import build_train_plan
-    from aiaic.train.runner import run_training
 
     source = _build("ddcolor-mini", seed=7)
     weights = tmp_path / "mini.pth"
@@ -368,7 +365,6 @@ def test_baseline_training_starts_from_backbone_weights(tmp_path):
         ood_classes=1,
     )
     model = {
-        "backbone": "ddcolor-mini",
         "backbone_weights": str(weights),
         "semantic_channels": [4, 4, 8, 8],
         "semantic_dim": 8,
@@ -378,6 +374,17 @@ def test_baseline_training_starts_from_backbone_weights(tmp_path):
         "relevance_dim": 4,
         "relevance_hidden": 8,
     }
+    return source, split, model
+
+
+def test_baseline_training_starts_from_backbone_weights(tmp_path):
+    from aiaic.config import build_config
+    from aiaic.runs import checkpoint as ckpt
+    from aiaic.train.config import build_train_plan
+    from aiaic.train.runner import run_training
+
+    source, split, model = _mini_training_inputs(tmp_path)
+    model = {"backbone": "ddcolor-mini", **model}
     recipe = {"model": model, "train": {"epochs": 1, "batch_size": 4, "image_size": 32, "device": "cpu"}}
     run_training(build_train_plan(recipe, {"shards": split, "out": tmp_path / "run", "stage": "baseline"}))
     stage = tmp_path / "run" / "baseline"
@@ -467,33 +474,12 @@ def test_building_blocks_match_their_definitions():
 def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
     """`aiaic-train --backbone ddcolor-mini --stage all` (the main chain and both ablations) on the CPU,
     from released-format weights with DDColor's own loss terms, then `aiaic-eval` scores every variant."""
-    from support.split_fixtures import write_split_dir
     from support.train_fixtures import write_recipe
 
     from aiaic.cli.eval import app as eval_app
     from aiaic.cli.train import app as train_app
 
-    weights = tmp_path / "mini.pth"
-    torch.save({"params": _build("ddcolor-mini", seed=7).state_dict()}, weights)
-    split = write_split_dir(
-        tmp_path / "split",
-        classes=3,
-        videos_per_class=3,
-        seconds=2,
-        size=40,
-        shards_per_split=1,
-        ood_classes=1,
-    )
-    model = {
-        "backbone_weights": str(weights),
-        "semantic_channels": [4, 4, 8, 8],
-        "semantic_dim": 8,
-        "cond_dim": 8,
-        "guidance_hidden": 8,
-        "a2v_hidden": 8,
-        "relevance_dim": 4,
-        "relevance_hidden": 8,
-    }
+    _, split, model = _mini_training_inputs(tmp_path)
     train = {
         "epochs": 1,
         "batch_size": 4,

@@ -257,17 +257,7 @@ def test_train_plan_from_recipe_and_flags(tmp_path):
     assert plan.stages["no_r_stage1"].epochs == 7 and plan.stages["no_r_stage1"].mask_prob == 0.5
     assert plan.stages["no_r_stage2"].lr == 0.02 and plan.stages["no_r_stage2"].batch_size == 64
     assert plan.stages["no_r_stage3"].epochs == 3 and plan.stages["e2e"].epochs == 3
-    assert build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path}).train.stages() == (
-        "baseline",
-        "stage1",
-        "stage2",
-        "rnet",
-        "stage3",
-        "no_r_stage1",
-        "no_r_stage2",
-        "no_r_stage3",
-        "e2e",
-    )
+    assert build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path}).train.stages() == ALL_STAGES
     with pytest.raises(ConfigError, match="unknown ablations \\['no_multi'\\]"):
         build_train_plan({"train": {"ablations": ["no_multi"]}}, {"shards": tmp_path, "out": tmp_path})
     with pytest.raises(ConfigError, match="unknown \\[train\\] settings \\['epoch'\\]"):
