@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from support.model_configs import SMALL_MODEL
 
 from aiaic.errors import ConfigError
 from aiaic.lab import lab_to_rgb, rgb_to_lab
@@ -16,17 +17,7 @@ from aiaic.models.guidance import DynamicSemanticGuidance, SemanticGuidance
 from aiaic.models.relevance import RelevanceNet
 from aiaic.models.semantic import ConditionMLP, SemanticEncoder
 
-SMALL = ModelConfig(
-    base_channels=8,
-    depth=3,
-    semantic_channels=(8, 8, 16, 16),
-    semantic_dim=16,
-    cond_dim=16,
-    guidance_hidden=16,
-    a2v_hidden=16,
-    relevance_dim=8,
-    relevance_hidden=16,
-)
+SMALL = SMALL_MODEL
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:

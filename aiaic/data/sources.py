@@ -69,6 +69,25 @@ class WorkItem:
     split: str | None = None
     event: tuple[float, float] | None = None
 
+    @classmethod
+    def found(
+        cls,
+        file: Path,
+        src: Path,
+        dataset: str,
+        video_id: str,
+        label: str,
+        label_id: int,
+        *,
+        start: int = 0,
+        split: str | None = None,
+        event: tuple[float, float] | None = None,
+    ) -> WorkItem:
+        """The item for video `file` found under the source folder `src`."""
+        return cls(
+            str(file.resolve()), _rel(file, src), dataset, video_id, start, label, label_id, split, event
+        )
+
 
 @dataclass
 class SourceListing:
@@ -150,16 +169,7 @@ def list_vggsound(src: Path) -> SourceListing:
         if found is None:
             continue
         items.append(
-            WorkItem(
-                str(found.resolve()),
-                _rel(found, src),
-                "vggsound",
-                ytid,
-                start,
-                label,
-                label_ids[label],
-                split,
-            )
+            WorkItem.found(found, src, "vggsound", ytid, label, label_ids[label], start=start, split=split)
         )
     unlisted = sorted(_rel(p, src) for stem, p in videos.items() if stem not in rows)
     items.sort(key=lambda it: it.source)
@@ -216,16 +226,8 @@ def list_ave(src: Path) -> SourceListing:
         if found is None:
             continue
         items.append(
-            WorkItem(
-                str(found.resolve()),
-                _rel(found, src),
-                "ave",
-                vid,
-                0,
-                cat,
-                label_ids[cat],
-                splits.get(vid),
-                (start, end),
+            WorkItem.found(
+                found, src, "ave", vid, cat, label_ids[cat], split=splits.get(vid), event=(start, end)
             )
         )
     unlisted = sorted(_rel(p, src) for stem, p in videos.items() if stem not in seen)
@@ -256,7 +258,7 @@ def list_folder(src: Path) -> SourceListing:
         lab = labels_of[p]
         if counts[vid] > 1:
             vid = rel.replace("/", "__").replace(".", "_")
-        items.append(WorkItem(str(p.resolve()), rel, "folder", vid, 0, lab, label_ids[lab]))
+        items.append(WorkItem.found(p, src, "folder", vid, lab, label_ids[lab]))
     return SourceListing("folder", items, labels)
 
 
