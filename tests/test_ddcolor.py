@@ -474,7 +474,7 @@ def test_building_blocks_match_their_definitions():
 def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
     """`aiaic-train --backbone ddcolor-mini --stage all` (the main chain and both ablations) on the CPU,
     from released-format weights with DDColor's own loss terms, then `aiaic-eval` scores every variant."""
-    from support.train_fixtures import write_recipe
+    from support.train_fixtures import ALL_STAGES, write_recipe
 
     from aiaic.cli.eval import app as eval_app
     from aiaic.cli.train import app as train_app
@@ -506,18 +506,7 @@ def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    stages = (
-        "baseline",
-        "stage1",
-        "stage2",
-        "rnet",
-        "stage3",
-        "no_r_stage1",
-        "no_r_stage2",
-        "no_r_stage3",
-        "e2e",
-    )
-    for stage in stages:
+    for stage in ALL_STAGES:
         cfg = json.loads((run / stage / "config.json").read_text())
         assert cfg["complete"] and cfg["model"]["backbone"] == "ddcolor-mini", stage
         if stage in ("baseline", "stage1", "stage3", "e2e"):  # DDColor's own loss and optimizer

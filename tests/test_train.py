@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from support.split_fixtures import write_split_dir
-from support.train_fixtures import tiny_recipe
+from support.train_fixtures import ALL_STAGES, tiny_recipe
 from typer.testing import CliRunner
 
 from aiaic.cli.train import app
@@ -29,19 +29,6 @@ from aiaic.train.runner import run_training
 def tiny_split(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("split") / "split"
     return write_split_dir(root, classes=2, videos_per_class=3, seconds=4, size=32, shards_per_split=4)
-
-
-ALL_STAGES = (
-    "baseline",
-    "stage1",
-    "stage2",
-    "rnet",
-    "stage3",
-    "no_r_stage1",
-    "no_r_stage2",
-    "no_r_stage3",
-    "e2e",
-)
 
 
 def ablation_recipe() -> dict:

@@ -15,6 +15,18 @@ TINY_MODEL = {
     "relevance_dim": 8,
     "relevance_hidden": 16,
 }
+# every stage `--stage all` trains with both ablation chains, in training order
+ALL_STAGES = (
+    "baseline",
+    "stage1",
+    "stage2",
+    "rnet",
+    "stage3",
+    "no_r_stage1",
+    "no_r_stage2",
+    "no_r_stage3",
+    "e2e",
+)
 TINY_TRAIN = {"image_size": 32, "epochs": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1}
 
 
