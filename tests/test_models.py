@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from support.model_configs import SMALL_MODEL
+from support.model_configs import SMALL_MODEL as SMALL
 
 from aiaic.errors import ConfigError
 from aiaic.lab import lab_to_rgb, rgb_to_lab
@@ -16,8 +16,6 @@ from aiaic.models.config import ModelConfig
 from aiaic.models.guidance import DynamicSemanticGuidance, SemanticGuidance
 from aiaic.models.relevance import RelevanceNet
 from aiaic.models.semantic import ConditionMLP, SemanticEncoder
-
-SMALL = SMALL_MODEL
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:

@@ -44,7 +44,7 @@ from support.model_configs import SMALL_MODEL
 
 from aiaic.config import build_config, load_recipe, recipe_section
 from aiaic.data.extract import ExtractConfig, run_extract
-from aiaic.data.loader import LoaderConfig, make_loader, open_split
+from aiaic.data.loader import LoaderConfig, make_loader, open_split, read_manifest
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.data.synthetic import CLASS_HUES, class_groups, class_names, make_disambiguation_corpus
 from aiaic.lab import denormalize_ab, lab_from_normalized, lab_to_rgb
@@ -78,8 +78,8 @@ def evaluate(run: Path, split: Path, image_size: int) -> dict[str, float]:
         open_split(split, "val"), LoaderConfig(image_size=image_size, batch_size=16, train=False)
     )
     batches = list(loader)
-    # folder layout: video ids are "<class>__<file stem>"
-    classes = np.array([v.split("__")[0] for b in batches for v in b["video_id"]])
+    name_of = {i: name for name, i in read_manifest(split)["label_ids"].items()}
+    classes = np.array([name_of[int(i)] for b in batches for i in b["label"]])
     out: dict[str, float] = {}
     for variant in LEARNING_VARIANTS:
         model = load_inference(run, variant, "cpu")
