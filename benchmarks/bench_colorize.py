@@ -79,7 +79,7 @@ class _NoModel:
     image_size = 128
 
     def __init__(self, real):
-        self.mel_config, self.normalize_mel = real.mel_config, real.normalize_mel
+        self.mel_config = real.mel_config
         self.audio_input = real.audio_input  # the audio front end runs as for the real model
 
     def guidance(self, L_n, mel=None, has_audio=None):

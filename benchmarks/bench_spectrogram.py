@@ -6,12 +6,12 @@ Input: 32 one-second windows of noise at 16 kHz, each tiled to the official 10 s
 Measured side by side in one run: scipy's `spectrogram` + log + standardisation per clip (the
 official loader's steps), ours in float32 one clip at a time (what a loader worker does), ours on a
 batch of 32, and the 64-band log-mel for scale. Then the training loader (64 px, in-process, the
-shards of tests/split_fixtures.py with pcm) with and without `spectrogram`, as samples/s and ratio.
+shards of aiaic.data.synthetic_shards.write_split_dir with pcm) with and without `spectrogram`, as
+samples/s and ratio.
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,14 +20,11 @@ import numpy as np
 import scipy.signal
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-
-from aiaic.data.audio import MelConfig, log_mel  # noqa: E402
-from aiaic.data.loader import LoaderConfig, make_loader, open_split  # noqa: E402
-from aiaic.data.spectrogram import SpecConfig, vggsound_spectrogram  # noqa: E402
-from aiaic.data.synthetic_shards import write_split_dir  # noqa: E402
+from aiaic.data.audio import MelConfig, log_mel
+from aiaic.data.loader import LoaderConfig, make_loader, open_split
+from aiaic.data.spectrogram import SpecConfig, vggsound_spectrogram
+from aiaic.data.synthetic_shards import write_split_dir
+from benchmarks.bench_loader import _epochs_rate
 
 N = 32
 
@@ -51,12 +48,8 @@ def _per_sample(fn, repeats: int = 3) -> float:
 def _loader_rate(source, spectrogram: SpecConfig | None) -> float:
     cfg = LoaderConfig(image_size=64, batch_size=16, workers=0, spectrogram=spectrogram)
     with make_loader(source, cfg) as loader:
-        n = sum(len(b["key"]) for b in loader)  # warm-up
-        t0 = time.perf_counter()
-        for epoch in (1, 2):
-            loader.set_epoch(epoch)
-            n = sum(len(b["key"]) for b in loader)
-        return 2 * n / (time.perf_counter() - t0)
+        _epochs_rate(loader, range(1))  # warm-up
+        return _epochs_rate(loader, range(1, 3))[0]
 
 
 def _loader_rows() -> list[dict]:

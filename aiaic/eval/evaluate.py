@@ -46,6 +46,7 @@ from aiaic.eval.grid import GridRow, write_grid
 from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
+from aiaic.io import atomic_open
 from aiaic.progress import progress_bar
 from aiaic.runs.device import resolve_device
 from aiaic.runs.variants import VARIANTS as VARIANT_TABLE
@@ -225,12 +226,14 @@ def _score_batch(samples, models, lpips_metric, device):
     preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     grey = join_full_resolution(L, torch.zeros(len(samples), 2, 1, 1, device=device))
     preds["grey_input"] = (grey, np.zeros(len(samples)))
+    # the stored log-mel (what training read) and, where the model reads it, the VGGSound spectrogram
+    pcm = [s.pcm if h else None for s, h in zip(samples, has.tolist(), strict=True)]
+    mels = [s.mel if h else None for s, h in zip(samples, has.tolist(), strict=True)]
+    audio_of: dict[int, dict[str, torch.Tensor]] = {}  # variants of one stage share its model and mel stats
     for name, model in models.items():
-        # the stored log-mel (what training read) and, where the model reads it, the VGGSound spectrogram
-        kept = [s if h else None for s, h in zip(samples, has.tolist(), strict=True)]
-        audio = model.audio_input(
-            [None if s is None else s.pcm for s in kept], mels=[None if s is None else s.mel for s in kept]
-        )
+        if id(model.model) not in audio_of:
+            audio_of[id(model.model)] = model.audio_input(pcm, mels=mels)
+        audio = audio_of[id(model.model)]
         ab_n, r = model.predict(model_input(L, model.image_size), audio, has.to(device))
         preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
     rows: dict[str, list[dict]] = {}
@@ -370,8 +373,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     reference: dict = {}
     grids: dict[str, str] = {}
     csv_path = out / "per_image.csv"
-    tmp_csv = csv_path.with_name(f".{csv_path.name}.tmp")
-    with tmp_csv.open("w", newline="") as fh, progress_bar(enabled=cfg.progress) as progress:
+    with atomic_open(csv_path, "w", newline="") as fh, progress_bar(enabled=cfg.progress) as progress:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         ctx = _SplitRun(models, lpips_metric, device, writer, progress, out, cfg.save_images)
@@ -382,7 +384,6 @@ def run_eval(cfg: EvalConfig) -> dict:
             )
             if grid is not None:
                 grids[split] = grid
-    tmp_csv.replace(csv_path)
     metrics = {
         **results,
         "splits": list(urls),
