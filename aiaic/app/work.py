@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from aiaic.app.jobs import Job
-from aiaic.colorize.audio import read_audio_window
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import colorize_batch, guidance_from_pcm, no_guidance
-from aiaic.colorize.run import colorize
+from aiaic.colorize.guided import colorize_batch, no_guidance
+from aiaic.colorize.run import colorize, fixed_guidance
 from aiaic.colorize.video import colorize_video, output_suffix
 
 log = logging.getLogger(__name__)
@@ -72,13 +71,9 @@ class JobColorizer:
     def colour_video(self, job: Job, on_frames: Callable[[int], None]) -> None:
         dst = job.folder / f"result{output_suffix(job.source)}"
         cfg = self.job_config(job, dst)
-        if cfg.audio is not None:  # as `colorize`: one window of the dropped sound guides every second
-            pcm, _ = read_audio_window(Path(cfg.audio), None, self.model.mel_config)
-            fixed = guidance_from_pcm(self.model, pcm, cfg.silence_db)
-        elif cfg.no_audio:
-            fixed = no_guidance(self.model, "disabled")
-        else:
-            fixed = None
+        _, fixed = fixed_guidance(
+            cfg, self.model
+        )  # as `colorize`: the dropped sound, none, or the film's own
         res = colorize_video(job.source, dst, self.model, cfg, self.device, fixed=fixed, on_frames=on_frames)
         job.result, job.r, job.r_per_second = dst, res.mean_r, [round(r, 4) for r in res.r_per_second]
         job.total_frames = res.frames

@@ -51,13 +51,15 @@ def serve(
         from aiaic.colorize.config import ColorizeConfig
 
         recipe = load_recipe(config)
-        flags = {"run": run, "variant": variant, "device": device, "batch_size": batch_size}
-        backbone_flags = {
+        flags = {
+            "run": run,
+            "variant": variant,
+            "device": device,
+            "batch_size": batch_size,
             "backbone": backbone,
             "backbone_weights": backbone_weights,
             "image_size": image_size,
         }
-        flags.update({k: v for k, v in backbone_flags.items() if v is not None})
         colorize_cfg = build_config(ColorizeConfig, recipe_section(recipe, "colorize"), flags)
         app_flags = {"host": host, "port": port, "max_upload_mb": max_upload_mb}
         app_cfg = build_config(AppConfig, recipe_section(recipe, "app"), app_flags)

@@ -162,7 +162,7 @@ def _backbone_name(model) -> str | None:
     return getattr(config, "backbone", None)
 
 
-def _fixed_guidance(cfg: ColorizeConfig, model):
+def fixed_guidance(cfg: ColorizeConfig, model):
     """(the guidance of every image, the fixed guidance of every video or None where each video's own
     soundtrack guides it): from `--audio`, or none (`--no-audio`, a baseline model, or no sound)."""
     if cfg.audio is not None:
@@ -254,7 +254,7 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
     device = resolve_device(cfg.device)
     if model is None:
         model = load_model(cfg, device)
-    guidance, video_fixed = _fixed_guidance(cfg, model)
+    guidance, video_fixed = fixed_guidance(cfg, model)
     if any(j.kind == "image" for j in jobs) and not guidance.has_audio:
         log.info("no audio for the images: the visual backbone alone colours them (r = 0)")
     summary = ColorizeSummary()

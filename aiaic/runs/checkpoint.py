@@ -27,16 +27,12 @@ from torch import nn
 
 from aiaic.config import write_json_atomic
 from aiaic.errors import RunError
+from aiaic.io import fsync_file
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
 _COMMIT = ".commit.json"
 _TMP = {WEIGHTS: ".model.safetensors.tmp", STATE: ".state.pt.tmp"}
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as f:
-        os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -125,9 +121,9 @@ def save_checkpoint(stage_dir: Path, model: nn.Module, train_state: dict[str, An
     step = int(train_state["step"])
     tmp_w, tmp_s = stage_dir / _TMP[WEIGHTS], stage_dir / _TMP[STATE]
     save_file(model_tensors(model), str(tmp_w), metadata={"step": str(step), "stage": stage})
-    _fsync_file(tmp_w)
+    fsync_file(tmp_w)
     torch.save(train_state, tmp_s)
-    _fsync_file(tmp_s)
+    fsync_file(tmp_s)
     write_json_atomic(stage_dir / _COMMIT, {"step": step})
     os.replace(tmp_w, stage_dir / WEIGHTS)
     os.replace(tmp_s, stage_dir / STATE)

@@ -146,7 +146,7 @@ class InferenceModel:
         if L_n.dim() != 4 or L_n.shape[1] != 1:
             raise ValueError(f"predict expects L_n [B, 1, H, W], got {list(L_n.shape)}")
         if mel is not None:
-            self._audio_fields(mel, L_n.shape[0])  # checks the shapes for every variant
+            mel = self._audio_fields(mel, L_n.shape[0])  # checks the shapes for every variant
         L = L_n.to(self.device, torch.float32)
         feats = self.model.encode_grey(L)  # one encoder pass for the colours and the relevance net
         c, r = self._guidance(L, mel, has_audio, feats)
@@ -183,7 +183,7 @@ class InferenceModel:
             mel = self.silent_audio(B)
             has_audio = torch.ones(B, dtype=torch.bool)
         fields = None if mel is None else self._audio_fields(mel, B)
-        c, r, _ = guidance(
+        c, r = guidance(
             self.model,
             spec.c,
             spec.r,

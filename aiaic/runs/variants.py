@@ -103,12 +103,10 @@ def canonical_name(name: str) -> str:
 
 
 class Guidance(NamedTuple):
-    """c [B, cond_dim] or None (the plain backbone), r [B] in [0, 1], and E_a(mel) [B, 512] or None
-    (for a caller that needs the audio features again)."""
+    """c [B, cond_dim] or None (the plain backbone), and r [B] in [0, 1]."""
 
     c: torch.Tensor | None
     r: torch.Tensor
-    audio_feat: torch.Tensor | None = None
 
 
 def guidance(
@@ -167,4 +165,4 @@ def guidance(
         r = score.to(L.dtype)
     else:
         raise ValueError(f"unknown r source {r_source!r}")
-    return Guidance(c, r, audio_feat)
+    return Guidance(c, r)

@@ -59,7 +59,7 @@ class StageObjective(nn.Module):
     def guidance_inputs(
         self, batch: dict, feats: list[torch.Tensor] | None = None, audio_feat: torch.Tensor | None = None
     ) -> Guidance:
-        """(c [B, cond_dim] or None, r [B], E_a(audio) or None) for this stage's colour objective, from the
+        """(c [B, cond_dim] or None, r [B]) for this stage's colour objective, from the
         stage's sources of c and r (`aiaic.runs.variants.guidance`); `feats`: the backbone encoder's
         features of batch["L"], `audio_feat`: E_a of the batch's audio, if already computed."""
         spec, cfg = self.spec, self.model.config
@@ -82,7 +82,7 @@ class StageObjective(nn.Module):
     ) -> dict[str, torch.Tensor]:
         if feats is None:  # one encoder pass for the colours and, where r comes from the relevance net, r
             feats = self.model.encode_grey(batch["L"])
-        c, r, _ = self.guidance_inputs(batch, feats, audio_feat)
+        c, r = self.guidance_inputs(batch, feats, audio_feat)
         pred = self.model(batch["L"], c, r, feats=feats)
         assert self.color_loss is not None
         out = self.color_loss(pred, batch["ab"], batch["L"])
