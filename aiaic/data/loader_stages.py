@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from torch.utils.data import get_worker_info
 from webdataset.gopen import gopen
 from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
-from aiaic.data.sample import IMAGE_FORMATS
+from aiaic.data.sample import IMAGE_FORMATS, load_npy
 from aiaic.data.spectrogram import vggsound_spectrogram
 from aiaic.errors import InputError
 from aiaic.lab import normalize_ab, normalize_l, rgb_to_lab
@@ -117,12 +118,15 @@ class ShardStage:
             n_pass += 1
 
 
-def _keep_field(fname: str) -> bool:
-    return base_plus_ext(fname)[1] in _KEPT_FIELDS
+def _keep_field(fname: str, fields: frozenset[str]) -> bool:
+    return base_plus_ext(fname)[1] in fields
 
 
-def _keep_field_pcm(fname: str) -> bool:
-    return base_plus_ext(fname)[1] in _KEPT_WITH_PCM
+def _read_npy(raw: dict[str, Any], field: str, url: str, key: str) -> np.ndarray:
+    try:
+        return load_npy(raw[field])
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(url, f"sample {key!r}: cannot read {field}: {e}") from e
 
 
 @dataclass
@@ -146,7 +150,7 @@ class ReadStage:
             except (OSError, ValueError) as e:
                 raise InputError(url, f"cannot open shard: {e}") from e
             try:
-                keep = _keep_field_pcm if self.with_pcm else _keep_field
+                keep = partial(_keep_field, fields=_KEPT_WITH_PCM if self.with_pcm else _KEPT_FIELDS)
                 files = tar_file_expander([{"url": url, "stream": stream}], select_files=keep)
                 for sample in group_by_keys(files):
                     sample["__pass__"] = current
@@ -285,10 +289,7 @@ class DecodeStage:
                 url, f"sample {key!r}: json has_audio={meta.get('has_audio')} but mel.npy present={has_audio}"
             )
         if has_audio:
-            try:
-                mel = np.load(io.BytesIO(raw["mel.npy"]), allow_pickle=False).astype(np.float32)
-            except (ValueError, OSError, EOFError) as e:
-                raise InputError(url, f"sample {key!r}: cannot read mel.npy: {e}") from e
+            mel = _read_npy(raw, "mel.npy", url, key).astype(np.float32)
             if mel.shape != self.mel_shape:
                 raise InputError(url, f"sample {key!r}: mel shape {mel.shape}, expected {self.mel_shape}")
             mel = ((mel - self.mel_mean) / self.mel_std).astype(np.float32)
@@ -318,10 +319,7 @@ class DecodeStage:
                 f"sample {key!r} has no pcm.npy, which the VGGSound spectrogram is "
                 "computed from (shards extracted by aiaic-data extract hold it)",
             )
-        try:
-            pcm = np.load(io.BytesIO(raw["pcm.npy"]), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(url, f"sample {key!r}: cannot read pcm.npy: {e}") from e
+        pcm = _read_npy(raw, "pcm.npy", url, key)
         if pcm.ndim != 1 or pcm.size < spec_cfg.nperseg:
             raise InputError(
                 url,

@@ -36,7 +36,8 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _npy_load(data: bytes) -> np.ndarray:
+def load_npy(data: bytes) -> np.ndarray:
+    """The array of a `.npy` field's bytes (no pickles)."""
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
@@ -103,8 +104,8 @@ def decode_sample(sample: dict[str, Any]) -> DecodedSample:
     if image_field is None:
         raise ValueError(f"sample {sample.get('__key__')!r} has no image field")
     meta = json.loads(sample["json"])
-    mel = _npy_load(sample["mel.npy"]).astype(np.float32) if "mel.npy" in sample else None
-    pcm = _npy_load(sample["pcm.npy"]).astype(np.float32) if "pcm.npy" in sample else None
+    mel = load_npy(sample["mel.npy"]).astype(np.float32) if "mel.npy" in sample else None
+    pcm = load_npy(sample["pcm.npy"]).astype(np.float32) if "pcm.npy" in sample else None
     return DecodedSample(
         key=sample["__key__"],
         image=decode_image(sample[image_field]),

@@ -132,9 +132,3 @@ def vggsound_spectrogram(pcm: torch.Tensor | np.ndarray, cfg: SpecConfig = SpecC
     mean = spec.mean(dim=(1, 2), keepdim=True)
     std = spec.std(dim=(1, 2), keepdim=True, unbiased=False)
     return ((spec - mean) / (std + cfg.std_eps))[:, None]
-
-
-def silent_spectrogram(cfg: SpecConfig = SpecConfig()) -> torch.Tensor:
-    """The input that stands for "no audio": zeros [1, bins, frames] float32 (what a constant clip
-    standardises to)."""
-    return torch.zeros(1, *cfg.shape)

@@ -45,7 +45,7 @@ import webdataset as wds
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.categories import choose_ood, read_class_file, read_video_ids, write_category_lists
 from aiaic.data.raw import INDEX_COLUMNS, RawSource, TarIndex, load_raw, mel_config_of
-from aiaic.data.sample import _npy_load
+from aiaic.data.sample import load_npy
 from aiaic.errors import ConfigError, InputError
 from aiaic.io import atomic_path
 from aiaic.progress import progress_bar
@@ -274,7 +274,7 @@ class _MelStats:
         self.samples = 0
 
     def add(self, mel_npy: bytes) -> None:
-        mel = _npy_load(mel_npy).astype(np.float64)  # [n_mels, frames]
+        mel = load_npy(mel_npy).astype(np.float64)  # [n_mels, frames]
         self.s1 += mel.sum(axis=1)
         self.s2 += (mel * mel).sum(axis=1)
         self.frames += mel.shape[1]

@@ -102,14 +102,10 @@ def load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], path: Pat
     module.load_state_dict(dict(state), strict=True)
 
 
-_strip_prefix = strip_prefix
-_load_checked = load_checked
-
-
 def vggsound_to_resnet18(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Key mapping: strip `module.` and `audnet.` prefixes, drop the classifier `fc.*`."""
-    s = _strip_prefix(state, "module.")
-    s = _strip_prefix(s, "audnet.")
+    s = strip_prefix(state, "module.")
+    s = strip_prefix(s, "audnet.")
     return {k: v for k, v in s.items() if not k.startswith("fc.")}
 
 
@@ -118,13 +114,13 @@ def load_vggsound_audio(encoder: nn.Module, path: str | Path) -> None:
     p = Path(path)
     state = vggsound_to_resnet18(read_state_dict(p))
     target: nn.Module = getattr(encoder, "net", encoder)
-    _load_checked(target, state, p, "VGGSound ResNet-18 (one-channel stem)")
+    load_checked(target, state, p, "VGGSound ResNet-18 (one-channel stem)")
     log.info("VGGSound ResNet-18 from %s (%d tensors)", p, len(state))
 
 
 def vgg19_to_features(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Key mapping: strip `module.`, keep torchvision VGG-19's `features.*`, drop `classifier.*`."""
-    s = _strip_prefix(state, "module.")
+    s = strip_prefix(state, "module.")
     return {k: v for k, v in s.items() if k.startswith("features.")}
 
 
@@ -132,7 +128,7 @@ def load_vgg19_image(module: nn.Module, path: str | Path) -> None:
     """Load ImageNet VGG-19 conv weights into a `VGG19Features`, strictly after key mapping."""
     p = Path(path)
     state = vgg19_to_features(read_state_dict(p))
-    _load_checked(module, state, p, "torchvision VGG-19")
+    load_checked(module, state, p, "torchvision VGG-19")
     log.info("relevance net image encoder: ImageNet VGG-19 from %s (%d tensors)", p, len(state))
 
 

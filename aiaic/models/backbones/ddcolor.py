@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import torch
 from torch import nn
 
-from aiaic.lab import grey_rgb as lab_grey_rgb
+from aiaic.lab import grey_rgb  # the grey image as RGB in [0, 1]: DDColor's input
 from aiaic.models.backbones.base import Backbone, Features, Guide, OptimizerDefaults
 from aiaic.models.backbones.convnext import ConvNeXt
 from aiaic.models.backbones.ddcolor_decoder import DDColorDecoder, spectral_conv
@@ -85,11 +85,6 @@ class _Encoder(nn.Module):
     def __init__(self, arch: ConvNeXt):
         super().__init__()
         self.arch = arch
-
-
-def grey_rgb(L_n: torch.Tensor) -> torch.Tensor:
-    """L_n [B, 1, H, W] -> the grey image as RGB [B, 3, H, W], clamped to [0, 1] (DDColor's input)."""
-    return lab_grey_rgb(L_n).clamp(0.0, 1.0)
 
 
 class DDColor(Backbone):
@@ -224,10 +219,9 @@ class DDColor(Backbone):
         return {"file": str(p), "keys": len(state), "ignored": ignored}
 
 
-def build_ddcolor(name: str, cfg: ModelConfig | None = None) -> DDColor:
+def build_ddcolor(name: str, cfg: ModelConfig) -> DDColor:
     """The DDColor `name` ("ddcolor-tiny", "ddcolor-large", "ddcolor-mini"), random weights."""
-    checkpointing = bool(getattr(cfg, "activation_checkpointing", False)) if cfg is not None else False
-    return DDColor(SIZES[name], activation_checkpointing=checkpointing)
+    return DDColor(SIZES[name], activation_checkpointing=cfg.activation_checkpointing)
 
 
 @register("ddcolor-tiny")

@@ -131,7 +131,6 @@ class UNetColorizer(Backbone):
     def __init__(self, *, base_channels: int = 32, depth: int = 3, norm: str = "batch", guide_at: int = 0):
         super().__init__()
         widths = [base_channels * min(2**i, 4) for i in range(depth + 1)]
-        self.depth = depth
         self.encoder = UNetEncoder(widths, norm)
         self.generator = ColorGenerator(widths, norm, guide_at)
         self.insertion_point = self.generator.insertion_point
