@@ -37,12 +37,11 @@ from aiaic.models.backbones import build_backbone
 from aiaic.models.backbones.base import Backbone
 from aiaic.models.config import ModelConfig
 from aiaic.models.pretrained import check_weight_files
-from aiaic.train.losses import TERM_NAMES
+from aiaic.train.losses import check_loss_terms
 from aiaic.train.stages import ABLATION_CHAINS, STAGES, stage_sequence
 
 STAGE_NAMES = tuple(STAGES)
 STAGE_ALIASES = {"1": "stage1", "2": "stage2", "3": "stage3"}
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -113,18 +112,6 @@ class StageConfig:
         if self.color_loss is not None:
             return {self.color_loss: 1.0}
         raise ConfigError("the stage's loss terms are not resolved (call resolve_stage)")
-
-
-def check_loss_terms(terms: Mapping[str, Any]) -> None:
-    """ValueError unless `terms` maps known term names to weights >= 0, at least one > 0."""
-    unknown = sorted(set(terms) - set(TERM_NAMES))
-    if unknown:
-        raise ValueError(f"unknown loss terms {unknown}; known: {list(TERM_NAMES)}")
-    for name, w in terms.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            raise ValueError(f"loss term {name}: weight must be a number >= 0, got {w!r}")
-    if not any(w > 0 for w in terms.values()):
-        raise ValueError(f"loss {dict(terms)} has no term with a weight > 0")
 
 
 @dataclass(frozen=True)

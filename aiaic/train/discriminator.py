@@ -21,10 +21,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils.parametrizations import spectral_norm
 
-from aiaic.train.distributed import DistInfo
+from aiaic.runs.checkpoint import model_tensors
+from aiaic.train.distributed import DistInfo, wrap_ddp
 from aiaic.train.precision import MixedPrecision
 
 
@@ -115,12 +115,7 @@ class DiscriminatorTrainer:
         self.module = discriminator
         self.optimizer = optimizer
         self.amp = amp
-        self.wrapped: nn.Module = discriminator
-        if dist_info.initialized:
-            self.wrapped = DistributedDataParallel(
-                discriminator,
-                device_ids=[dist_info.device.index] if dist_info.device.type == "cuda" else None,
-            )
+        self.wrapped = wrap_ddp(discriminator, dist_info)
 
     def step(self, real_rgb: torch.Tensor, fake_rgb: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimizer step on RGB [B, 3, H, W] of the truth and of the (detached) prediction.
@@ -147,7 +142,7 @@ class DiscriminatorTrainer:
     def state_dict(self) -> dict[str, Any]:
         """{"weights": the module's tensors (CPU), "optimizer": its state} (weights_only-loadable)."""
         return {
-            "weights": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "weights": model_tensors(self.module),
             "optimizer": self.optimizer.state_dict(),
         }
 

@@ -16,6 +16,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from aiaic.errors import ConfigError
 from aiaic.runs.device import resolve_device
@@ -37,6 +39,17 @@ class DistInfo:
     def is_main(self) -> bool:
         """True on rank 0 (the only rank that writes files and logs)."""
         return self.rank == 0
+
+
+def wrap_ddp(module: nn.Module, info: DistInfo, *, find_unused_parameters: bool = False) -> nn.Module:
+    """`module` in DistributedDataParallel where a process group exists (on this rank's device), else
+    `module` itself."""
+    if not info.initialized:
+        return module
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(
+        module, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+    )
 
 
 def _env_int(name: str, default: int) -> int:

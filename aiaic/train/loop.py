@@ -20,10 +20,10 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from aiaic.errors import RunError
@@ -142,32 +142,6 @@ def mean_terms(out: StepOutput, dist_info: DistInfo) -> dict[str, float]:
     return {k: float(v) for k, v in zip(names, mean.tolist(), strict=True)}
 
 
-class _ProgressBar:
-    """A rich progress bar on rank 0 (nothing elsewhere, or when switched off)."""
-
-    def __init__(self, enabled: bool):
-        self._progress: Progress | None = None
-        self._task: Any = None
-        if enabled:
-            self._progress = progress_bar("[bold]{task.description}", fields=("{task.fields[info]}",))
-            self._progress.start()
-
-    def new_epoch(self, label: str, total: int, completed: int) -> None:
-        if self._progress is not None:
-            self._task = self._progress.add_task(label, total=total, completed=completed, info="")
-
-    def update(self, completed: int, info: str | None = None) -> None:
-        if self._progress is not None and self._task is not None:
-            if info is None:
-                self._progress.update(self._task, completed=completed)
-            else:
-                self._progress.update(self._task, completed=completed, info=info)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
 def train_step(
     cfg: LoopConfig, opt: Optimisation, amp: MixedPrecision, batch: dict[str, Any], step: int
 ) -> StepOutput:
@@ -196,7 +170,7 @@ def _log_step(
     dist_info: DistInfo,
     window: tuple[float, int],
     metrics: MetricsLog | None,
-    bar: _ProgressBar,
+    bar: Callable[..., None],
 ) -> None:
     terms = mean_terms(out, dist_info)
     elapsed = max(time.perf_counter() - window[0], 1e-9)
@@ -210,7 +184,8 @@ def _log_step(
     }
     if metrics is not None:
         metrics.write(record)
-    bar.update(state.batch_in_epoch, f"loss {terms['loss']:.4f}  {record['samples_per_s']:.1f} samples/s")
+    info = f"loss {terms['loss']:.4f}  {record['samples_per_s']:.1f} samples/s"
+    bar(completed=state.batch_in_epoch, info=info)
 
 
 def _run_epoch(
@@ -222,7 +197,7 @@ def _run_epoch(
     dist_info: DistInfo,
     callbacks: LoopCallbacks,
     metrics: MetricsLog | None,
-    bar: _ProgressBar,
+    bar: Callable[..., None],
 ) -> None:
     n_batches = len(loader)
     iterator = iter(loader)
@@ -247,7 +222,7 @@ def _run_epoch(
         if state.step % cfg.log_every == 0 or last:
             _log_step(cfg, opt, state, out, dist_info, (window_t0, window_steps), metrics, bar)
             window_t0, window_steps = time.perf_counter(), 0
-        bar.update(state.batch_in_epoch)
+        bar(completed=state.batch_in_epoch)
         if last:
             state.epoch += 1
             state.batch_in_epoch = 0
@@ -295,8 +270,8 @@ def train_loop(
     amp = opt.amp if opt.amp is not None else MixedPrecision(cfg.precision, cfg.device)
     if amp.precision != cfg.precision:
         raise ValueError(f"the loop runs at {cfg.precision} but its MixedPrecision is {amp.precision}")
-    bar = _ProgressBar(cfg.show_progress and dist_info.is_main)
-    try:
+    label, info = "[bold]{task.description}", "{task.fields[info]}"
+    with progress_bar(label, fields=(info,), enabled=cfg.show_progress and dist_info.is_main) as progress:
         while state.epoch < cfg.epochs:
             loader = epoch_loader(state.epoch)
             if len(loader) < 1:
@@ -304,13 +279,15 @@ def train_loop(
                     f"{cfg.description}: the loader yields no batch in epoch {state.epoch} "
                     "(fewer samples than one batch per rank?)"
                 )
-            bar.new_epoch(
-                f"{cfg.description} epoch {state.epoch + 1}/{cfg.epochs}", len(loader), state.batch_in_epoch
+            task = progress.add_task(
+                f"{cfg.description} epoch {state.epoch + 1}/{cfg.epochs}",
+                total=len(loader),
+                completed=state.batch_in_epoch,
+                info="",
             )
             callbacks.set_modes()
+            bar = partial(progress.update, task)  # this epoch's bar: completed=..., info=...
             _run_epoch(cfg, opt, amp, loader, state, dist_info, callbacks, metrics, bar)
             _validate(cfg, state, callbacks, dist_info, metrics)
             callbacks.checkpoint(state)
-    finally:
-        bar.stop()
     return state

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +179,18 @@ def rgb_of(L_n: torch.Tensor, ab_n: torch.Tensor) -> torch.Tensor:
         return lab_to_rgb(lab_from_normalized(L_n.float(), ab_n.float()))
 
 
+def check_loss_terms(terms: Mapping[str, Any]) -> None:
+    """ValueError unless `terms` maps known term names to weights >= 0, at least one > 0."""
+    unknown = sorted(set(terms) - set(TERM_NAMES))
+    if unknown:
+        raise ValueError(f"unknown loss terms {unknown}; known: {list(TERM_NAMES)}")
+    for name, w in terms.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ValueError(f"loss term {name}: weight must be a number >= 0, got {w!r}")
+    if not any(w > 0 for w in terms.values()):
+        raise ValueError(f"loss {dict(terms)} has no term with a weight > 0")
+
+
 class ColorLoss(nn.Module):
     """L_c = sum over terms of weight x term (see the module docstring for each term).
 
@@ -203,12 +215,8 @@ class ColorLoss(nn.Module):
         discriminator: nn.Module | None = None,
     ):
         super().__init__()
-        unknown = sorted(set(terms) - set(TERM_NAMES))
-        if unknown:
-            raise ValueError(f"unknown loss terms {unknown}; known: {list(TERM_NAMES)}")
+        check_loss_terms(terms)
         self.terms = {k: float(w) for k, w in terms.items() if w > 0}
-        if not self.terms:
-            raise ValueError(f"the colour loss {dict(terms)} has no term with a weight > 0")
         if "perceptual" in self.terms and perceptual is None:
             raise ValueError("the perceptual term needs the VGG16-BN network")
         if "adversarial" in self.terms and discriminator is None:

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
@@ -32,7 +31,7 @@ from aiaic.models.pretrained import load_audio_encoder, load_backbone_weights, l
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import StageConfig, TrainPlan
 from aiaic.train.discriminator import build_discriminator_trainer
-from aiaic.train.distributed import DistInfo, barrier, per_rank_batch, setup_distributed, teardown
+from aiaic.train.distributed import DistInfo, barrier, per_rank_batch, setup_distributed, teardown, wrap_ddp
 from aiaic.train.loop import (
     LoopCallbacks,
     LoopConfig,
@@ -362,14 +361,8 @@ def _optimisation(
 ) -> Optimisation:
     """The optimizer, schedule, DDP wrapper and discriminator step of the stage's training step."""
     optimizer = make_optimizer(st.cfg, params)
-    wrapped: nn.Module = objective
-    if st.dist_info.initialized:
-        device = st.dist_info.device
-        wrapped = DistributedDataParallel(
-            objective,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=objective.model.backbone.has_unused_parameters,
-        )
+    unused = objective.model.backbone.has_unused_parameters
+    wrapped = wrap_ddp(objective, st.dist_info, find_unused_parameters=unused)
     second = objective.discriminator_step if objective.adversary is not None else None
     return Optimisation(wrapped, optimizer, params, make_scheduler(st.cfg, optimizer, steps), second, amp)
 
