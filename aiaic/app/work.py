@@ -71,9 +71,8 @@ class JobColorizer:
     def colour_video(self, job: Job, on_frames: Callable[[int], None]) -> None:
         dst = job.folder / f"result{output_suffix(job.source)}"
         cfg = self.job_config(job, dst)
-        _, fixed = fixed_guidance(
-            cfg, self.model
-        )  # as `colorize`: the dropped sound, none, or the film's own
+        # as `colorize`: the dropped sound, none (no audio, a baseline model), or else the film's own
+        _, fixed = fixed_guidance(cfg, self.model)
         res = colorize_video(job.source, dst, self.model, cfg, self.device, fixed=fixed, on_frames=on_frames)
         job.result, job.r, job.r_per_second = dst, res.mean_r, [round(r, 4) for r in res.r_per_second]
         job.total_frames = res.frames
