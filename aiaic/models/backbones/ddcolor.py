@@ -14,6 +14,9 @@ shape for shape (buffers included: BatchNorm statistics, spectral-norm `weight_u
 Builders: "ddcolor-tiny" (ConvNeXt-T, `ddcolor_paper_tiny`), "ddcolor-large" (ConvNeXt-L,
 `ddcolor_paper`, `ddcolor_modelscope`, `ddcolor_artistic`) and "ddcolor-mini" (the same
 architecture with few channels and layers, for CPU tests and benchmarks; no released weights).
+Their specs (`SPECS`) name those weight sets (Hugging Face `piddnad/<name>`, `pytorch_model.bin`), so
+`backbone_weights = "ddcolor_paper_tiny"` fetches the file with `huggingface_hub` where installed; the
+4-way classifier `encoder.arch.head_cls.*` some files carry is dropped by the key filter and logged.
 """
 
 from __future__ import annotations
