@@ -513,3 +513,17 @@ def test_wgan_gp_penalty_and_step_on_a_linear_critic():
     for _ in range(20):
         last = trainer.step(real, fake)
     assert float(last["d_loss"]) < float(first["d_loss"])
+
+
+def test_input_policy_sizes():
+    fixed = InputPolicy(fixed_size=224)
+    assert fixed.default_size == 224 and fixed.problem(224, 224) is None
+    assert fixed.problem(256, 256) == "must be 224 x 224 (a fixed input size)"
+    multiple = InputPolicy(size_multiple=32, default_size=512)
+    assert multiple.problem(64, 96) is None and multiple.problem(48, 64) == "must be a multiple of 32"
+    assert multiple.problem(0, 32) == "must be a positive multiple of 32"
+    assert InputPolicy(size_multiple=8).default_size == 256
+    with pytest.raises(ValueError, match="default_size 100: must be a multiple of 32"):
+        InputPolicy(size_multiple=32, default_size=100)
+    with pytest.raises(ValueError, match="fixed_size 100 is not a multiple of 32"):
+        InputPolicy(size_multiple=32, fixed_size=100)

@@ -43,20 +43,25 @@ class InputPolicy:
 
     size_multiple: H and W must be multiples of this. fixed_size: when set, H = W = fixed_size exactly
     (ChromaGAN: 224). default_size: the side `aiaic-colorize` predicts at when none is given (its
-    authors' inference size; ab is then upsampled to the full-resolution L).
+    authors' inference size; ab is then upsampled to the full-resolution L): by default the fixed size,
+    else 256; it must itself be allowed (ValueError otherwise).
     """
 
     size_multiple: int = 1
     fixed_size: int | None = None
-    default_size: int = 256
+    default_size: int = 0  # 0 = the fixed size, else 256
 
     def __post_init__(self) -> None:
         if self.size_multiple < 1:
             raise ValueError(f"size_multiple must be >= 1, got {self.size_multiple}")
         if self.fixed_size is not None and self.fixed_size % self.size_multiple:
             raise ValueError(f"fixed_size {self.fixed_size} is not a multiple of {self.size_multiple}")
-        if self.fixed_size is not None and self.default_size != self.fixed_size:
-            object.__setattr__(self, "default_size", self.fixed_size)
+        if self.default_size == 0:
+            object.__setattr__(self, "default_size", self.fixed_size or 256)
+        if self.problem(self.default_size, self.default_size):
+            raise ValueError(
+                f"default_size {self.default_size}: {self.problem(self.default_size, self.default_size)}"
+            )
 
     def problem(self, height: int, width: int) -> str | None:
         """Why H x W is refused ("must be a multiple of 32", "must be 224 x 224"), None when it fits."""
