@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,13 +34,11 @@ from torch.utils.data import get_worker_info
 from webdataset.gopen import gopen
 from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
+from aiaic.data.loader_config import LoaderConfig
 from aiaic.data.sample import IMAGE_FORMATS, load_npy
 from aiaic.data.spectrogram import vggsound_spectrogram
 from aiaic.errors import InputError
 from aiaic.lab import normalize_ab, normalize_l, rgb_to_lab
-
-if TYPE_CHECKING:
-    from aiaic.data.loader import LoaderConfig
 
 log = logging.getLogger("aiaic.data.loader")
 
