@@ -401,7 +401,7 @@ def test_end_to_end_synthetic_corpus_extract_split_webdataset(tmp_path):
     """synthetic corpus -> aiaic-data extract -> aiaic-data split -> webdataset reads the split shards."""
     from skimage import color
 
-    from aiaic.data.synthetic import CLASS_HUES, make_disambiguation_corpus
+    from aiaic.demo.corpus import CLASS_HUES, make_disambiguation_corpus
 
     videos = make_disambiguation_corpus(tmp_path / "videos", classes=3, videos_per_class=3, seconds=2)
     runner = CliRunner()

@@ -6,7 +6,7 @@ Recipe layout (`pipelines/*.toml`)::
     [train]            -> TrainConfig keys (run-wide) and StageConfig keys (defaults for every stage)
     [train.stage1]     -> StageConfig overrides for one stage (any name of `aiaic.train.stages.STAGES`;
                           the w/o-r stages no_r_stageN inherit [train.stageN] first)
-    [loader]           -> the loader's knobs (aiaic.data.loader_config.RECIPE_KEYS: shuffle buffer, negatives, ...)
+    [loader]           -> the loader's knobs (aiaic.data.loader_config.RECIPE_KEYS: shuffle buffer, negatives)
 
     [train.stage1] loss = { l1 = 0.1, perceptual = 5.0 }   -> the colour loss terms of one stage
 

@@ -1,6 +1,6 @@
 """Tiny shard folders with known content, for tests and benchmarks: split directories and raw extractions.
 
-    from aiaic.data.synthetic_shards import write_split_dir, read_split
+    from aiaic.demo.shards import write_split_dir, read_split
     root = write_split_dir(tmp_path / "split", classes=2, videos_per_class=3, seconds=4, size=64,
                            shards_per_split=4)
     source = open_split(root, "train")
@@ -35,6 +35,7 @@ import webdataset as wds
 from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.sample import DecodedSample, decode_sample, encode_sample, sample_key
 from aiaic.data.writer import INDEX_COLUMNS
+from aiaic.io import atomic_open, write_json_atomic
 
 CLASS_NAMES = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "purple")
 CLASS_RGB = (
@@ -197,7 +198,7 @@ def write_split_dir(
         "mel_config": make.mel_cfg.to_dict(),
         "created": "fixture",
     }
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_json_atomic(root / "manifest.json", manifest)
     return root
 
 
@@ -248,13 +249,13 @@ def make_raw(root: Path, videos: list[dict], *, shards: int = 3, seed: int = 0) 
                 rows.append([key, name, meta["label"], meta["label_id"], meta["video_id"], meta["segment"],
                              meta["split"] or "", meta["dataset"], meta["in_event"], meta["has_audio"],
                              meta["source"]])  # fmt: skip
-        (root / f"shard-{i:05d}.stats.json").write_text(json.dumps({"samples": len(part), "shard": name}))
-    with (root / "index.csv").open("w", newline="") as f:
+        write_json_atomic(root / f"shard-{i:05d}.stats.json", {"samples": len(part), "shard": name})
+    with atomic_open(root / "index.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(INDEX_COLUMNS)
         w.writerows(rows)
     recipe = {"extract": {"mode": "test"}, "mel": MelConfig().to_dict(), "recipe_hash": "abc123"}
-    (root / "recipe.json").write_text(json.dumps(recipe))
+    write_json_atomic(root / "recipe.json", recipe)
     return root
 
 
