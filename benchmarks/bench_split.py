@@ -36,7 +36,7 @@ def run() -> list[dict]:
         t0 = time.perf_counter()
         summary = run_split(cfg)
         dt = time.perf_counter() - t0
-        n = sum(s["samples"] for s in summary.splits.values())
+        n = sum(s.samples for s in summary.splits.values())
         note = (
             f"{len(vids)} raw samples ({size_mb:.0f} MB) -> {n} re-packed in {dt:.2f} s, 16 shards per split"
         )

@@ -44,7 +44,8 @@ from support.model_configs import SMALL_MODEL
 
 from aiaic.config import build_config, load_recipe, recipe_section
 from aiaic.data.extract import ExtractConfig, run_extract
-from aiaic.data.loader import LoaderConfig, make_loader, open_split, read_manifest
+from aiaic.data.loader import LoaderConfig, make_loader, open_split
+from aiaic.data.manifest import read_manifest
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.demo.corpus import CLASS_HUES, class_groups, class_names, make_disambiguation_corpus
 from aiaic.lab import denormalize_ab, lab_from_normalized, lab_to_rgb
@@ -78,7 +79,7 @@ def evaluate(run: Path, split: Path, image_size: int) -> dict[str, float]:
         open_split(split, "val"), LoaderConfig(image_size=image_size, batch_size=16, train=False)
     )
     batches = list(loader)
-    name_of = {i: name for name, i in read_manifest(split)["label_ids"].items()}
+    name_of = {i: name for name, i in read_manifest(split).label_ids.items()}
     classes = np.array([name_of[int(i)] for b in batches for i in b["label"]])
     out: dict[str, float] = {}
     for variant in LEARNING_VARIANTS:

@@ -52,14 +52,11 @@ shared value. Images are decoded with PIL and audio never touches torchaudio. Us
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import multiprocessing as mp
-import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -69,7 +66,6 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
-from webdataset.tariterators import base_plus_ext
 
 from aiaic.config import build_config
 from aiaic.data.audio import MelConfig
@@ -87,6 +83,8 @@ from aiaic.data.loader_stages import (
     collate,
     worker_init,
 )
+from aiaic.data.manifest import MANIFEST, read_manifest
+from aiaic.data.tars import count_samples
 from aiaic.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -122,56 +120,33 @@ def _stats(values: Any, what: str, origin: str, n_mels: int = N_MELS) -> tuple[f
     return tuple(float(v) for v in arr)
 
 
-def read_manifest(split_dir: Path) -> dict[str, Any]:
-    """The parsed `split_dir/manifest.json`; InputError where it is absent, not JSON, or
-    has no `splits` table. The one reader of manifests for the loader, the trainer and the evaluation."""
-    split_dir = Path(split_dir)
-    path = split_dir / "manifest.json"
-    if not path.is_file():
-        reason = "no manifest.json: not a split directory (file not found; make one with `aiaic-data split`)"
-        raise InputError(split_dir, reason)
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON: {e}") from e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-        raise InputError(path, "not a valid split manifest: it has no 'splits' table")
-    return manifest
-
-
 def open_split(split_dir: Path, split: str) -> SplitSource:
     """Read `split_dir/manifest.json` and return the shards and stats of `split`."""
     split_dir = Path(split_dir)
-    path = split_dir / "manifest.json"
+    path = split_dir / MANIFEST
     manifest = read_manifest(split_dir)
-    try:
-        entry = manifest["splits"].get(split)
-        stats = manifest["audio_stats"]
-        if entry is None:
-            raise ConfigError(f"{path}: no split {split!r}; it has {sorted(manifest['splits'])}")
-        shards = [str(s) for s in entry["shards"]]
-        samples = int(entry["samples"])
-        mean, std = stats["mel_mean"], stats["mel_std"]
-    except (KeyError, TypeError, AttributeError) as e:
-        raise InputError(path, f"not a valid split manifest: {type(e).__name__}: {e}") from e
-    missing = [s for s in shards if not (split_dir / s).is_file()]
+    entry = manifest.splits.get(split)
+    if manifest.audio_stats is None:
+        raise InputError(path, "not a valid split manifest: it has no 'audio_stats'")
+    if entry is None:
+        raise ConfigError(f"{path}: no split {split!r}; it has {sorted(manifest.splits)}")
+    missing = [s for s in entry.shards if not (split_dir / s).is_file()]
     if missing:
         raise InputError(
             split_dir / missing[0], f"shard listed in the manifest is missing ({len(missing)} missing)"
         )
-    if not shards or samples <= 0:
+    if not entry.shards or entry.samples <= 0:
         raise InputError(path, f"split {split!r} has no samples")
-    counts = entry.get("shard_samples")
-    mel_cfg = mel_config_from(manifest.get("mel_config", {}), str(path))
+    mel_cfg = mel_config_from(manifest.mel_config, str(path))
     return SplitSource(
         name=split,
-        urls=tuple(str(split_dir / s) for s in shards),
-        samples=samples,
-        mel_mean=_stats(mean, "mel_mean", str(path), mel_cfg.n_mels),
-        mel_std=_stats(std, "mel_std", str(path), mel_cfg.n_mels),
-        shard_samples=tuple(int(c) for c in counts) if counts is not None else None,
-        label_ids={str(k): int(v) for k, v in manifest.get("label_ids", {}).items()},
-        mel_config=dict(manifest.get("mel_config", {})),
+        urls=tuple(str(split_dir / s) for s in entry.shards),
+        samples=entry.samples,
+        mel_mean=_stats(manifest.audio_stats.mel_mean, "mel_mean", str(path), mel_cfg.n_mels),
+        mel_std=_stats(manifest.audio_stats.mel_std, "mel_std", str(path), mel_cfg.n_mels),
+        shard_samples=entry.shard_samples,
+        label_ids=dict(manifest.label_ids),
+        mel_config=dict(manifest.mel_config),
         origin=str(path),
     )
 
@@ -232,21 +207,6 @@ def _local_path(url: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4096)
-def _count_tar(path: str, size: int, mtime_ns: int) -> int:
-    keys = set()
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if member.isreg():
-                    prefix, _ = base_plus_ext(member.name)
-                    if prefix is not None:
-                        keys.add(prefix)
-    except (tarfile.TarError, OSError) as e:
-        raise InputError(path, f"cannot read shard: {e}") from e
-    return len(keys)
-
-
 def shard_sample_counts(urls: Sequence[str]) -> tuple[int, ...] | None:
     """Samples per shard read from the tar headers (local files only; None when any URL is remote)."""
     paths = []
@@ -255,14 +215,7 @@ def shard_sample_counts(urls: Sequence[str]) -> tuple[int, ...] | None:
         if path is None:
             return None
         paths.append(path)
-    counts = []
-    for path in paths:
-        try:
-            st = Path(path).stat()
-        except OSError as e:
-            raise InputError(path, f"cannot read shard: {e}") from e
-        counts.append(_count_tar(path, st.st_size, st.st_mtime_ns))
-    return tuple(counts)
+    return tuple(count_samples(path) for path in paths)
 
 
 def normalize_mel(mel: Any, mean: Any, std: Any) -> torch.Tensor:

@@ -22,7 +22,6 @@ the per-band mean/std of the train mels over samples and frames.
 from __future__ import annotations
 
 import csv
-import json
 import random
 import zlib
 from dataclasses import dataclass
@@ -33,7 +32,9 @@ import numpy as np
 import webdataset as wds
 
 from aiaic.data.audio import MelConfig, log_mel
+from aiaic.data.manifest import AudioStats, Manifest, SplitEntry, read_manifest, write_manifest
 from aiaic.data.sample import DecodedSample, decode_sample, encode_sample, sample_key
+from aiaic.data.tars import iter_samples
 from aiaic.data.writer import INDEX_COLUMNS
 from aiaic.io import atomic_open, write_json_atomic
 
@@ -123,17 +124,16 @@ class _SampleMaker:
         return sample, mel
 
 
-def _audio_stats(train_mels: list[np.ndarray]) -> dict[str, Any]:
+def _audio_stats(train_mels: list[np.ndarray]) -> AudioStats:
     """The manifest's audio_stats: per-band mean/std of the train mels over samples and frames."""
     stack = np.stack(train_mels)  # [N, 64, 97]
-    return {
-        "mel_mean": [float(x) for x in stack.mean(axis=(0, 2))],
-        "mel_std": [float(x) for x in stack.std(axis=(0, 2))],
-        "mel_mean_scalar": float(stack.mean()),
-        "mel_std_scalar": float(stack.std()),
-        "computed_on": "train",
-        "samples": len(train_mels),
-    }
+    return AudioStats(
+        mel_mean=tuple(float(x) for x in stack.mean(axis=(0, 2))),
+        mel_std=tuple(float(x) for x in stack.std(axis=(0, 2))),
+        mel_mean_scalar=float(stack.mean()),
+        mel_std_scalar=float(stack.std()),
+        samples=len(train_mels),
+    )
 
 
 def write_split_dir(
@@ -161,7 +161,7 @@ def write_split_dir(
     root = Path(root)
     make = _SampleMaker(videos_per_class, seconds, size, aspect, image_format, with_pcm, seed)
     id_classes = classes - ood_classes
-    manifest_splits = {}
+    manifest_splits: dict[str, SplitEntry] = {}
     train_mels = []
     for split, videos in _members(classes, videos_per_class, val_videos_per_class, ood_classes).items():
         if not videos:
@@ -183,22 +183,20 @@ def write_split_dir(
                 for j in order[i::n_shards]:
                     sink.write(samples[j])
         categories = len({c for c, _ in videos})
-        manifest_splits[split] = {"samples": len(samples), "videos": len(videos), "categories": categories,
-                                  "shards": names}  # fmt: skip
-    manifest = {
-        "format_version": 1,
-        "recipe": {"fixture": True},
-        "seed": seed,
-        "source_shards": [],
-        "id_categories": list(CLASS_NAMES[:id_classes]),
-        "ood_categories": list(CLASS_NAMES[id_classes:classes]),
-        "label_ids": {CLASS_NAMES[c]: c for c in range(classes)},
-        "splits": manifest_splits,
-        "audio_stats": _audio_stats(train_mels),
-        "mel_config": make.mel_cfg.to_dict(),
-        "created": "fixture",
-    }
-    write_json_atomic(root / "manifest.json", manifest)
+        manifest_splits[split] = SplitEntry(samples=len(samples), videos=len(videos), categories=categories,
+                                            shards=tuple(names))  # fmt: skip
+    manifest = Manifest(
+        recipe={"fixture": True},
+        seed=seed,
+        id_categories=CLASS_NAMES[:id_classes],
+        ood_categories=CLASS_NAMES[id_classes:classes],
+        label_ids={CLASS_NAMES[c]: c for c in range(classes)},
+        splits=manifest_splits,
+        audio_stats=_audio_stats(train_mels),
+        mel_config=make.mel_cfg.to_dict(),
+        created="fixture",
+    )
+    write_manifest(root, manifest)
     return root
 
 
@@ -261,9 +259,8 @@ def make_raw(root: Path, videos: list[dict], *, shards: int = 3, seed: int = 0) 
 
 def read_split(root: Path, split: str) -> dict[str, DecodedSample]:
     """Every sample of a split, decoded with `aiaic.data.sample.decode_sample`, by key."""
-    manifest = json.loads((Path(root) / "manifest.json").read_text())
     out = {}
-    for shard in manifest["splits"][split]["shards"]:
-        for raw in wds.WebDataset(str(Path(root) / shard), shardshuffle=False):
+    for shard in read_manifest(Path(root)).splits[split].shards:
+        for raw in iter_samples(str(Path(root) / shard)):
             out[raw["__key__"]] = decode_sample(raw)
     return out
