@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from support.train_fixtures import TINY_MODEL
+from support.model_configs import TINY_MODEL
 
 from aiaic.config import load_recipe
 from aiaic.data.loader import LoaderConfig, make_loader, open_split

@@ -1,20 +1,13 @@
-"""A tiny model and training recipe for the trainer tests, and a writer of recipe TOML files."""
+"""A tiny training recipe for the trainer tests (model: support.model_configs.TINY_MODEL), and a writer
+of recipe TOML files."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-TINY_MODEL = {
-    "base_channels": 8,
-    "semantic_channels": [8, 8, 16, 16],
-    "semantic_dim": 16,
-    "cond_dim": 16,
-    "guidance_hidden": 16,
-    "a2v_hidden": 32,
-    "relevance_dim": 8,
-    "relevance_hidden": 16,
-}
+from support.model_configs import TINY_MODEL
+
 # every stage `--stage all` trains with both ablation chains, in training order
 ALL_STAGES = (
     "baseline",
