@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiaic.errors import ConfigError
-from aiaic.io import write_json_atomic as write_json
+from aiaic.io import write_json_atomic
 
 T = TypeVar("T")
 
@@ -228,6 +228,7 @@ def recipe_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write a config (or any mapping) as JSON (`config_to_dict`), atomically (`aiaic.io`)."""
-    write_json(path, config_to_dict(obj))
+def write_config_json(path: str | Path, obj: Any) -> None:
+    """Write a config (or any mapping holding configs) as JSON through `config_to_dict`, atomically
+    (`aiaic.io.write_json_atomic`)."""
+    write_json_atomic(path, config_to_dict(obj))

@@ -14,7 +14,7 @@ import torch
 
 from aiaic.colorize.audio import Soundtrack
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import Guidance, guidance_from_pcm, no_guidance
+from aiaic.colorize.guided import AudioInput, guidance_from_pcm, no_guidance
 from aiaic.colorize.keyframes import KeyFrames
 
 
@@ -25,7 +25,7 @@ class SecondGuide:
         self,
         model,
         soundtrack: Soundtrack | None,
-        fixed: Guidance | None,
+        fixed: AudioInput | None,
         keys: KeyFrames,
         cfg: ColorizeConfig,
         device: torch.device,

@@ -32,7 +32,7 @@ import torch
 
 from aiaic.colorize.audio import Soundtrack
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import Guidance, colorize_guided, no_guidance
+from aiaic.colorize.guided import AudioInput, colorize_guided, no_guidance
 from aiaic.colorize.keyframes import KeyFrames, open_video
 from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
 from aiaic.errors import InputError
@@ -122,7 +122,7 @@ def colorize_video(
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed: Guidance | None = None,
+    fixed: AudioInput | None = None,
     on_frames: Callable[[int], None] | None = None,
 ) -> VideoResult:
     """Colorize `src` into `dst` (see the module docstring).
@@ -179,7 +179,7 @@ def _second_guide(
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed: Guidance | None,
+    fixed: AudioInput | None,
     stack: contextlib.ExitStack,
 ) -> tuple[Soundtrack | None, SecondGuide]:
     """The soundtrack reader (None without audio) and the per-second guidance."""
@@ -363,7 +363,7 @@ def _colorize_open_video(
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed: Guidance | None,
+    fixed: AudioInput | None,
     on_frames: Callable[[int], None] | None,
     stack: contextlib.ExitStack,
 ) -> VideoResult:

@@ -36,14 +36,14 @@ import torch
 from rich.progress import Progress
 
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
-from aiaic.config import config_to_dict, write_json_atomic
+from aiaic.config import config_to_dict, write_config_json
 from aiaic.data.manifest import Manifest, SplitEntry, read_manifest
 from aiaic.data.sample import decode_sample
 from aiaic.data.tars import iter_samples
 from aiaic.errors import ConfigError, InputError, RunError
 from aiaic.eval import protocol
 from aiaic.eval.grid import GridRow, write_grid
-from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
+from aiaic.eval.metrics import hasler_colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
 from aiaic.io import atomic_open
@@ -241,7 +241,7 @@ def _score_batch(samples, models, lpips_metric, device):
             {
                 "psnr": psnr(images[i], gts[i]),
                 "ssim": ssim(images[i], gts[i]),
-                "colorfulness": colorfulness(images[i]),
+                "colorfulness": hasler_colorfulness(images[i]),
                 "lpips": None if lp[i] is None else float(lp[i]),
                 "r": float(r[i]),
             }
@@ -322,7 +322,7 @@ def _evaluate_split(
                         **per[i],
                     }
                 )
-            gt_colour += colorfulness(gts[i])
+            gt_colour += hasler_colorfulness(gts[i])
             gt_n += 1
             if grid.wants(label):
                 imgs = {n: preds[n][0][i] for n in preds} | {"ground_truth": gts[i]}
@@ -366,7 +366,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         log.warning("LPIPS unavailable: %s", lpips_status.reason)
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "eval-config.json", cfg)
+    write_config_json(out / "eval-config.json", cfg)
     results: dict = {}
     reference: dict = {}
     grids: dict[str, str] = {}
@@ -395,7 +395,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "provenance": provenance(run, shards, manifest, models),
         "config": config_to_dict(cfg),
     }
-    write_json_atomic(out / "metrics.json", metrics)
+    write_config_json(out / "metrics.json", metrics)
     write_report(metrics, out / "report.md")
     log.info("wrote %s, %s, %s and %d grid(s)", out / "metrics.json", out / "report.md", csv_path, len(grids))
     return metrics

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
+from aiaic.config import config_to_dict, recipe_hash, write_config_json
 from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split
 from aiaic.data.manifest import Manifest, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
@@ -318,7 +318,7 @@ def _open_metrics(st: _Stage, source: SplitSource, manifest: Manifest, step: int
     if not st.dist_info.is_main:
         return None
     st.dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(st.dir / "config.json", _stage_record(st, manifest, source, False, step))
+    write_config_json(st.dir / "config.json", _stage_record(st, manifest, source, False, step))
     metrics = MetricsLog(st.dir)
     if st.started:  # killed before its first checkpoint: it restarts at step 0, and says so
         metrics.write({"event": "resume", "step": step})
@@ -351,7 +351,7 @@ def _finish(st: _Stage, manifest: Manifest, source: SplitSource, steps: int) -> 
     if not st.dist_info.is_main:
         return {}
     plot_losses(st.dir / "metrics.jsonl", st.dir / "loss.png", title=f"{st.name}: {st.spec.description}")
-    write_json_atomic(st.dir / "config.json", _stage_record(st, manifest, source, True, steps))
+    write_config_json(st.dir / "config.json", _stage_record(st, manifest, source, True, steps))
     rows = [r for r in read_metrics(st.dir / "metrics.jsonl") if "event" not in r]
     return {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
 
