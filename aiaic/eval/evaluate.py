@@ -236,13 +236,15 @@ def _score_batch(samples, models, lpips_metric, device):
         preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
     rows: dict[str, list[dict]] = {}
     for name, (images, r) in preds.items():
-        lp = lpips_metric.distance(images, gts) if lpips_metric is not None else [None] * len(samples)
+        lp: list[float | None] = [None] * len(samples)
+        if lpips_metric is not None:
+            lp = [float(d) for d in lpips_metric.distance(images, gts)]
         rows[name] = [
             {
                 "psnr": psnr(images[i], gts[i]),
                 "ssim": ssim(images[i], gts[i]),
                 "colorfulness": hasler_colorfulness(images[i]),
-                "lpips": None if lp[i] is None else float(lp[i]),
+                "lpips": lp[i],
                 "r": float(r[i]),
             }
             for i in range(len(samples))
