@@ -60,6 +60,7 @@ def plan_splits(df: pd.DataFrame, cfg: SplitConfig, warnings: list[str]) -> dict
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
+    """Create `out`, or empty a previous split there (`overwrite`); InputError for any other content."""
     if out.exists() and any(out.iterdir()):
         ours = (out / MANIFEST).exists() or any((out / s).is_dir() for s in SPLITS)
         if not ours:
