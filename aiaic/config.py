@@ -28,12 +28,12 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiaic.errors import ConfigError
-from aiaic.io import write_json_atomic as write_json
+from aiaic.io import write_json_atomic
 
 T = TypeVar("T")
 
@@ -106,6 +106,16 @@ def recipe_section(recipe: Mapping[str, Any], name: str) -> RecipeSection:
     return RecipeSection({k: v for k, v in node.items() if not isinstance(v, Mapping)}, name, folder)
 
 
+# scalar type -> (accepts the value, what it expects, conversion)
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str, Callable[[Any], Any]]] = {
+    Path: (lambda v: isinstance(v, (str, Path)), "a path", Path),
+    bool: (lambda v: isinstance(v, bool), "true/false", lambda v: v),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", lambda v: v),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number", float),
+    str: (lambda v: isinstance(v, str), "a string", lambda v: v),
+}
+
+
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     if value is None:
         return None
@@ -123,37 +133,25 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             raise ConfigError(f"{name}: {value!r} is not one of {list(typing.get_args(tp))}")
         return value
     if origin in (tuple, list):
-        type_args = typing.get_args(tp)
-        inner = type_args[0] if type_args else Any
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
-        items = [_coerce(name, inner, v) for v in value]
-        return tuple(items) if origin is tuple else items
-    if tp is Any:
-        return value
-    if tp is Path:
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{name}: expected a path, got {value!r}")
-        return Path(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{name}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
-        return value
-    return value
+        return _coerce_sequence(name, tp, value)
+    if tp in _SCALARS:
+        accepts, expected, convert = _SCALARS[tp]
+        if not accepts(value):
+            raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+        return convert(value)
+    return value  # Any, and types without a check
+
+
+def _coerce_sequence(name: str, tp: Any, value: Any) -> list | tuple:
+    """A list or tuple field: a list, or a comma-separated string, each item coerced."""
+    type_args = typing.get_args(tp)
+    inner = type_args[0] if type_args else Any
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name}: expected a list, got {value!r}")
+    items = [_coerce(name, inner, v) for v in value]
+    return tuple(items) if typing.get_origin(tp) is tuple else items
 
 
 def _relative_to(value: Any, folder: Path) -> Any:
@@ -230,6 +228,7 @@ def recipe_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write a config (or any mapping) as JSON (`config_to_dict`), atomically (`aiaic.io`)."""
-    write_json(path, config_to_dict(obj))
+def write_config_json(path: str | Path, obj: Any) -> None:
+    """Write a config (or any mapping holding configs) as JSON through `config_to_dict`, atomically
+    (`aiaic.io.write_json_atomic`)."""
+    write_json_atomic(path, config_to_dict(obj))

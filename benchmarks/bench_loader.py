@@ -3,7 +3,7 @@
     python -m benchmarks.run loader
 
 Shards like the real ones (JPEG frames with a 256-pixel short side at 16:9, float16 mel, pcm) are
-written by `aiaic.data.synthetic_shards.write_split_dir` into a temporary directory: 2 classes x 8
+written by `aiaic.demo.shards.write_split_dir` into a temporary directory: 2 classes x 8
 videos x 12 s = 192 train samples in 8 shards. For each image size (64, 128) and worker count (0, 2) one
 warm-up epoch is run (it also starts the spawn workers, which stay alive), then the next three epochs
 are timed, so a row is the steady-state rate of one rank. The load average is in the note: on a shared
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from aiaic.data.loader import LoaderConfig, make_loader, open_split
-from aiaic.data.synthetic_shards import write_split_dir
+from aiaic.demo.shards import write_split_dir
 
 SIZES = (64, 128)
 WORKERS = (0, 2)

@@ -6,7 +6,7 @@ Input: 32 one-second windows of noise at 16 kHz, each tiled to the official 10 s
 Measured side by side in one run: scipy's `spectrogram` + log + standardisation per clip (the
 official loader's steps), ours in float32 one clip at a time (what a loader worker does), ours on a
 batch of 32, and the 64-band log-mel for scale. Then the training loader (64 px, in-process, the
-shards of aiaic.data.synthetic_shards.write_split_dir with pcm) with and without `spectrogram`, as
+shards of aiaic.demo.shards.write_split_dir with pcm) with and without `spectrogram`, as
 samples/s and ratio.
 """
 
@@ -23,7 +23,7 @@ import torch
 from aiaic.data.audio import MelConfig, log_mel
 from aiaic.data.loader import LoaderConfig, make_loader, open_split
 from aiaic.data.spectrogram import SpecConfig, vggsound_spectrogram
-from aiaic.data.synthetic_shards import write_split_dir
+from aiaic.demo.shards import write_split_dir
 from benchmarks.bench_loader import _epochs_rate
 
 N = 32

@@ -3,7 +3,7 @@
     python -m benchmarks.run split
 
 A raw extraction output like the real one per sample (float16 mel [64, 97], float32 pcm [16000], a
-small PNG frame: ~90 kB) is written by `aiaic.data.synthetic_shards.make_raw` into a temporary directory:
+small PNG frame: ~90 kB) is written by `aiaic.demo.shards.make_raw` into a temporary directory:
 40 categories x 50 one-second clips = 2,000 samples in 8 shards. `run_split` then draws 5 OOD
 categories, keeps the official train/test (-> train/val), shuffles, re-packs into 16 shards per split
 and streams the train mel statistics. Reading is random access by tar offsets, so the rate is bounded
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from aiaic.data.split import SplitConfig, run_split
-from aiaic.data.synthetic_shards import make_raw, raw_video
+from aiaic.demo.shards import make_raw, raw_video
 
 CATEGORIES, CLIPS = 40, 50
 
@@ -36,7 +36,7 @@ def run() -> list[dict]:
         t0 = time.perf_counter()
         summary = run_split(cfg)
         dt = time.perf_counter() - t0
-        n = sum(s["samples"] for s in summary.splits.values())
+        n = sum(s.samples for s in summary.splits.values())
         note = (
             f"{len(vids)} raw samples ({size_mb:.0f} MB) -> {n} re-packed in {dt:.2f} s, 16 shards per split"
         )

@@ -27,7 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from aiaic.data.synthetic import make_disambiguation_corpus
+from aiaic.demo.corpus import make_disambiguation_corpus
 
 RECIPE = Path(__file__).resolve().parent / "demo.toml"
 

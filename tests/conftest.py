@@ -1,7 +1,8 @@
 """Shared fixtures. Real clips come from ../shared/data (CI has it); tests needing it skip with a reason.
 
 Tests marked `slow` (learning, multi-process, over ~20 s) are left out by `pytest -m "not slow"`; a test
-that uses a really trained run (a `tiny_run` fixture) is marked slow here, the rest by their decorator.
+that uses a really trained run (the `tiny_run` fixture below, or test_train's `ablation_run`) is marked
+slow here, the rest by their decorator.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-TRAINED_RUN_FIXTURES = {"tiny_run"}
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The shared tiny trained run (support.colorize_fixtures: baseline and the three stages), trained
+    once per session; the colorize, eval and app tests load it."""
+    from support.colorize_fixtures import shared_tiny_run
+
+    return shared_tiny_run(tmp_path_factory)
+
+
+TRAINED_RUN_FIXTURES = {"tiny_run", "ablation_run"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,7 +21,6 @@ from support.app_fixtures import (
     shared_server,
     write_audio_only,
 )
-from support.colorize_fixtures import shared_tiny_run
 from support.fixtures_av import make_clip
 
 requests = pytest.importorskip("requests", reason="the app tests need requests (pip install requests)")
@@ -30,11 +29,6 @@ pytest.importorskip("fastapi", reason='aiaic-app needs its extra: pip install "a
 PHOTO = "images/bw/skimage/camera.png"
 SOUND = "audio/gcompris/farm_animals/cow.ogg"
 CHAPLIN = "clips/moviepy/chaplin_bw_film.mp4"
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    return shared_tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from support.app_fixtures import (
     shared_server,
     write_audio_only,
 )
-from support.colorize_fixtures import shared_tiny_run
 from support.fixtures_av import make_clip
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,11 +54,6 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
 ]
 WAIT_MS = 180_000
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    return shared_tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

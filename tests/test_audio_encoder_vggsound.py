@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from support.train_fixtures import TINY_MODEL
+from support.model_configs import TINY_MODEL
 
 from aiaic.config import load_recipe
 from aiaic.data.loader import LoaderConfig, make_loader, open_split
 from aiaic.data.spectrogram import vggsound_spectrogram
-from aiaic.data.synthetic_shards import tone, video_id, write_split_dir
+from aiaic.demo.shards import tone, video_id, write_split_dir
 from aiaic.errors import ConfigError
 from aiaic.models.audio import AudioEncoder
 from aiaic.models.colorizer import build_colorizer

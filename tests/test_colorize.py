@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 from skimage.color import rgb2lab
-from support.colorize_fixtures import StandInModel, shared_tiny_run
+from support.colorize_fixtures import StandInModel
 from support.fixtures_av import make_audio, make_clip, write_garbage
 from typer.testing import CliRunner
 
@@ -27,11 +27,6 @@ from aiaic.errors import InputError
 
 runner = CliRunner()
 CHAPLIN = "clips/moviepy/chaplin_bw_film.mp4"
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    return shared_tiny_run(tmp_path_factory)
 
 
 def _frames(path: Path) -> tuple[list[np.ndarray], list[int], dict]:

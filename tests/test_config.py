@@ -97,8 +97,9 @@ def test_train_paths_in_a_recipe_are_relative_to_it(tmp_path):
 
 
 def test_loader_table_reaches_the_loader_and_is_recorded_in_the_stage_config(tmp_path):
+    from support.model_configs import TINY_MODEL
     from support.split_fixtures import write_split_dir
-    from support.train_fixtures import TINY_MODEL, write_recipe
+    from support.train_fixtures import write_recipe
 
     from aiaic.data.loader import LoaderConfig
     from aiaic.train.runner import run_training

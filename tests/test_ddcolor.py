@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 from skimage.color import rgb2lab
+from support.model_configs import MINI_HEADS, model_config
 from typer.testing import CliRunner
 
 from aiaic.cli.colorize import app
@@ -364,16 +365,7 @@ def _mini_training_inputs(tmp_path: Path) -> tuple[DDColor, Path, dict]:
         shards_per_split=1,
         ood_classes=1,
     )
-    model = {
-        "backbone_weights": str(weights),
-        "semantic_channels": [4, 4, 8, 8],
-        "semantic_dim": 8,
-        "cond_dim": 8,
-        "guidance_hidden": 8,
-        "a2v_hidden": 8,
-        "relevance_dim": 4,
-        "relevance_hidden": 8,
-    }
+    model = {"backbone_weights": str(weights), **MINI_HEADS}
     return source, split, model
 
 
@@ -403,16 +395,7 @@ def test_audio_guided_inference_with_ddcolor():
     from aiaic.runs.inference import InferenceModel
 
     torch.manual_seed(9)
-    cfg = ModelConfig(
-        backbone="ddcolor-mini",
-        semantic_channels=(4, 4, 8, 8),
-        semantic_dim=8,
-        cond_dim=8,
-        guidance_hidden=8,
-        a2v_hidden=8,
-        relevance_dim=4,
-        relevance_hidden=8,
-    )
+    cfg = model_config(MINI_HEADS, backbone="ddcolor-mini")
     net = build_colorizer(cfg).eval()
     model = InferenceModel(
         model=net,

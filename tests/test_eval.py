@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from support.colorize_fixtures import shared_tiny_run
 from support.split_fixtures import read_split, write_split_dir
 from typer.testing import CliRunner
 
@@ -30,11 +29,6 @@ runner = CliRunner()
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    return shared_tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

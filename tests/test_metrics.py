@@ -16,7 +16,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from aiaic.errors import InputError
 from aiaic.eval import perceptual
-from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
+from aiaic.eval.metrics import hasler_colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.protocol import protocol_image
 
 PHOTOS = [
@@ -77,15 +77,15 @@ def test_colorfulness_known_values(shared_data):
     red = np.zeros((8, 8, 3), np.uint8)
     red[..., 0] = 255
     # rg = 255, yb = 127.5, no spread: M = 0.3 * sqrt(255^2 + 127.5^2)
-    assert colorfulness(red) == pytest.approx(0.3 * math.hypot(255.0, 127.5), rel=1e-12)
+    assert hasler_colorfulness(red) == pytest.approx(0.3 * math.hypot(255.0, 127.5), rel=1e-12)
     half = np.zeros((8, 8, 3), np.uint8)
     half[:4, :, 0] = 255  # half red, half black: rg in {255, 0}, yb in {127.5, 0}
     expected = math.hypot(127.5, 63.75) + 0.3 * math.hypot(127.5, 63.75)
-    assert colorfulness(half) == pytest.approx(expected, rel=1e-12)
+    assert hasler_colorfulness(half) == pytest.approx(expected, rel=1e-12)
     photo = _photo(shared_data, PHOTOS[0])
     grey = _degraded(photo)["grey"]
-    assert colorfulness(grey) == 0.0
-    assert colorfulness(photo) > 20.0
+    assert hasler_colorfulness(grey) == 0.0
+    assert hasler_colorfulness(photo) > 20.0
 
 
 # ---- LPIPS -----------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.model_configs import TINY_MODEL, model_config
 
 from aiaic.errors import InputError
 from aiaic.models.audio import AudioEncoder
 from aiaic.models.colorizer import VGG19Features, build_colorizer
-from aiaic.models.config import ModelConfig
 from aiaic.models.pretrained import load_relevance_encoders, load_vgg19_image, load_vggsound_audio
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -111,11 +111,8 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
 
 
 def test_relevance_encoders_from_files_and_the_log_without_them(tmp_path, caplog):
-    base = dict(
-        backbone_options={"base_channels": 8}, semantic_channels=(8, 8, 16, 16), semantic_dim=16, cond_dim=16
-    )
     with caplog.at_level(logging.INFO, logger="aiaic"):
-        lines = load_relevance_encoders(build_colorizer(ModelConfig(**base)))
+        lines = load_relevance_encoders(build_colorizer(model_config(TINY_MODEL)))
     assert "no VGG-19 weights given" in lines[0] and "no VGGSound weights given" in lines[1]
     assert "trained from scratch in stage 1 on grey frames" in caplog.text and "stage 2" in caplog.text
 
@@ -123,7 +120,9 @@ def test_relevance_encoders_from_files_and_the_log_without_them(tmp_path, caplog
     path = tmp_path / "H.pth.tar"
     state = _random_state(ref["state_dict"], 3)
     torch.save({"model_state_dict": state}, path)
-    model = build_colorizer(ModelConfig(**base, relevance_audio_encoder="vggsound", vggsound_weights=path))
+    model = build_colorizer(
+        model_config(TINY_MODEL, relevance_audio_encoder="vggsound", vggsound_weights=path)
+    )
     lines = load_relevance_encoders(model)
     assert "VGGSound ResNet-18 from" in lines[1]
     assert torch.equal(model.relevance_audio.net.conv1.weight, state["audnet.conv1.weight"])

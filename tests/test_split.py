@@ -21,6 +21,7 @@ from aiaic.cli.data import app
 from aiaic.config import build_config, load_recipe, recipe_section
 from aiaic.data.audio import MelConfig
 from aiaic.data.categories import choose_ood, read_class_file, write_category_lists
+from aiaic.data.manifest import read_manifest
 from aiaic.data.sample import decode_sample
 from aiaic.data.split import SplitConfig, run_split
 from aiaic.errors import ConfigError, InputError
@@ -146,6 +147,24 @@ def test_counts_shards_and_train_only_mel_stats(vgg_raw, tmp_path):
     with (out / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert Counter(r["split"] for r in rows) == {n: len(v) for n, v in got.items()}
+
+
+def test_the_manifest_schema_holds_every_key_the_split_writes(vgg_raw, tmp_path):
+    run_split(vgg_config(vgg_raw, tmp_path / "out", tmp_path))
+    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest.to_dict() == doc  # read back whole: nothing lost, nothing added
+    assert manifest.splits["val"].samples == doc["splits"]["val"]["samples"] == 8
+    assert manifest.splits["train"].shard_samples == tuple(doc["splits"]["train"]["shard_samples"])
+    assert manifest.audio_stats is not None and manifest.audio_stats.std_floor == 1e-3
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    del doc["splits"]["val"]["samples"]
+    (broken / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(
+        InputError, match=r"broken/manifest.json: not a valid split manifest: KeyError: 'samples'"
+    ):
+        read_manifest(broken)
 
 
 def test_same_seed_same_split_other_seed_other_shuffle(vgg_raw, tmp_path):
@@ -401,7 +420,7 @@ def test_end_to_end_synthetic_corpus_extract_split_webdataset(tmp_path):
     """synthetic corpus -> aiaic-data extract -> aiaic-data split -> webdataset reads the split shards."""
     from skimage import color
 
-    from aiaic.data.synthetic import CLASS_HUES, make_disambiguation_corpus
+    from aiaic.demo.corpus import CLASS_HUES, make_disambiguation_corpus
 
     videos = make_disambiguation_corpus(tmp_path / "videos", classes=3, videos_per_class=3, seconds=2)
     runner = CliRunner()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from skimage import color
 
-from aiaic.data.synthetic import (
+from aiaic.demo.corpus import (
     CHROMA,
     CLASS_HUES,
     L_MAX,
@@ -165,7 +165,7 @@ def test_a_corpus_written_by_another_process_is_byte_identical(tmp_path):
     here = make_disambiguation_corpus(tmp_path / "here", **args)
     code = (
         "import sys; from pathlib import Path;"
-        " from aiaic.data.synthetic import make_disambiguation_corpus;"
+        " from aiaic.demo.corpus import make_disambiguation_corpus;"
         f" make_disambiguation_corpus(Path(sys.argv[1]), **{args!r})"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "there")], check=True)

@@ -51,7 +51,7 @@ def nested(recipe: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_split, tmp_path_factory) -> Path:
+def ablation_run(tiny_split, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
     plan = build_train_plan(
         nested(ablation_recipe()), {"shards": tiny_split, "out": out, "stage": "all", "device": "cpu"}
@@ -71,8 +71,8 @@ def _changed(a: dict, b: dict) -> set[str]:
     return {k.split(".")[0] for k in a if not torch.equal(a[k], b[k])}
 
 
-def test_each_stage_changes_exactly_what_it_trains(tiny_run):
-    s1, s2, rn, s3 = (_weights(tiny_run, s) for s in ("stage1", "stage2", "rnet", "stage3"))
+def test_each_stage_changes_exactly_what_it_trains(ablation_run):
+    s1, s2, rn, s3 = (_weights(ablation_run, s) for s in ("stage1", "stage2", "rnet", "stage3"))
     assert _changed(s1, s2) == {"audio", "a2v"}  # E_s frozen in stage 2
     assert _changed(s2, rn) == {"relevance"}
     # stage 3: no backbone weight (nor BatchNorm statistic) moves, E_s frozen; only A2V learns
@@ -83,10 +83,10 @@ def test_each_stage_changes_exactly_what_it_trains(tiny_run):
     assert all(torch.equal(rn[k], s3[k]) for k in s3 if k.startswith("semantic."))
     # the stages without a predecessor start from the same initial weights: what the baseline does not
     # train is still the initial value, and each of them differs from it in exactly what it trains
-    base, e2e = _weights(tiny_run, "baseline"), _weights(tiny_run, "e2e")
+    base, e2e = _weights(ablation_run, "baseline"), _weights(ablation_run, "e2e")
     assert _changed(base, s1) == {"backbone", "semantic", "condition", "guidance"}
     assert _changed(base, e2e) == {"backbone", "audio", "a2v", "condition", "guidance", "relevance"}
-    n1, n2, n3 = (_weights(tiny_run, s) for s in ("no_r_stage1", "no_r_stage2", "no_r_stage3"))
+    n1, n2, n3 = (_weights(ablation_run, s) for s in ("no_r_stage1", "no_r_stage2", "no_r_stage3"))
     assert _changed(base, n1) == {"backbone", "semantic", "condition", "guidance"}
     assert _changed(s1, n1) == {"backbone", "semantic", "condition", "guidance"}  # its own model
     assert _changed(n1, n2) == {"audio", "a2v"}
@@ -94,10 +94,10 @@ def test_each_stage_changes_exactly_what_it_trains(tiny_run):
     assert all(torch.equal(base[k], n3[k]) for k in n3 if k.startswith("relevance."))
 
 
-def test_run_directory_contents(tiny_run, tiny_split):
+def test_run_directory_contents(ablation_run, tiny_split):
     manifest = json.loads((tiny_split / "manifest.json").read_text())
     for stage in ALL_STAGES:
-        d = tiny_run / stage
+        d = ablation_run / stage
         cfg = json.loads((d / "config.json").read_text())
         assert cfg["complete"] is True and cfg["image_size"] == 32 and cfg["stage"] == stage
         assert cfg["mel_mean"] == pytest.approx(manifest["audio_stats"]["mel_mean"])
@@ -122,7 +122,7 @@ def test_run_directory_contents(tiny_run, tiny_split):
         if stage in ("rnet", "e2e"):
             assert all({"r_true", "r_other", "bce"} <= r.keys() for r in train_rows)
     r_mean = {
-        s: [r["r_mean"] for r in _train_rows(tiny_run, s)]
+        s: [r["r_mean"] for r in _train_rows(ablation_run, s)]
         for s in ("stage1", "e2e", "no_r_stage1", "no_r_stage3")
     }
     # stage 1 masks about half the samples (r = 0); the w/o-r model inherits [train.stage1] (mask_prob
@@ -138,23 +138,24 @@ def _train_rows(run: Path, stage: str) -> list[dict]:
     return [r for r in rows if r.get("split") is None and "event" not in r]
 
 
-def test_complete_stages_are_skipped_and_unfinished_ones_need_resume(tiny_run, tiny_split):
-    before = (tiny_run / "stage1" / "metrics.jsonl").read_text()
-    flags = {"shards": tiny_split, "out": tiny_run, "stage": "all", "device": "cpu"}
+def test_complete_stages_are_skipped_and_unfinished_ones_need_resume(ablation_run, tiny_split):
+    before = (ablation_run / "stage1" / "metrics.jsonl").read_text()
+    flags = {"shards": tiny_split, "out": ablation_run, "stage": "all", "device": "cpu"}
     plan = build_train_plan(nested(ablation_recipe()), flags)
     results = run_training(plan)
     assert [r.status for r in results] == ["skipped"] * 9
     assert [r.stage for r in results] == list(ALL_STAGES)
-    assert (tiny_run / "stage1" / "metrics.jsonl").read_text() == before
+    assert (ablation_run / "stage1" / "metrics.jsonl").read_text() == before
     # a stage that needs an unfinished predecessor says which
     plan3 = build_train_plan(
-        tiny_recipe(), {"shards": tiny_split, "out": tiny_run.parent / "empty", "stage": "3", "device": "cpu"}
+        tiny_recipe(),
+        {"shards": tiny_split, "out": ablation_run.parent / "empty", "stage": "3", "device": "cpu"},
     )
     with pytest.raises(RunError, match="starts from rnet, which is not complete"):
         run_training(plan3)
 
 
-def test_inference_variants(tiny_run, tiny_split):
+def test_inference_variants(ablation_run, tiny_split):
     from aiaic.data.loader import LoaderConfig, make_loader, open_split
 
     batch = next(
@@ -164,7 +165,7 @@ def test_inference_variants(tiny_run, tiny_split):
     )
     L, mel = batch["L"], batch["mel"]
     has = torch.tensor([True, False] * 4)
-    full = load_inference(tiny_run, "full", "cpu")
+    full = load_inference(ablation_run, "full", "cpu")
     assert full.image_size == 32 and full.mel_mean.shape == (64,) and full.mel_config.n_mels == 64
     assert full.variant == "full" and not full.model.training
     ab, r = full.predict(L, mel, has)
@@ -174,12 +175,12 @@ def test_inference_variants(tiny_run, tiny_split):
     torch.testing.assert_close(ab[~has], plain[~has])  # no audio: r = 0 is the plain backbone
 
     for name in ("full_missing_audio", "missing_audio"):  # the old name still works
-        missing = load_inference(tiny_run, name, "cpu")
+        missing = load_inference(ablation_run, name, "cpu")
         ab_m, r_m = missing.predict(L, mel, has)
         assert missing.variant == "full_missing_audio" and torch.equal(r_m, torch.zeros(8))
         torch.testing.assert_close(ab_m, plain)
     # w/o r: its own model (no_r_stage3), r = 1 where audio exists
-    no_r = load_inference(tiny_run, "no_r", "cpu")
+    no_r = load_inference(ablation_run, "no_r", "cpu")
     assert no_r.stage_dir.name == "no_r_stage3"
     ab_n, r_n = no_r.predict(L, mel, has)
     assert torch.equal(r_n, has.float())
@@ -187,19 +188,19 @@ def test_inference_variants(tiny_run, tiny_split):
     torch.testing.assert_close(ab_n[~has], plain_no_r[~has])
     assert not torch.allclose(ab_n[has], plain_no_r[has])
     # w/o r with the audio missing: a silent second for every sample, r = 1, whatever audio was given
-    silent = load_inference(tiny_run, "no_r_missing_audio", "cpu")
+    silent = load_inference(ablation_run, "no_r_missing_audio", "cpu")
     ab_s, r_s = silent.predict(L, mel, has)
     assert torch.equal(r_s, torch.ones(8))
     silence = silent.normalize_mel(torch.full((64, 97), float(np.log(0.01))))[None, None].expand(8, 1, 64, 97)
     ab_expected, _ = no_r.predict(L, silence, torch.ones(8, dtype=torch.bool))
     torch.testing.assert_close(ab_s, ab_expected)
     torch.testing.assert_close(silent.predict(L, None, None)[0], ab_expected)
-    e2e = load_inference(tiny_run, "e2e", "cpu")
+    e2e = load_inference(ablation_run, "e2e", "cpu")
     _, r_none = e2e.predict(L, None, None)
     assert torch.equal(r_none, torch.zeros(8))
     _, r_e2e = e2e.predict(L, mel, has)  # e2e keeps the relevance mechanism: r from its relevance net
     assert (r_e2e[~has] == 0).all() and ((r_e2e[has] > 0) & (r_e2e[has] < 1)).all()
-    base = load_inference(tiny_run, "baseline", "cpu")
+    base = load_inference(ablation_run, "baseline", "cpu")
     ab_b, r_b = base.predict(L, mel, has)
     assert torch.equal(r_b, torch.zeros(8)) and not torch.allclose(ab_b, plain)
     raw = torch.randn(3, 64, 97)
@@ -207,7 +208,7 @@ def test_inference_variants(tiny_run, tiny_split):
     torch.testing.assert_close(full.normalize_mel(raw), expected)
 
 
-def test_load_inference_names_the_missing_stage(tmp_path, tiny_run):
+def test_load_inference_names_the_missing_stage(tmp_path, ablation_run):
     with pytest.raises(RunError, match="'e2e'.*missing"):
         load_inference(tmp_path, "e2e", "cpu")
     with pytest.raises(RunError, match="'stage3'"):
@@ -215,7 +216,7 @@ def test_load_inference_names_the_missing_stage(tmp_path, tiny_run):
     with pytest.raises(RunError, match="'no_r_stage3'.*missing.*--stage no_r"):
         load_inference(tmp_path, "no_r_missing_audio", "cpu")
     with pytest.raises(RunError, match="unknown variant"):
-        load_inference(tiny_run, "colour", "cpu")
+        load_inference(ablation_run, "colour", "cpu")
 
 
 def test_train_plan_from_recipe_and_flags(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.model_configs import TINY_MODEL  # noqa: E402
 from support.split_fixtures import write_split_dir  # noqa: E402
-from support.train_fixtures import TINY_MODEL  # noqa: E402
 
 from aiaic.runs import checkpoint as ckpt
 from aiaic.train.config import build_train_plan

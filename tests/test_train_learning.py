@@ -1,6 +1,6 @@
 """The paper's claim, scaled down: on frames where only the sound tells the colour, audio helps.
 
-Synthetic corpus (aiaic.data.synthetic: 4 classes in two scene groups: the grey content shows the
+Synthetic corpus (aiaic.demo.corpus: 4 classes in two scene groups: the grey content shows the
 group, never the class within it; a hue and a sound per class) -> extract (folder layout, every second)
 -> split (the demo recipe, no OOD class) -> train the main chain and the w/o-r model (no_r_stage1..3)
 with pipelines/demo.toml -> PSNR on val, computed here from the predictions (RGB uint8, all channels,
@@ -44,9 +44,10 @@ from support.model_configs import SMALL_MODEL
 
 from aiaic.config import build_config, load_recipe, recipe_section
 from aiaic.data.extract import ExtractConfig, run_extract
-from aiaic.data.loader import LoaderConfig, make_loader, open_split, read_manifest
+from aiaic.data.loader import LoaderConfig, make_loader, open_split
+from aiaic.data.manifest import read_manifest
 from aiaic.data.split import SplitConfig, run_split
-from aiaic.data.synthetic import CLASS_HUES, class_groups, class_names, make_disambiguation_corpus
+from aiaic.demo.corpus import CLASS_HUES, class_groups, class_names, make_disambiguation_corpus
 from aiaic.lab import denormalize_ab, lab_from_normalized, lab_to_rgb
 from aiaic.models.colorizer import build_colorizer
 from aiaic.runs.inference import load_inference
@@ -78,7 +79,7 @@ def evaluate(run: Path, split: Path, image_size: int) -> dict[str, float]:
         open_split(split, "val"), LoaderConfig(image_size=image_size, batch_size=16, train=False)
     )
     batches = list(loader)
-    name_of = {i: name for name, i in read_manifest(split)["label_ids"].items()}
+    name_of = {i: name for name, i in read_manifest(split).label_ids.items()}
     classes = np.array([name_of[int(i)] for b in batches for i in b["label"]])
     out: dict[str, float] = {}
     for variant in LEARNING_VARIANTS:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.train_fixtures import TINY_MODEL  # noqa: E402
+from support.model_configs import TINY_MODEL, model_config  # noqa: E402
 from typer.testing import CliRunner
 
 from aiaic.cli.train import app
@@ -18,7 +18,6 @@ from aiaic.models.backbone_spec import InputPolicy, OptimizerDefaults
 from aiaic.models.backbones import unet
 from aiaic.models.backbones.registry import available, build_backbone, register, spec_of
 from aiaic.models.colorizer import build_colorizer
-from aiaic.models.config import ModelConfig
 from aiaic.train.config import StageConfig, build_train_plan, resolve_stage
 from aiaic.train.distributed import DistInfo, per_rank_batch
 from aiaic.train.loop import LoopCallbacks, LoopConfig, LoopState, Optimisation, train_loop
@@ -68,9 +67,7 @@ def _batches(n: int, size: int = 32) -> list[dict[str, torch.Tensor]]:
 
 def test_bf16_autocast_trains_on_the_cpu():
     torch.manual_seed(0)
-    model = build_colorizer(
-        ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL.items()})
-    )
+    model = build_colorizer(model_config(TINY_MODEL))
     spec = STAGES["baseline"]
     cfg = resolve_stage(StageConfig(lr=3e-3, color_loss="l2"), model.backbone, True)
     apply_stage_modes(model, spec, True)

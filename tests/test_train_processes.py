@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.model_configs import TINY_MODEL
 from support.split_fixtures import write_split_dir
-from support.train_fixtures import TINY_MODEL, write_recipe
+from support.train_fixtures import write_recipe
 
 pytestmark = pytest.mark.slow  # real processes: kill -9 and resume, torchrun
 

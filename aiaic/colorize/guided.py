@@ -21,31 +21,31 @@ from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_
 
 
 @dataclass(frozen=True)
-class Guidance:
-    """One second's guidance: the model's audio input {field: [1, F, T]} (zeros when absent) and
-    has_audio."""
+class AudioInput:
+    """What guides one second (or, fixed, every second): the model's audio input {field: [1, F, T]}
+    (zeros when absent) and has_audio. The guidance (c, r) itself is `aiaic.runs.variants.Guidance`."""
 
     audio: dict[str, torch.Tensor]
     has_audio: bool
     why: str  # "audio", "silent", "missing", "disabled"
 
 
-def no_guidance(model, why: str) -> Guidance:
-    return Guidance({k: v[0] for k, v in model.audio_input([None]).items()}, False, why)
+def no_guidance(model, why: str) -> AudioInput:
+    return AudioInput({k: v[0] for k, v in model.audio_input([None]).items()}, False, why)
 
 
-def guidance_from_pcm(model, pcm: np.ndarray | None, silence_db: float) -> Guidance:
-    """Guidance for one second of mono PCM at the model's sample rate (None = no audio)."""
+def guidance_from_pcm(model, pcm: np.ndarray | None, silence_db: float) -> AudioInput:
+    """AudioInput for one second of mono PCM at the model's sample rate (None = no audio)."""
     if pcm is None:
         return no_guidance(model, "missing")
     if is_silent(pcm, silence_db):
         return no_guidance(model, "silent")
-    return Guidance({k: v[0] for k, v in model.audio_input([pcm]).items()}, True, "audio")
+    return AudioInput({k: v[0] for k, v in model.audio_input([pcm]).items()}, True, "audio")
 
 
 @torch.inference_mode()
 def colorize_batch(
-    model, frames: np.ndarray, guidance: list[Guidance], device: torch.device
+    model, frames: np.ndarray, guidance: list[AudioInput], device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """Colorize uint8 frames [B, H, W, 3] (or grey [B, H, W]) at full resolution with `model.predict`.
 

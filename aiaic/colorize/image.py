@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from aiaic.colorize.guided import Guidance, colorize_batch
+from aiaic.colorize.guided import AudioInput, colorize_batch
 from aiaic.errors import InputError
 
 
@@ -46,7 +46,7 @@ def read_image(path: Path) -> np.ndarray:
         raise InputError(path, f"cannot read as an image ({e})") from e
 
 
-def colorize_image(src: Path, dst: Path, model, guidance: Guidance, device: torch.device) -> ImageResult:
+def colorize_image(src: Path, dst: Path, model, guidance: AudioInput, device: torch.device) -> ImageResult:
     """Colorize one image file into `dst` (PNG unless dst says otherwise)."""
     rgb = read_image(Path(src))
     out, r = colorize_batch(model, rgb[None], [guidance], device)

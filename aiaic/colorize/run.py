@@ -29,7 +29,7 @@ from aiaic.colorize.config import (
 from aiaic.colorize.guided import guidance_from_pcm, no_guidance
 from aiaic.colorize.image import ImageResult, colorize_image
 from aiaic.colorize.video import VideoResult, colorize_video, output_suffix
-from aiaic.config import config_to_dict, write_json_atomic
+from aiaic.config import config_to_dict, write_config_json
 from aiaic.errors import ConfigError, InputError
 from aiaic.models.backbones.registry import spec_of
 from aiaic.progress import progress_bar
@@ -229,7 +229,7 @@ def _write_summary(summary: ColorizeSummary, cfg: ColorizeConfig, model, jobs: l
         "image_size": model.image_size,
         "backbone": _backbone_name(model),
     }
-    write_json_atomic(
+    write_config_json(
         summary.summary_path,
         {
             "config": config_to_dict(cfg),

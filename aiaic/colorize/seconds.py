@@ -9,16 +9,13 @@ smooth_seconds / 2 of a second boundary.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
 from aiaic.colorize.audio import Soundtrack
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import Guidance, guidance_from_pcm, no_guidance
-
-if TYPE_CHECKING:
-    from aiaic.colorize.video import KeyFrames
+from aiaic.colorize.guided import AudioInput, guidance_from_pcm, no_guidance
+from aiaic.colorize.keyframes import KeyFrames
 
 
 class SecondGuide:
@@ -28,7 +25,7 @@ class SecondGuide:
         self,
         model,
         soundtrack: Soundtrack | None,
-        fixed: Guidance | None,
+        fixed: AudioInput | None,
         keys: KeyFrames,
         cfg: ColorizeConfig,
         device: torch.device,

@@ -30,10 +30,10 @@ import av
 import numpy as np
 import torch
 
-from aiaic.colorize.audio import Soundtrack, open_first_stream
-from aiaic.colorize.compose import luminance_uint8, model_input
+from aiaic.colorize.audio import Soundtrack
 from aiaic.colorize.config import ColorizeConfig
-from aiaic.colorize.guided import Guidance, colorize_guided, no_guidance
+from aiaic.colorize.guided import AudioInput, colorize_guided, no_guidance
+from aiaic.colorize.keyframes import KeyFrames, open_video
 from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
 from aiaic.errors import InputError
 
@@ -63,12 +63,6 @@ class VideoResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _open_input(src: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    container, stream = open_first_stream(src, "video")
-    stream.thread_type = "AUTO"
-    return container, stream
 
 
 def audio_codec_name(stream) -> str:
@@ -122,61 +116,13 @@ def _open_output(dst: Path, in_v, in_a, cfg: ColorizeConfig, copy_audio: bool):
     return oc, ov, oa
 
 
-class KeyFrames:
-    """The key frame of each second (decoded frame whose time is nearest to i + 0.5 s, by pts), as
-    L_n [1, 1, S, S] at the model's size. A second decoder reads ahead of the colouring pass; only
-    one candidate frame per second is held."""
-
-    def __init__(self, src: Path, origin: float, size: int, device: torch.device):
-        self.container, stream = _open_input(src)
-        self._frames = self.container.decode(stream)
-        self.origin, self.size, self.device = origin, size, device
-        self.done: dict[int, torch.Tensor] = {}
-        self._cur: tuple[int, float, av.VideoFrame] | None = None  # (second, distance, frame)
-        self._eof = False
-
-    def _finish(self) -> None:
-        if self._cur is not None:
-            sec, _, frame = self._cur
-            L = luminance_uint8(frame.to_ndarray(format="rgb24")[None], self.device)
-            self.done[sec] = model_input(L, self.size)
-            self._cur = None
-
-    def get(self, i: int) -> torch.Tensor | None:
-        """L_n of second i's key frame, or None when the video has no frame in [i, i + 1)."""
-        while i not in self.done and not self._eof:
-            try:
-                frame = next(self._frames)
-            except StopIteration:
-                self._eof = True
-                self._finish()
-                break
-            if frame.time is None:
-                continue
-            t = float(frame.time) - self.origin
-            sec = max(0, int(math.floor(t)))
-            if self._cur is not None and sec != self._cur[0]:
-                self._finish()
-            dist = abs(t - (sec + 0.5))
-            if self._cur is None or dist < self._cur[1]:
-                self._cur = (sec, dist, frame)
-            if sec > i:
-                break
-        for k in [k for k in self.done if k < i - 1]:
-            del self.done[k]
-        return self.done.get(i)
-
-    def close(self) -> None:
-        self.container.close()
-
-
 def colorize_video(
     src: Path,
     dst: Path,
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed: Guidance | None = None,
+    fixed: AudioInput | None = None,
     on_frames: Callable[[int], None] | None = None,
 ) -> VideoResult:
     """Colorize `src` into `dst` (see the module docstring).
@@ -186,7 +132,7 @@ def colorize_video(
     """
     src, dst = Path(src), Path(dst)
     with contextlib.ExitStack() as stack:
-        ic, in_v = _open_input(src)
+        ic, in_v = open_video(src)
         stack.callback(ic.close)
         return _colorize_open_video(src, dst, ic, in_v, model, cfg, device, fixed, on_frames, stack)
 
@@ -233,7 +179,7 @@ def _second_guide(
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed: Guidance | None,
+    fixed: AudioInput | None,
     stack: contextlib.ExitStack,
 ) -> tuple[Soundtrack | None, SecondGuide]:
     """The soundtrack reader (None without audio) and the per-second guidance."""
@@ -417,7 +363,7 @@ def _colorize_open_video(
     model,
     cfg: ColorizeConfig,
     device: torch.device,
-    fixed: Guidance | None,
+    fixed: AudioInput | None,
     on_frames: Callable[[int], None] | None,
     stack: contextlib.ExitStack,
 ) -> VideoResult:

@@ -103,6 +103,29 @@ class _AudioCutter(AudioCutter):
             raise DecodeFailure("decode_error", str(e)) from None
 
 
+class _AudioPuller:
+    """The audio side of a one-pass decode: frames pulled as far as second i's window needs, then cut."""
+
+    def __init__(self, frames: Generator[av.AudioFrame, None, None], sample_rate: int):
+        self.frames, self.sample_rate = frames, sample_rate
+        self.cutter: _AudioCutter | None = None  # made at the first window (the origin is known by then)
+        self.error = ""  # "; audio decoding failed: ..." once the audio stream failed
+
+    def window(self, i: int, origin: float) -> tuple[np.ndarray | None, int, str]:
+        """(pcm of second i or None, samples padded, why it is None) as `AudioCutter.window`."""
+        if self.cutter is None:
+            self.cutter = _AudioCutter(origin, self.sample_rate)
+        try:
+            while not self.cutter.ready(i):
+                self.cutter.push(next(self.frames, None))
+        except av.FFmpegError as e:
+            self.cutter.ended = True
+            self.error = f"; audio decoding failed: {e}"
+        pcm, padded, why = self.cutter.window(i)
+        self.cutter.discard_before(i + 1)
+        return pcm, padded, why + (self.error if pcm is None else "")
+
+
 @dataclass
 class _Progress:
     """Where a streaming decode is: next segment to emit, end of the video so far, latest frame time."""
@@ -264,31 +287,12 @@ class VideoClip:
 
     def _all(self, size: int, only_middle: bool = False) -> Iterator[Segment]:
         """One pass over the video; audio pulled on demand from `_audio_frames`."""
-        v, a = self.vstream, self.astream
+        v = self.vstream
         best: dict[int, tuple[float, float, av.VideoFrame]] = {}
         state = _Progress()
         decode_error = None
         collected: list[Segment] = []
-        audio = self._audio_frames() if a is not None else None
-        cutter: _AudioCutter | None = None
-        audio_error = ""
-
-        def audio_window(i: int) -> tuple[np.ndarray | None, int, str]:
-            nonlocal cutter, audio_error
-            if cutter is None:
-                assert self.origin is not None
-                cutter = _AudioCutter(self.origin, self.sample_rate)
-            assert audio is not None
-            try:
-                while not cutter.ready(i):
-                    frame = next(audio, None)
-                    cutter.push(frame)
-            except av.FFmpegError as e:
-                cutter.ended = True
-                audio_error = f"; audio decoding failed: {e}"
-            pcm, padded, why = cutter.window(i)
-            cutter.discard_before(i + 1)
-            return pcm, padded, why + (audio_error if pcm is None else "")
+        audio = _AudioPuller(self._audio_frames(), self.sample_rate) if self.astream is not None else None
 
         def emit(final: bool) -> Iterator[Segment]:
             while True:
@@ -304,7 +308,8 @@ class VideoClip:
                     continue
                 pcm, padded = None, 0
                 if audio is not None:
-                    pcm, padded, why = audio_window(i)
+                    assert self.origin is not None
+                    pcm, padded, why = audio.window(i, self.origin)
                     if pcm is None:
                         self.missing.append((i, "audio_gap", why))
                         continue
@@ -326,7 +331,7 @@ class VideoClip:
             yield from emit(final=True)
         finally:
             if audio is not None:
-                audio.close()
+                audio.frames.close()
         n = self._finish(state, decode_error)
         if only_middle:
             m = n // 2

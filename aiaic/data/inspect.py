@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aiaic.data.raw import TarIndex
+from aiaic.data.manifest import MANIFEST, Manifest, read_manifest
 from aiaic.data.sample import DecodedSample, decode_sample
+from aiaic.data.tars import TarIndex
 from aiaic.errors import ConfigError, InputError
 from aiaic.io import atomic_path
 
@@ -57,7 +58,7 @@ class InspectReport:
     failure_examples: dict[str, str]
     sheet: Path | None
     sheet_keys: list[str] = field(default_factory=list)
-    manifest: dict | None = None
+    manifest: Manifest | None = None
 
 
 def grey_of(image: np.ndarray) -> np.ndarray:
@@ -67,14 +68,14 @@ def grey_of(image: np.ndarray) -> np.ndarray:
     return color.rgb2lab(image.astype(np.float64) / 255.0)[..., 0]
 
 
-def _load_index(root: Path) -> tuple[str, pd.DataFrame, dict | None]:
+def _load_index(root: Path) -> tuple[str, pd.DataFrame, Manifest | None]:
     if not root.is_dir():
         raise InputError(root, "folder not found")
     index_path = root / "index.csv"
     manifest = None
-    if (root / "manifest.json").is_file():
+    if (root / MANIFEST).is_file():
         kind = "split"
-        manifest = json.loads((root / "manifest.json").read_text())
+        manifest = read_manifest(root)
     elif (root / "recipe.json").is_file():
         kind = "raw"
     else:
@@ -161,7 +162,7 @@ def inspect_data(cfg: InspectConfig) -> InspectReport:
     }
     raw_dirs = [root]
     if manifest is not None:
-        raw_dirs = sorted({Path(p).parent for p in manifest.get("source_shards", [])})
+        raw_dirs = sorted({Path(p).parent for p in manifest.source_shards})
     failures, examples = _failures([d for d in raw_dirs if d.is_dir()])
 
     sheet, keys = None, []
@@ -191,11 +192,10 @@ def report_lines(rep: InspectReport, max_categories: int = 40) -> list[str]:
         )
     if rep.manifest is not None:
         m = rep.manifest
-        lines.append(
-            f"  ID categories: {len(m.get('id_categories', []))}; OOD: {m.get('ood_categories', [])}"
-        )
-        lines.append(f"  audio stats from {m.get('audio_stats', {}).get('samples', '?')} train samples")
-        lines += [f"  warning: {w}" for w in m.get("warnings", [])]
+        lines.append(f"  ID categories: {len(m.id_categories)}; OOD: {list(m.ood_categories)}")
+        samples = "?" if m.audio_stats is None else m.audio_stats.samples
+        lines.append(f"  audio stats from {samples} train samples")
+        lines += [f"  warning: {w}" for w in m.warnings]
     lines.append("samples per category and split:")
     shown = rep.counts.head(max_categories)
     lines += ["  " + ln for ln in shown.to_string().splitlines()]

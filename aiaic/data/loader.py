@@ -52,16 +52,13 @@ shared value. Images are decoded with PIL and audio never touches torchaudio. Us
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import multiprocessing as mp
-import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import braceexpand
@@ -69,10 +66,10 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
-from webdataset.tariterators import base_plus_ext
 
 from aiaic.config import build_config
 from aiaic.data.audio import MelConfig
+from aiaic.data.loader_config import LoaderConfig
 from aiaic.data.loader_stages import (
     N_MELS,
     DecodeStage,
@@ -86,73 +83,11 @@ from aiaic.data.loader_stages import (
     collate,
     worker_init,
 )
-from aiaic.data.spectrogram import SpecConfig
+from aiaic.data.manifest import MANIFEST, read_manifest
+from aiaic.data.tars import count_samples
 from aiaic.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoaderConfig:
-    """How batches are made. Sizes in pixels; `mask_prob` in [0, 1]."""
-
-    image_size: int = 64  # output H = W (pixels)
-    batch_size: int = 16  # samples per batch per rank
-    workers: int = 0  # loader worker processes per rank (0 = in the calling process)
-    train: bool = True  # train: shuffle, random crop + flip, full batches; eval: centre crop, in order
-    seed: int = 0  # base seed of every random choice (>= 0)
-    epoch: int = 0  # epoch of the first iteration (`set_epoch` changes it)
-    mask_prob: float = 0.0  # probability that a sample's audio_mask is True
-    shuffle_buffer: int = 256  # train: samples in the seeded shuffle buffer per worker (0 = off)
-    neg_pool: int = 64  # recent audio clips a negative is drawn from (never the sample's own video)
-    neg_other_label: bool = False  # prefer negatives of another label (the paper: any other video)
-    train_resize: float = 1.0  # train: short side resized to round(image_size * train_resize), then crop
-    flip: bool = True  # train: random horizontal flip
-    start_method: Literal["spawn", "forkserver"] = "spawn"  # worker start method (never fork)
-    prefetch: int = 2  # batches prefetched per worker
-    fast_jpeg: bool = True  # train: JPEG decoded at a reduced DCT scale when still >= the needed size
-    spectrogram: SpecConfig | None = None  # batches also carry "spec"/"neg_spec" (VGGSound E_a input)
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
-            (self.epoch >= 0, f"epoch must be >= 0, got {self.epoch}"),
-            (0.0 <= self.mask_prob <= 1.0, f"mask_prob must be in [0, 1], got {self.mask_prob}"),
-            (self.shuffle_buffer >= 0, f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}"),
-            (self.neg_pool >= 1, f"neg_pool must be >= 1, got {self.neg_pool}"),
-            (self.train_resize >= 1.0, f"train_resize must be >= 1, got {self.train_resize}"),
-            (self.start_method in ("spawn", "forkserver"), f"start_method {self.start_method!r}"),
-            (self.prefetch >= 1, f"prefetch must be >= 1, got {self.prefetch}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"loader: {message}")
-
-
-# what a recipe's [loader] table may set; sizes, workers, seed, epoch and mask_prob come from [train]
-RECIPE_KEYS = (
-    "shuffle_buffer",
-    "neg_pool",
-    "neg_other_label",
-    "train_resize",
-    "flip",
-    "start_method",
-    "prefetch",
-    "fast_jpeg",
-)
-
-
-def loader_config_from_recipe(section: Mapping[str, Any]) -> LoaderConfig:
-    """LoaderConfig defaults with the recipe's [loader] table applied; ConfigError for another key."""
-    other = sorted(set(section) - set(RECIPE_KEYS))
-    if other:
-        raise ConfigError(
-            f"[loader] cannot set {other} (set by [train] or the stage); it sets {list(RECIPE_KEYS)}"
-        )
-    return build_config(LoaderConfig, section)
 
 
 @dataclass(frozen=True)
@@ -185,56 +120,33 @@ def _stats(values: Any, what: str, origin: str, n_mels: int = N_MELS) -> tuple[f
     return tuple(float(v) for v in arr)
 
 
-def read_manifest(split_dir: Path) -> dict[str, Any]:
-    """The parsed `split_dir/manifest.json`; InputError where it is absent, not JSON, or
-    has no `splits` table. The one reader of manifests for the loader, the trainer and the evaluation."""
-    split_dir = Path(split_dir)
-    path = split_dir / "manifest.json"
-    if not path.is_file():
-        reason = "no manifest.json: not a split directory (file not found; make one with `aiaic-data split`)"
-        raise InputError(split_dir, reason)
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON: {e}") from e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-        raise InputError(path, "not a valid split manifest: it has no 'splits' table")
-    return manifest
-
-
 def open_split(split_dir: Path, split: str) -> SplitSource:
     """Read `split_dir/manifest.json` and return the shards and stats of `split`."""
     split_dir = Path(split_dir)
-    path = split_dir / "manifest.json"
+    path = split_dir / MANIFEST
     manifest = read_manifest(split_dir)
-    try:
-        entry = manifest["splits"].get(split)
-        stats = manifest["audio_stats"]
-        if entry is None:
-            raise ConfigError(f"{path}: no split {split!r}; it has {sorted(manifest['splits'])}")
-        shards = [str(s) for s in entry["shards"]]
-        samples = int(entry["samples"])
-        mean, std = stats["mel_mean"], stats["mel_std"]
-    except (KeyError, TypeError, AttributeError) as e:
-        raise InputError(path, f"not a valid split manifest: {type(e).__name__}: {e}") from e
-    missing = [s for s in shards if not (split_dir / s).is_file()]
+    entry = manifest.splits.get(split)
+    if manifest.audio_stats is None:
+        raise InputError(path, "not a valid split manifest: it has no 'audio_stats'")
+    if entry is None:
+        raise ConfigError(f"{path}: no split {split!r}; it has {sorted(manifest.splits)}")
+    missing = [s for s in entry.shards if not (split_dir / s).is_file()]
     if missing:
         raise InputError(
             split_dir / missing[0], f"shard listed in the manifest is missing ({len(missing)} missing)"
         )
-    if not shards or samples <= 0:
+    if not entry.shards or entry.samples <= 0:
         raise InputError(path, f"split {split!r} has no samples")
-    counts = entry.get("shard_samples")
-    mel_cfg = mel_config_from(manifest.get("mel_config", {}), str(path))
+    mel_cfg = mel_config_from(manifest.mel_config, str(path))
     return SplitSource(
         name=split,
-        urls=tuple(str(split_dir / s) for s in shards),
-        samples=samples,
-        mel_mean=_stats(mean, "mel_mean", str(path), mel_cfg.n_mels),
-        mel_std=_stats(std, "mel_std", str(path), mel_cfg.n_mels),
-        shard_samples=tuple(int(c) for c in counts) if counts is not None else None,
-        label_ids={str(k): int(v) for k, v in manifest.get("label_ids", {}).items()},
-        mel_config=dict(manifest.get("mel_config", {})),
+        urls=tuple(str(split_dir / s) for s in entry.shards),
+        samples=entry.samples,
+        mel_mean=_stats(manifest.audio_stats.mel_mean, "mel_mean", str(path), mel_cfg.n_mels),
+        mel_std=_stats(manifest.audio_stats.mel_std, "mel_std", str(path), mel_cfg.n_mels),
+        shard_samples=entry.shard_samples,
+        label_ids=dict(manifest.label_ids),
+        mel_config=dict(manifest.mel_config),
         origin=str(path),
     )
 
@@ -295,21 +207,6 @@ def _local_path(url: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4096)
-def _count_tar(path: str, size: int, mtime_ns: int) -> int:
-    keys = set()
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if member.isreg():
-                    prefix, _ = base_plus_ext(member.name)
-                    if prefix is not None:
-                        keys.add(prefix)
-    except (tarfile.TarError, OSError) as e:
-        raise InputError(path, f"cannot read shard: {e}") from e
-    return len(keys)
-
-
 def shard_sample_counts(urls: Sequence[str]) -> tuple[int, ...] | None:
     """Samples per shard read from the tar headers (local files only; None when any URL is remote)."""
     paths = []
@@ -318,14 +215,7 @@ def shard_sample_counts(urls: Sequence[str]) -> tuple[int, ...] | None:
         if path is None:
             return None
         paths.append(path)
-    counts = []
-    for path in paths:
-        try:
-            st = Path(path).stat()
-        except OSError as e:
-            raise InputError(path, f"cannot read shard: {e}") from e
-        counts.append(_count_tar(path, st.st_size, st.st_mtime_ns))
-    return tuple(counts)
+    return tuple(count_samples(path) for path in paths)
 
 
 def normalize_mel(mel: Any, mean: Any, std: Any) -> torch.Tensor:

@@ -19,28 +19,23 @@ import io
 import json
 import logging
 import math
-import tarfile
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import get_worker_info
-from webdataset.gopen import gopen
-from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
+from aiaic.data.loader_config import LoaderConfig
 from aiaic.data.sample import IMAGE_FORMATS, load_npy
 from aiaic.data.spectrogram import vggsound_spectrogram
+from aiaic.data.tars import iter_samples
 from aiaic.errors import InputError
 from aiaic.lab import normalize_ab, normalize_l, rgb_to_lab
-
-if TYPE_CHECKING:
-    from aiaic.data.loader import LoaderConfig
 
 log = logging.getLogger("aiaic.data.loader")
 
@@ -118,10 +113,6 @@ class ShardStage:
             n_pass += 1
 
 
-def _keep_field(fname: str, fields: frozenset[str]) -> bool:
-    return base_plus_ext(fname)[1] in fields
-
-
 def _read_npy(raw: dict[str, Any], field: str, url: str, key: str) -> np.ndarray:
     try:
         return load_npy(raw[field])
@@ -144,22 +135,11 @@ class ReadStage:
                 if per_pass == 0:
                     raise InputError(shard["url"], "this worker's shards hold no samples")
                 current, per_pass = shard["pass"], 0
-            url = shard["url"]
-            try:
-                stream = gopen(url, "rb")
-            except (OSError, ValueError) as e:
-                raise InputError(url, f"cannot open shard: {e}") from e
-            try:
-                keep = partial(_keep_field, fields=_KEPT_WITH_PCM if self.with_pcm else _KEPT_FIELDS)
-                files = tar_file_expander([{"url": url, "stream": stream}], select_files=keep)
-                for sample in group_by_keys(files):
-                    sample["__pass__"] = current
-                    per_pass += 1
-                    yield sample
-            except (tarfile.TarError, OSError, ValueError) as e:
-                raise InputError(url, f"cannot read shard: {e}") from e
-            finally:
-                stream.close()
+            fields = _KEPT_WITH_PCM if self.with_pcm else _KEPT_FIELDS
+            for sample in iter_samples(shard["url"], fields):
+                sample["__pass__"] = current
+                per_pass += 1
+                yield sample
 
 
 @dataclass

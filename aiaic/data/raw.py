@@ -1,7 +1,7 @@
-"""Reading an extraction output (`aiaic-data extract --out`): index.csv, recipe.json, shards, samples.
+"""Reading an extraction output (`aiaic-data extract --out`): index.csv, recipe.json and its done shards.
 
     src = load_raw(Path("shards/raw"))      # checks the files, parses index.csv
-    tars = TarIndex(); sample = tars.read(src.root / src.index.shard[0], src.index.key[0])
+    tars = TarIndex(); sample = tars.read(src.root / src.index.shard[0], src.index.key[0])  # aiaic.data.tars
 
 Every problem raises `InputError` naming the file and the reason.
 """
@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import pandas as pd
 
@@ -109,56 +106,3 @@ def mel_config_of(recipe: dict, path: Path) -> dict:
                 return {k: node[k] for k in MelConfig().to_dict()}
             stack += list(node.values())
     raise InputError(path, "recipe.json holds no mel configuration (MelConfig fields)")
-
-
-# ------------------------------------------------------------------------------ tar access
-
-_KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)[.]([^/]*)$")  # webdataset's key/extension rule
-
-
-class TarIndex:
-    """Random access to the samples of tar shards: each shard's member offsets, then reads by seek."""
-
-    def __init__(self, max_open: int = 64):
-        self._members: dict[Path, dict[str, dict[str, tuple[int, int]]]] = {}
-        self._files: dict[Path, BinaryIO] = {}
-        self._max_open = max_open
-
-    def keys(self, path: Path) -> dict[str, dict[str, tuple[int, int]]]:
-        """{key: {field: (offset, size)}} of a shard (indexed once)."""
-        path = Path(path)
-        if path not in self._members:
-            members: dict[str, dict[str, tuple[int, int]]] = {}
-            try:
-                with tarfile.open(path, "r:") as tf:
-                    for m in tf:
-                        match = _KEY_EXT.match(m.name)
-                        if m.isfile() and match:
-                            members.setdefault(match.group(1), {})[match.group(2)] = (m.offset_data, m.size)
-            except (tarfile.TarError, OSError) as e:
-                raise InputError(path, f"not a readable tar shard: {e}") from e
-            self._members[path] = members
-        return self._members[path]
-
-    def read(self, path: Path, key: str) -> dict[str, bytes]:
-        """The sample `key` of shard `path` as {"__key__": key, field: bytes}."""
-        path = Path(path)
-        fields = self.keys(path).get(key)
-        if fields is None:
-            raise InputError(path, f"sample {key!r} (listed in index.csv) is not in this shard")
-        f = self._files.get(path)
-        if f is None:
-            if len(self._files) >= self._max_open:
-                oldest = next(iter(self._files))
-                self._files.pop(oldest).close()
-            f = self._files[path] = path.open("rb")
-        sample: dict[str, bytes] = {"__key__": key}  # type: ignore[dict-item]
-        for name, (offset, size) in sorted(fields.items()):
-            f.seek(offset)
-            sample[name] = f.read(size)
-        return sample
-
-    def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()

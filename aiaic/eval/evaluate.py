@@ -33,17 +33,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import webdataset as wds
 from rich.progress import Progress
 
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
-from aiaic.config import config_to_dict, write_json_atomic
-from aiaic.data.loader import read_manifest
+from aiaic.config import config_to_dict, write_config_json
+from aiaic.data.manifest import Manifest, SplitEntry, read_manifest
 from aiaic.data.sample import decode_sample
+from aiaic.data.tars import iter_samples
 from aiaic.errors import ConfigError, InputError, RunError
 from aiaic.eval import protocol
 from aiaic.eval.grid import GridRow, write_grid
-from aiaic.eval.metrics import colorfulness, load_lpips, psnr, ssim
+from aiaic.eval.metrics import hasler_colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
 from aiaic.io import atomic_open
@@ -159,9 +159,9 @@ class _GridPicker:
         return (self.first + self.extra)[: self.n]
 
 
-def _split_urls(shards: Path, split: str, entry: dict) -> list[str]:
+def _split_urls(shards: Path, split: str, entry: SplitEntry) -> list[str]:
     urls = []
-    for rel in entry.get("shards", []):
+    for rel in entry.shards:
         p = Path(shards) / rel
         if not p.is_file():
             raise InputError(p, f"shard of split '{split}' listed in the manifest is missing")
@@ -173,9 +173,7 @@ def _batches(urls: list[str], batch_size: int, limit: int | None):
     """Decoded samples of the shards, in shard order, in lists of `batch_size`."""
     batch, seen = [], 0
     for url in urls:
-        for raw in wds.WebDataset(
-            url, shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
-        ):
+        for raw in iter_samples(url):
             try:
                 batch.append(decode_sample(raw))
             except (ValueError, KeyError, OSError) as e:
@@ -238,13 +236,15 @@ def _score_batch(samples, models, lpips_metric, device):
         preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
     rows: dict[str, list[dict]] = {}
     for name, (images, r) in preds.items():
-        lp = lpips_metric.distance(images, gts) if lpips_metric is not None else [None] * len(samples)
+        lp: list[float | None] = [None] * len(samples)
+        if lpips_metric is not None:
+            lp = [float(d) for d in lpips_metric.distance(images, gts)]
         rows[name] = [
             {
                 "psnr": psnr(images[i], gts[i]),
                 "ssim": ssim(images[i], gts[i]),
-                "colorfulness": colorfulness(images[i]),
-                "lpips": None if lp[i] is None else float(lp[i]),
+                "colorfulness": hasler_colorfulness(images[i]),
+                "lpips": lp[i],
                 "r": float(r[i]),
             }
             for i in range(len(samples))
@@ -253,17 +253,17 @@ def _score_batch(samples, models, lpips_metric, device):
 
 
 def _open_splits(
-    cfg: EvalConfig, shards: Path, manifest: dict
+    cfg: EvalConfig, shards: Path, manifest: Manifest
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """({split: shard urls} of the requested splits the manifest has, {split: why not} of the others);
     InputError when none is left."""
     unavailable: dict[str, str] = {}
     for split in cfg.splits:
-        entry = manifest["splits"].get(split)
+        entry = manifest.splits.get(split)
         if entry is None:
-            there = sorted(manifest["splits"])
+            there = sorted(manifest.splits)
             unavailable[split] = f"not in {shards / 'manifest.json'} (splits there: {there})"
-        elif not entry.get("shards") or not entry.get("samples"):
+        elif not entry.shards or not entry.samples:
             unavailable[split] = "the manifest lists no samples for it"
     for split, why in unavailable.items():
         log.warning("split %s not available: %s", split, why)
@@ -274,7 +274,7 @@ def _open_splits(
             f"none of the splits {list(cfg.splits)} can be evaluated: "
             + "; ".join(f"{k}: {m}" for k, m in unavailable.items()),
         )
-    return {s: _split_urls(shards, s, manifest["splits"][s]) for s in splits}, unavailable
+    return {s: _split_urls(shards, s, manifest.splits[s]) for s in splits}, unavailable
 
 
 CSV_FIELDS = ["split", "variant", "key", "label", "has_audio", "r", "psnr", "ssim", "lpips", "colorfulness"]
@@ -324,7 +324,7 @@ def _evaluate_split(
                         **per[i],
                     }
                 )
-            gt_colour += colorfulness(gts[i])
+            gt_colour += hasler_colorfulness(gts[i])
             gt_n += 1
             if grid.wants(label):
                 imgs = {n: preds[n][0][i] for n in preds} | {"ground_truth": gts[i]}
@@ -368,7 +368,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         log.warning("LPIPS unavailable: %s", lpips_status.reason)
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "eval-config.json", cfg)
+    write_config_json(out / "eval-config.json", cfg)
     results: dict = {}
     reference: dict = {}
     grids: dict[str, str] = {}
@@ -378,7 +378,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         writer.writeheader()
         ctx = _SplitRun(models, lpips_metric, device, writer, progress, out, cfg.save_images)
         for split, split_urls in urls.items():
-            total = manifest["splits"][split]["samples"]
+            total = manifest.splits[split].samples
             results[split], reference[split], grid = _evaluate_split(
                 ctx, split, split_urls, total, cfg.batch_size, cfg.max_samples
             )
@@ -397,7 +397,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "provenance": provenance(run, shards, manifest, models),
         "config": config_to_dict(cfg),
     }
-    write_json_atomic(out / "metrics.json", metrics)
+    write_config_json(out / "metrics.json", metrics)
     write_report(metrics, out / "report.md")
     log.info("wrote %s, %s, %s and %d grid(s)", out / "metrics.json", out / "report.md", csv_path, len(grids))
     return metrics

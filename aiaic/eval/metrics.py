@@ -10,9 +10,10 @@ Every function takes `pred` and `target` as uint8 arrays [H, W, 3] (RGB, values 
   7 x 7 uniform window (scipy ``uniform_filter``, reflect padding), sample covariance
   (N / (N - 1)), K1 = 0.01, K2 = 0.03, the map cropped by 3 pixels at each border, averaged over
   the map and then over the three channels. Computed here in float64 (a test holds it to skimage).
-- `colorfulness`: Hasler and Suesstrunk (2003), on the 0..255 scale:
+- `hasler_colorfulness` (the report's "colorfulness"): Hasler and Suesstrunk (2003), on the 0..255 scale:
   rg = R - G, yb = (R + G) / 2 - B, M = sqrt(std(rg)^2 + std(yb)^2) + 0.3 * sqrt(mean(rg)^2 + mean(yb)^2)
-  (population standard deviations). 0 for any grey image.
+  (population standard deviations). 0 for any grey image. (DDColor's colourfulness loss term,
+  `aiaic.train.losses.colorfulness`, is another measure: absolute differences, unbiased std, 0..1.)
 - LPIPS lives in `aiaic.eval.perceptual` (it needs ImageNet AlexNet weights) and is re-exported here.
 """
 
@@ -28,7 +29,7 @@ from aiaic.eval.perceptual import LpipsMetric, LpipsStatus, load_lpips, to_lpips
 __all__ = [
     "psnr",
     "ssim",
-    "colorfulness",
+    "hasler_colorfulness",
     "LpipsMetric",
     "LpipsStatus",
     "load_lpips",
@@ -89,7 +90,7 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean([_ssim_channel(t[..., c], p[..., c]) for c in range(3)]))
 
 
-def colorfulness(image: np.ndarray) -> float:
+def hasler_colorfulness(image: np.ndarray) -> float:
     """Hasler-Suesstrunk colourfulness of a uint8 RGB [H, W, 3] image (0..255 scale; 0 for grey)."""
     if (
         not isinstance(image, np.ndarray)
@@ -97,7 +98,8 @@ def colorfulness(image: np.ndarray) -> float:
         or image.ndim != 3
         or image.shape[-1] != 3
     ):
-        raise ValueError(f"colorfulness expects a uint8 array [H, W, 3], got {getattr(image, 'shape', None)}")
+        got = getattr(image, "shape", None)
+        raise ValueError(f"hasler_colorfulness expects a uint8 array [H, W, 3], got {got}")
     rgb = image.astype(np.float64)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     rg = r - g

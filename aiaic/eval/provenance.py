@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiaic
 from aiaic.config import recipe_hash
+from aiaic.data.manifest import Manifest
 from aiaic.eval.perceptual import sha256_file
 
 
@@ -48,7 +49,7 @@ def _stage_record(stage_dir: Path) -> dict:
     return rec
 
 
-def provenance(run: Path, shards: Path, manifest: dict, models: dict) -> dict:
+def provenance(run: Path, shards: Path, manifest: Manifest, models: dict) -> dict:
     """A JSON-safe record of the run (stages used), the shards (manifest facts) and the code."""
     stages = {}
     records: dict[Path, dict] = {}  # one hash of each weights file, however many variants use it
@@ -62,14 +63,14 @@ def provenance(run: Path, shards: Path, manifest: dict, models: dict) -> dict:
         "stages": stages,
         "shards": str(Path(shards).resolve()),
         "manifest": {
-            "created": manifest.get("created"),
-            "seed": manifest.get("seed"),
-            "recipe_hash": recipe_hash(manifest.get("recipe", {})),
+            "created": manifest.created,
+            "seed": manifest.seed,
+            "recipe_hash": recipe_hash(manifest.recipe),
             "splits": {
-                k: {f: v.get(f) for f in ("samples", "videos", "categories")}
-                for k, v in manifest.get("splits", {}).items()
+                k: {"samples": v.samples, "videos": v.videos, "categories": v.categories}
+                for k, v in manifest.splits.items()
             },
-            "ood_categories": len(manifest.get("ood_categories", [])),
+            "ood_categories": len(manifest.ood_categories),
         },
         "code": {"aiaic": getattr(aiaic, "__version__", None), **git_commit()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from aiaic.config import write_json_atomic
+from aiaic.config import write_config_json
 from aiaic.errors import RunError
 from aiaic.io import fsync_file
 
@@ -124,7 +124,7 @@ def save_checkpoint(stage_dir: Path, model: nn.Module, train_state: dict[str, An
     fsync_file(tmp_w)
     torch.save(train_state, tmp_s)
     fsync_file(tmp_s)
-    write_json_atomic(stage_dir / _COMMIT, {"step": step})
+    write_config_json(stage_dir / _COMMIT, {"step": step})
     os.replace(tmp_w, stage_dir / WEIGHTS)
     os.replace(tmp_s, stage_dir / STATE)
     _fsync_dir(stage_dir)

@@ -6,7 +6,7 @@ Recipe layout (`pipelines/*.toml`)::
     [train]            -> TrainConfig keys (run-wide) and StageConfig keys (defaults for every stage)
     [train.stage1]     -> StageConfig overrides for one stage (any name of `aiaic.train.stages.STAGES`;
                           the w/o-r stages no_r_stageN inherit [train.stageN] first)
-    [loader]           -> the loader's knobs (aiaic.data.loader.RECIPE_KEYS: shuffle buffer, negatives, ...)
+    [loader]           -> the loader's knobs (aiaic.data.loader_config.RECIPE_KEYS: shuffle buffer, negatives)
 
     [train.stage1] loss = { l1 = 0.1, perceptual = 5.0 }   -> the colour loss terms of one stage
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiaic.config import build_config, recipe_section, required
-from aiaic.data.loader import LoaderConfig, loader_config_from_recipe
+from aiaic.data.loader_config import LoaderConfig, loader_config_from_recipe
 from aiaic.errors import ConfigError
 from aiaic.models.backbone_spec import BackboneSpec
 from aiaic.models.backbones.base import Backbone

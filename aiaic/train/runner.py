@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
-from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
+from aiaic.config import config_to_dict, recipe_hash, write_config_json
+from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split
+from aiaic.data.manifest import Manifest, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
 from aiaic.models.backbones.registry import spec_of
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
@@ -86,10 +87,9 @@ def make_scheduler(cfg: StageConfig, optimizer: torch.optim.Optimizer, total_ste
 
 
 def _stage_record(
-    st: _Stage, manifest: dict, source: SplitSource, complete: bool, steps: int
+    st: _Stage, manifest: Manifest, source: SplitSource, complete: bool, steps: int
 ) -> dict[str, Any]:
     plan = st.plan
-    stats = manifest.get("audio_stats", {})
     record = {
         "stage": st.name,
         "description": st.spec.description,
@@ -108,12 +108,12 @@ def _stage_record(
         "loader": config_to_dict(plan.loader),
         "mel_mean": list(source.mel_mean),
         "mel_std": list(source.mel_std),
-        "mel_config": manifest.get("mel_config", {}),
+        "mel_config": manifest.mel_config,
         "spec_config": None if plan.model.spectrogram is None else plan.model.spectrogram.to_dict(),
-        "mel_stats_computed_on": stats.get("computed_on"),
+        "mel_stats_computed_on": None if manifest.audio_stats is None else manifest.audio_stats.computed_on,
         "split_dir": str(plan.train.shards),
-        "split_recipe_hash": recipe_hash(manifest.get("recipe", {})),
-        "label_ids": manifest.get("label_ids", {}),
+        "split_recipe_hash": recipe_hash(manifest.recipe),
+        "label_ids": manifest.label_ids,
         "world_size": st.dist_info.world_size,
         "encoders": st.encoders,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -321,12 +321,12 @@ def _checkpointer(st: _Stage, model: nn.Module, opt: Optimisation, objective: St
     return checkpoint
 
 
-def _open_metrics(st: _Stage, source: SplitSource, manifest: dict, step: int) -> MetricsLog | None:
+def _open_metrics(st: _Stage, source: SplitSource, manifest: Manifest, step: int) -> MetricsLog | None:
     """Rank 0: config.json (not complete yet) and the metrics log, with a resume mark when restarted."""
     if not st.dist_info.is_main:
         return None
     st.dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(st.dir / "config.json", _stage_record(st, manifest, source, False, step))
+    write_config_json(st.dir / "config.json", _stage_record(st, manifest, source, False, step))
     metrics = MetricsLog(st.dir)
     if st.started:  # killed before its first checkpoint: it restarts at step 0, and says so
         metrics.write({"event": "resume", "step": step})
@@ -354,12 +354,12 @@ def _validation(
     return _evaluator(objective, model, val_loader, st.dist_info.device, st.dist_info, amp), val_loader
 
 
-def _finish(st: _Stage, manifest: dict, source: SplitSource, steps: int) -> dict[str, float]:
+def _finish(st: _Stage, manifest: Manifest, source: SplitSource, steps: int) -> dict[str, float]:
     """Rank 0: the loss plot and the final config.json ("complete": true); the last logged terms."""
     if not st.dist_info.is_main:
         return {}
     plot_losses(st.dir / "metrics.jsonl", st.dir / "loss.png", title=f"{st.name}: {st.spec.description}")
-    write_json_atomic(st.dir / "config.json", _stage_record(st, manifest, source, True, steps))
+    write_config_json(st.dir / "config.json", _stage_record(st, manifest, source, True, steps))
     rows = [r for r in read_metrics(st.dir / "metrics.jsonl") if "event" not in r]
     return {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, float)}
 
@@ -409,7 +409,7 @@ def run_stage(
     plan: TrainPlan,
     name: str,
     dist_info: DistInfo,
-    manifest: dict,
+    manifest: Manifest,
     train_src: SplitSource,
     val_src: SplitSource | None,
 ) -> StageResult:
@@ -483,7 +483,7 @@ def run_training(plan: TrainPlan) -> list[StageResult]:
             torch.set_num_threads(max(1, torch.get_num_threads() // dist_info.world_size))
         manifest = read_manifest(plan.train.shards)
         train_src = open_split(plan.train.shards, "train")
-        val_src = open_split(plan.train.shards, "val") if "val" in manifest.get("splits", {}) else None
+        val_src = open_split(plan.train.shards, "val") if "val" in manifest.splits else None
         if dist_info.is_main:
             Path(plan.train.out).mkdir(parents=True, exist_ok=True)
         barrier(dist_info)

@@ -17,13 +17,8 @@ from pathlib import Path
 import torch
 
 from aiaic.data.audio import MelConfig, log_mel
+from support.model_configs import RUN_MODEL
 from support.split_fixtures import write_split_dir
-
-TINY_MODEL = {
-    "backbone_options": {"base_channels": 4, "depth": 2},
-    "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8, "cond_dim": 8, "guidance_hidden": 8,
-    "a2v_hidden": 8, "relevance_dim": 4, "relevance_hidden": 8,
-}  # fmt: skip
 
 
 def shared_tiny_run(tmp_path_factory) -> Path:
@@ -44,7 +39,7 @@ def train_tiny_run(root: Path) -> tuple[Path, Path]:
         root / "split", classes=3, videos_per_class=3, seconds=2, size=40, shards_per_split=1, ood_classes=1
     )
     recipe = {
-        "model": TINY_MODEL,
+        "model": RUN_MODEL,
         "train": {"epochs": 1, "batch_size": 4, "image_size": 32, "device": "cpu", "log_every": 1},
     }
     plan = build_train_plan(recipe, {"shards": split, "out": root / "run", "stage": "all"})

@@ -1,10 +1,10 @@
-"""Shard folders with known content for the tests; the builders live in `aiaic.data.synthetic_shards`
+"""Shard folders with known content for the tests; the builders live in `aiaic.demo.shards`
 (the benchmarks use them too).
 
     from support.split_fixtures import write_split_dir, read_split, make_raw, raw_video
 """
 
-from aiaic.data.synthetic_shards import (
+from aiaic.demo.shards import (
     CLASS_NAMES,
     CLASS_RGB,
     SAMPLE_RATE,

@@ -9,7 +9,7 @@ hue (`CLASS_HUES`, chroma `CHROMA`), and the sound, a class-specific tone with i
 hears the audio can. Extracted with ``aiaic-data extract --layout folder --mode all`` it gives
 classes x videos x seconds samples::
 
-    from aiaic.data.synthetic import make_disambiguation_corpus
+    from aiaic.demo.corpus import make_disambiguation_corpus
     make_disambiguation_corpus(Path("data/synth"), classes=4, videos_per_class=4, seconds=10)
 
 Scene groups (``scene_groups``, default 1). With one group every class shares the same kind of grey

@@ -1,6 +1,6 @@
 """Tiny shard folders with known content, for tests and benchmarks: split directories and raw extractions.
 
-    from aiaic.data.synthetic_shards import write_split_dir, read_split
+    from aiaic.demo.shards import write_split_dir, read_split
     root = write_split_dir(tmp_path / "split", classes=2, videos_per_class=3, seconds=4, size=64,
                            shards_per_split=4)
     source = open_split(root, "train")
@@ -22,7 +22,6 @@ the per-band mean/std of the train mels over samples and frames.
 from __future__ import annotations
 
 import csv
-import json
 import random
 import zlib
 from dataclasses import dataclass
@@ -33,8 +32,11 @@ import numpy as np
 import webdataset as wds
 
 from aiaic.data.audio import MelConfig, log_mel
+from aiaic.data.manifest import AudioStats, Manifest, SplitEntry, read_manifest, write_manifest
 from aiaic.data.sample import DecodedSample, decode_sample, encode_sample, sample_key
+from aiaic.data.tars import iter_samples
 from aiaic.data.writer import INDEX_COLUMNS
+from aiaic.io import atomic_open, write_json_atomic
 
 CLASS_NAMES = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "purple")
 CLASS_RGB = (
@@ -122,17 +124,16 @@ class _SampleMaker:
         return sample, mel
 
 
-def _audio_stats(train_mels: list[np.ndarray]) -> dict[str, Any]:
+def _audio_stats(train_mels: list[np.ndarray]) -> AudioStats:
     """The manifest's audio_stats: per-band mean/std of the train mels over samples and frames."""
     stack = np.stack(train_mels)  # [N, 64, 97]
-    return {
-        "mel_mean": [float(x) for x in stack.mean(axis=(0, 2))],
-        "mel_std": [float(x) for x in stack.std(axis=(0, 2))],
-        "mel_mean_scalar": float(stack.mean()),
-        "mel_std_scalar": float(stack.std()),
-        "computed_on": "train",
-        "samples": len(train_mels),
-    }
+    return AudioStats(
+        mel_mean=tuple(float(x) for x in stack.mean(axis=(0, 2))),
+        mel_std=tuple(float(x) for x in stack.std(axis=(0, 2))),
+        mel_mean_scalar=float(stack.mean()),
+        mel_std_scalar=float(stack.std()),
+        samples=len(train_mels),
+    )
 
 
 def write_split_dir(
@@ -160,7 +161,7 @@ def write_split_dir(
     root = Path(root)
     make = _SampleMaker(videos_per_class, seconds, size, aspect, image_format, with_pcm, seed)
     id_classes = classes - ood_classes
-    manifest_splits = {}
+    manifest_splits: dict[str, SplitEntry] = {}
     train_mels = []
     for split, videos in _members(classes, videos_per_class, val_videos_per_class, ood_classes).items():
         if not videos:
@@ -182,22 +183,20 @@ def write_split_dir(
                 for j in order[i::n_shards]:
                     sink.write(samples[j])
         categories = len({c for c, _ in videos})
-        manifest_splits[split] = {"samples": len(samples), "videos": len(videos), "categories": categories,
-                                  "shards": names}  # fmt: skip
-    manifest = {
-        "format_version": 1,
-        "recipe": {"fixture": True},
-        "seed": seed,
-        "source_shards": [],
-        "id_categories": list(CLASS_NAMES[:id_classes]),
-        "ood_categories": list(CLASS_NAMES[id_classes:classes]),
-        "label_ids": {CLASS_NAMES[c]: c for c in range(classes)},
-        "splits": manifest_splits,
-        "audio_stats": _audio_stats(train_mels),
-        "mel_config": make.mel_cfg.to_dict(),
-        "created": "fixture",
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        manifest_splits[split] = SplitEntry(samples=len(samples), videos=len(videos), categories=categories,
+                                            shards=tuple(names))  # fmt: skip
+    manifest = Manifest(
+        recipe={"fixture": True},
+        seed=seed,
+        id_categories=CLASS_NAMES[:id_classes],
+        ood_categories=CLASS_NAMES[id_classes:classes],
+        label_ids={CLASS_NAMES[c]: c for c in range(classes)},
+        splits=manifest_splits,
+        audio_stats=_audio_stats(train_mels),
+        mel_config=make.mel_cfg.to_dict(),
+        created="fixture",
+    )
+    write_manifest(root, manifest)
     return root
 
 
@@ -248,21 +247,20 @@ def make_raw(root: Path, videos: list[dict], *, shards: int = 3, seed: int = 0) 
                 rows.append([key, name, meta["label"], meta["label_id"], meta["video_id"], meta["segment"],
                              meta["split"] or "", meta["dataset"], meta["in_event"], meta["has_audio"],
                              meta["source"]])  # fmt: skip
-        (root / f"shard-{i:05d}.stats.json").write_text(json.dumps({"samples": len(part), "shard": name}))
-    with (root / "index.csv").open("w", newline="") as f:
+        write_json_atomic(root / f"shard-{i:05d}.stats.json", {"samples": len(part), "shard": name})
+    with atomic_open(root / "index.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(INDEX_COLUMNS)
         w.writerows(rows)
     recipe = {"extract": {"mode": "test"}, "mel": MelConfig().to_dict(), "recipe_hash": "abc123"}
-    (root / "recipe.json").write_text(json.dumps(recipe))
+    write_json_atomic(root / "recipe.json", recipe)
     return root
 
 
 def read_split(root: Path, split: str) -> dict[str, DecodedSample]:
     """Every sample of a split, decoded with `aiaic.data.sample.decode_sample`, by key."""
-    manifest = json.loads((Path(root) / "manifest.json").read_text())
     out = {}
-    for shard in manifest["splits"][split]["shards"]:
-        for raw in wds.WebDataset(str(Path(root) / shard), shardshuffle=False):
+    for shard in read_manifest(Path(root)).splits[split].shards:
+        for raw in iter_samples(str(Path(root) / shard)):
             out[raw["__key__"]] = decode_sample(raw)
     return out
