@@ -47,6 +47,12 @@ def colorize(
     smooth_seconds: float = typer.Option(
         None, "--smooth-seconds", help="Cross-fade width between seconds (0..1, default 0.5)."
     ),
+    temporal: str = typer.Option(
+        None,
+        "--temporal",
+        help="Films: stable (default; colours held over time along the motion, reset at cuts) | none "
+        "(each frame on its own).",
+    ),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace existing outputs."),
     backbone: str = typer.Option(
         None, "--backbone", help="Colour with this backbone alone (e.g. ddcolor-tiny), no run, no audio."
@@ -82,6 +88,7 @@ def colorize(
             "batch_size": batch_size,
             "max_seconds": max_seconds,
             "smooth_seconds": smooth_seconds,
+            "temporal": temporal,
             "overwrite": overwrite,
             "backbone": backbone,
             "backbone_weights": backbone_weights,
