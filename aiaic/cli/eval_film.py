@@ -57,7 +57,9 @@ def _summary(summary: dict) -> None:
 def film(
     reference: Path = typer.Argument(..., help="Colour reference clip, or a folder of them."),
     coloured: Path = typer.Argument(..., help="Its colourization (or a folder, paired by file stem)."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder for <stem>.json, <stem>.png, films.json."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder for <stem>.json, <stem>.png, films.json."
+    ),
     lpips_weights: Path = typer.Option(
         None, "--lpips-weights", help="ImageNet AlexNet state dict (else the torch hub cache)."
     ),

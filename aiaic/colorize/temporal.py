@@ -71,7 +71,7 @@ class Stabiliser:
     def __init__(self, cfg: StabiliserConfig = StabiliserConfig()):
         self.cfg = cfg
         self.cuts = CutDetector(cfg.cuts)
-        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._flow = cv2.DISOpticalFlow.create(cv2.DISOpticalFlow_PRESET_FAST)
         self._prev_grey: np.ndarray | None = None
         self._prev_ab: np.ndarray | None = None  # [S, S, 2] float32, the last stabilised output
         self._grid: np.ndarray | None = None
@@ -93,27 +93,32 @@ class Stabiliser:
         self._prev_grey, self._prev_ab = grey, out
         return np.moveaxis(out, -1, 0)
 
-    def _confidence(self, grey: np.ndarray, prev_grey: np.ndarray, back: np.ndarray, fwd: np.ndarray):
-        grid = self._grid
+    def _confidence(
+        self, grey: np.ndarray, prev_grey: np.ndarray, back: np.ndarray, fwd: np.ndarray, grid: np.ndarray
+    ) -> np.ndarray:
         fwd_at = _remap(fwd, back, grid)  # f(x + b(x))
         err = np.sqrt(((back + fwd_at) ** 2).sum(-1))
         warped_grey = _remap(prev_grey.astype(np.float32), back, grid)
         dl = np.abs(grey.astype(np.float32) - warped_grey)
         return np.exp(-((err / self.cfg.flow_tol) ** 2) - (dl / self.cfg.grey_tol) ** 2).astype(np.float32)
 
-    def _blend(self, grey: np.ndarray, ab: np.ndarray, prev_grey: np.ndarray, prev_ab: np.ndarray) -> np.ndarray:
+    def _blend(
+        self, grey: np.ndarray, ab: np.ndarray, prev_grey: np.ndarray, prev_ab: np.ndarray
+    ) -> np.ndarray:
         h, w = grey.shape
         if self._grid is None or self._grid.shape[:2] != (h, w):
             ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
             self._grid = np.stack([xs, ys], axis=-1)
-        back = self._flow.calc(grey, prev_grey, None)
-        fwd = self._flow.calc(prev_grey, grey, None)
-        conf = self._confidence(grey, prev_grey, back, fwd)
+        back = self._flow.calc(grey, prev_grey, np.zeros((h, w, 2), np.float32))  # output (no initial flow)
+        fwd = self._flow.calc(prev_grey, grey, np.zeros((h, w, 2), np.float32))
+        conf = self._confidence(grey, prev_grey, back, fwd, self._grid)
         self.last_confidence = conf
         warped = _remap(prev_ab, back, self._grid)
         wgt = (self.cfg.strength * conf)[..., None]
         mixed = (1.0 - wgt) * ab + wgt * warped
-        target = (1.0 - wgt[..., 0]) * np.linalg.norm(ab, axis=-1) + wgt[..., 0] * np.linalg.norm(warped, axis=-1)
+        target = (1.0 - wgt[..., 0]) * np.linalg.norm(ab, axis=-1) + wgt[..., 0] * np.linalg.norm(
+            warped, axis=-1
+        )
         norm = np.linalg.norm(mixed, axis=-1)
         scale = np.where(norm > 1e-6, target / np.maximum(norm, 1e-6), 1.0)[..., None]
         return (mixed * scale).astype(np.float32)

@@ -333,8 +333,7 @@ class _FrameWriter:
         """(c [B, cond_dim] or None, r [B]) of frames at `times`; frames without guidance get c = 0 and
         r = 0, which DSG turns into the backbone alone."""
         mixes = [
-            mix_guidance(frame_weights(t, self.smooth, self.line.last_second), self.guide)
-            for t in times
+            mix_guidance(frame_weights(t, self.smooth, self.line.last_second), self.guide) for t in times
         ]
         r = np.array([m[1] for m in mixes], dtype=np.float64)
         if all(m[0] is None for m in mixes):

@@ -118,7 +118,8 @@ class _ClipScores:
             self.cdc_reference.add(ref[i], cut=cut)
             self.series["psnr"].append(psnr(col[i], ref[i]))
             self.series["ssim"].append(ssim(col[i], ref[i]))
-            self.series["lpips"].append(None if lp[i] is None else float(lp[i]))
+            lp_i = lp[i]
+            self.series["lpips"].append(None if lp_i is None else float(lp_i))
             self.series["colorfulness"].append(colorfulness(col[i]))
         self.frames += len(ref)
 
@@ -126,8 +127,17 @@ class _ClipScores:
         starts = [0, *self.cuts.cuts]
         ends = [*self.cuts.cuts, self.frames]
         return [
-            {"start": s, "end": e, "frames": e - s, "cdc": c, "cdc_reference": cr, "psnr": _mean(self.series["psnr"][s:e])}
-            for s, e, c, cr in zip(starts, ends, self.cdc.shot_values(), self.cdc_reference.shot_values(), strict=True)
+            {
+                "start": s,
+                "end": e,
+                "frames": e - s,
+                "cdc": c,
+                "cdc_reference": cr,
+                "psnr": _mean(self.series["psnr"][s:e]),
+            }
+            for s, e, c, cr in zip(
+                starts, ends, self.cdc.shot_values(), self.cdc_reference.shot_values(), strict=True
+            )
         ]
 
 
@@ -136,8 +146,11 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def evaluate_clip(reference: Path, coloured: Path, lpips_metric: LpipsMetric | None, cfg: FilmEvalConfig) -> dict:
-    """Scores of one clip pair (see the module docstring); frames beyond the shorter clip are counted, not scored."""
+def evaluate_clip(
+    reference: Path, coloured: Path, lpips_metric: LpipsMetric | None, cfg: FilmEvalConfig
+) -> dict:
+    """Scores of one clip pair (see the module docstring); frames beyond the shorter clip are counted,
+    not scored."""
     scores = _ClipScores(lpips_metric)
     total = frame_count(reference)
     if cfg.max_frames is not None:
@@ -148,7 +161,11 @@ def evaluate_clip(reference: Path, coloured: Path, lpips_metric: LpipsMetric | N
         batch: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         for r, c in zip(refs, cols, strict=False):
             if r.shape != c.shape:
-                raise InputError(coloured, f"frame size {c.shape[1]}x{c.shape[0]} differs from {reference}'s {r.shape[1]}x{r.shape[0]}")
+                raise InputError(
+                    coloured,
+                    f"frame size {c.shape[1]}x{c.shape[0]} differs from "
+                    f"{reference}'s {r.shape[1]}x{r.shape[0]}",
+                )
             batch[0].append(r)
             batch[1].append(c)
             if len(batch[0]) >= cfg.batch_size:
@@ -164,25 +181,33 @@ def evaluate_clip(reference: Path, coloured: Path, lpips_metric: LpipsMetric | N
         raise InputError(reference, f"needs at least 2 frames paired with {coloured}, got {scores.frames}")
     extra_ref, extra_col = sum(1 for _ in refs), sum(1 for _ in cols)
     if cfg.max_frames is None and (extra_ref or extra_col):
-        log.warning("%s / %s: frame counts differ; %d + %d unpaired frames left out", reference, coloured, extra_ref, extra_col)
+        log.warning(
+            "%s / %s: frame counts differ; %d + %d unpaired frames left out",
+            reference,
+            coloured,
+            extra_ref,
+            extra_col,
+        )
     means = {k: _mean(v) for k, v in scores.series.items()}
+    series: dict[str, list[float | None]] = {
+        **scores.series,
+        "js1": list(scores.cdc.per_frame),
+        "js1_reference": list(scores.cdc_reference.per_frame),
+    }
     return {
         "reference": str(reference),
         "coloured": str(coloured),
         "frames": scores.frames,
-        "unpaired_frames": {"reference": extra_ref, "coloured": extra_col} if cfg.max_frames is None else None,
+        "unpaired_frames": {"reference": extra_ref, "coloured": extra_col}
+        if cfg.max_frames is None
+        else None,
         **means,
         "cdc": scores.cdc.value(),
         "cdc_reference": scores.cdc_reference.value(),
         "cuts": list(scores.cuts.cuts),
         "shots": scores.shots(),
         "per_frame": {  # JSON has no inf or NaN: None there (PSNR of identical frames, JS of frame 0)
-            k: [v if v is not None and math.isfinite(v) else None for v in vals]
-            for k, vals in {
-                **scores.series,
-                "js1": scores.cdc.per_frame,
-                "js1_reference": scores.cdc_reference.per_frame,
-            }.items()
+            k: [v if v is not None and math.isfinite(v) else None for v in vals] for k, vals in series.items()
         },
     }
 
@@ -197,7 +222,12 @@ def plot_clip(result: dict, png: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 3.2), dpi=100)
     pf = {k: [math.nan if v is None else v for v in vals] for k, vals in result["per_frame"].items()}
     ax.plot(pf["js1"], lw=1.0, label=f"coloured (CDC {result['cdc']:.4f})")
-    ax.plot(pf["js1_reference"], lw=1.0, color="grey", label=f"reference floor (CDC {result['cdc_reference']:.4f})")
+    ax.plot(
+        pf["js1_reference"],
+        lw=1.0,
+        color="grey",
+        label=f"reference floor (CDC {result['cdc_reference']:.4f})",
+    )
     for k, cut in enumerate(result["cuts"]):
         ax.axvline(cut, color="red", ls="--", lw=0.8, label="shot cut" if k == 0 else None)
     ax.set_xlabel("frame")
@@ -218,7 +248,11 @@ def pair_clips(reference: Path, coloured: Path) -> list[tuple[Path, Path]]:
         if not p.exists():
             raise InputError(p, "does not exist")
     if not (reference.is_dir() and coloured.is_dir()):
-        raise InputError(coloured, f"give two clips or two folders (reference {reference} is a {'folder' if reference.is_dir() else 'file'})")
+        raise InputError(
+            coloured,
+            f"give two clips or two folders (reference {reference} is a "
+            f"{'folder' if reference.is_dir() else 'file'})",
+        )
     col = {p.stem: p for p in sorted(coloured.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
     refs = [p for p in sorted(reference.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES]
     pairs = [(p, col[p.stem]) for p in refs if p.stem in col]

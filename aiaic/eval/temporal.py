@@ -38,7 +38,12 @@ BINS = 256
 
 def channel_histograms(frame: np.ndarray) -> np.ndarray:
     """uint8 RGB [H, W, 3] -> float64 [3, 256]: per-channel histograms of 0..255, each summing to 1."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+    if (
+        not isinstance(frame, np.ndarray)
+        or frame.dtype != np.uint8
+        or frame.ndim != 3
+        or frame.shape[-1] != 3
+    ):
         raise ValueError(f"expected a uint8 frame [H, W, 3], got {getattr(frame, 'shape', None)}")
     h, w, _ = frame.shape
     flat = frame.reshape(-1, 3)
@@ -93,7 +98,7 @@ class CdcAccumulator:
         self.frames = 0
 
     def add(self, frame: np.ndarray, cut: bool = False) -> None:
-        """Add the next uint8 RGB frame [H, W, 3]; `cut`: it starts a new shot (the first frame always does)."""
+        """Add the next uint8 RGB frame [H, W, 3]; `cut`: it starts a new shot (as the first frame does)."""
         hist = channel_histograms(frame)
         if cut or not self._shots:
             self._shots.append(_Sums())

@@ -234,8 +234,9 @@ def truncate_copy(src: str | Path, dst: str | Path, fraction: float = 0.5) -> Pa
     return Path(dst)
 
 
-
-def write_video(path: str | Path, frames, fps: int = 10, sample_rate: int | None = None, crf: int = 12) -> Path:
+def write_video(
+    path: str | Path, frames, fps: int = 10, sample_rate: int | None = None, crf: int = 12
+) -> Path:
     """Write uint8 RGB frames [N, H, W, 3] (even sizes) as H.264 at `fps` into an .mp4, with a tone(i)
     soundtrack (AAC, mono) as long as the frames when `sample_rate` is given."""
     path = Path(path)
