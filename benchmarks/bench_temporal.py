@@ -148,6 +148,16 @@ def _score(reference: Path, coloured: Path, frames: int) -> dict:
     return evaluate_clip(reference, coloured, None, cfg)
 
 
+def _warm_up(model, grey: Path, tmp: Path) -> None:
+    """Half a second of each mode first, so compilation and first calls are not timed."""
+    from aiaic.colorize.config import ColorizeConfig
+    from aiaic.colorize.video import colorize_video
+
+    for mode in ("none", "stable"):
+        cfg = ColorizeConfig(progress=False, temporal=mode, max_seconds=0.5)
+        colorize_video(grey, tmp / f"warm-{mode}.mkv", model, cfg, torch.device("cpu"))
+
+
 def clip_rows(model, ref: Path, grey: Path, tmp: Path) -> dict:
     from aiaic.colorize.config import ColorizeConfig
     from aiaic.colorize.video import colorize_video
@@ -249,6 +259,7 @@ def run() -> list[dict]:
         tmp = Path(tmp_s)
         films = [grey_film(c, tmp / f"{c.stem}.mkv", SECONDS) for c in clips]
         for name, (model, what) in models(tmp).items():
+            _warm_up(model, films[0][1], tmp)
             per_clip = {}
             for (ref, grey), src in zip(films, clips, strict=True):
                 per_clip[src.name] = clip_rows(model, ref, grey, tmp)
