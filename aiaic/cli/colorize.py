@@ -45,7 +45,9 @@ def colorize(
         None, "--max-seconds", help="Colour only the first seconds of each video."
     ),
     smooth_seconds: float = typer.Option(
-        None, "--smooth-seconds", help="Cross-fade width between seconds (0..1, default 0.5)."
+        None,
+        "--smooth-seconds",
+        help="Cross-fade width between seconds (0..1, default 0.5; --temporal stable uses 1).",
     ),
     temporal: str = typer.Option(
         None,
