@@ -105,7 +105,8 @@ def test_video_second_i_guided_by_second_i_and_soundtrack_kept(tmp_path):
     model = StandInModel()
     out = tmp_path / "out"
     summary = colorize(
-        ColorizeConfig(inputs=(clip.path,), out=out, progress=False, device="cpu"), model=model
+        ColorizeConfig(inputs=(clip.path,), out=out, progress=False, device="cpu", temporal="none"),
+        model=model,
     )
     res = summary.videos[0]
     assert res.frames == 40 and res.audio == "copied (aac)"
@@ -145,7 +146,9 @@ def test_video_guided_by_audio_or_no_audio_for_every_second_keeps_its_own_soundt
     assert abs(a_fixed) > 5
 
     def run(name: str, **kw) -> tuple[object, list[np.ndarray]]:
-        cfg = ColorizeConfig(inputs=(clip.path,), out=tmp_path / name, progress=False, device="cpu", **kw)
+        cfg = ColorizeConfig(
+            inputs=(clip.path,), out=tmp_path / name, progress=False, device="cpu", temporal="none", **kw
+        )
         res = colorize(cfg, model=model).videos[0]
         return res, _assert_same_timing_and_audio(clip.path, Path(res.output))[1]
 

@@ -45,7 +45,15 @@ def colorize(
         None, "--max-seconds", help="Colour only the first seconds of each video."
     ),
     smooth_seconds: float = typer.Option(
-        None, "--smooth-seconds", help="Cross-fade width between seconds (0..1, default 0.5)."
+        None,
+        "--smooth-seconds",
+        help="Cross-fade width between seconds (0..1, default 0.5; --temporal stable uses 1).",
+    ),
+    temporal: str = typer.Option(
+        None,
+        "--temporal",
+        help="Films: stable (default; colours held over time along the motion, reset at cuts) | none "
+        "(each frame on its own).",
     ),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace existing outputs."),
     backbone: str = typer.Option(
@@ -82,6 +90,7 @@ def colorize(
             "batch_size": batch_size,
             "max_seconds": max_seconds,
             "smooth_seconds": smooth_seconds,
+            "temporal": temporal,
             "overwrite": overwrite,
             "backbone": backbone,
             "backbone_weights": backbone_weights,

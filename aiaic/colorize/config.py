@@ -32,6 +32,10 @@ class ColorizeConfig:
     image_size: the side (pixels) the model colours at (default: the run's training size; 512, the
       official DDColor pipeline's, for a backbone alone).
     batch_size: video frames per forward pass.
+    temporal: "stable" (default) colours a film as one film: the guidance cross-fades continuously
+      from one second's centre to the next (smooth_seconds is taken as 1) and the output's ab is
+      stabilised along the optical flow, reset at shot cuts (`aiaic.colorize.temporal`); "none" colours
+      each frame on its own (today's output, for comparison). Still images are unaffected.
     """
 
     inputs: tuple[Path, ...] = ()
@@ -53,6 +57,7 @@ class ColorizeConfig:
     backbone: str | None = None
     backbone_weights: Path | None = None
     image_size: int | None = None
+    temporal: str = "stable"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -73,5 +78,7 @@ class ColorizeConfig:
             raise ValueError(
                 "--audio needs --run (a model trained with audio); --backbone alone colours without audio"
             )
+        if self.temporal not in ("none", "stable"):
+            raise ValueError(f"temporal must be none or stable, got {self.temporal!r}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in [0, 51], got {self.crf}")

@@ -12,6 +12,8 @@ the pairing the model was trained on) through `InferenceModel.guidance`, once pe
 second boundary k (|t - k| < smooth_seconds / 2) a frame's guidance is the linear mix of seconds
 k-1 and k, so colours do not jump from one second to the next. Seconds that are silent
 (RMS <= silence_db) or have no audio have r = 0 (the backbone alone).
+With `temporal="stable"` (the default) the guidance is interpolated linearly between second centres
+and each frame's ab is stabilised along the optical flow, reset at shot cuts (`aiaic.colorize.temporal`).
 Memory holds one batch of frames, a few seconds of audio and the encoder's own buffers.
 """
 
@@ -35,6 +37,7 @@ from aiaic.colorize.config import ColorizeConfig
 from aiaic.colorize.guided import AudioInput, colorize_guided, no_guidance
 from aiaic.colorize.keyframes import KeyFrames, open_video
 from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
+from aiaic.colorize.temporal import Stabiliser, colorize_guided_stable
 from aiaic.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class VideoResult:
     mean_r: float
     frames_per_second: float
     r_per_second: list[float] = field(default_factory=list)  # r of second i (0 where unguided)
+    temporal: str = "none"  # "stable": ab stabilised over time (aiaic.colorize.temporal)
+    shot_cuts: list[int] = field(default_factory=list)  # frames that start a shot (stable mode only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -245,6 +250,9 @@ class _FrameWriter:
         self.copy_audio = copy_audio
         self.frames_done, self.r_sum = 0, 0.0
         self.last_pts: int | None = None
+        self.stabiliser = Stabiliser() if cfg.temporal == "stable" else None
+        # stable: guidance interpolated linearly between second centres (continuous inside a shot)
+        self.smooth = 1.0 if self.stabiliser is not None else cfg.smooth_seconds
 
     def mux_audio(self, limit: float | None) -> None:
         """Mux the soundtrack read so far (packets or frames starting before `limit` seconds)."""
@@ -271,8 +279,7 @@ class _FrameWriter:
         """(c [B, cond_dim] or None, r [B]) of frames at `times`; frames without guidance get c = 0 and
         r = 0, which DSG turns into the backbone alone."""
         mixes = [
-            mix_guidance(frame_weights(t, self.cfg.smooth_seconds, self.line.last_second), self.guide)
-            for t in times
+            mix_guidance(frame_weights(t, self.smooth, self.line.last_second), self.guide) for t in times
         ]
         r = np.array([m[1] for m in mixes], dtype=np.float64)
         if all(m[0] is None for m in mixes):
@@ -296,7 +303,11 @@ class _FrameWriter:
         if self.soundtrack is not None:
             self.soundtrack.ensure(batch[-1][1] + 2.0)  # decode audio a little ahead for muxing
         c, r = self._guidance([t for _, t in batch])
-        out = colorize_guided(self.model, rgbs, c, torch.tensor(r, dtype=torch.float32), self.device)
+        r_t = torch.tensor(r, dtype=torch.float32)
+        if self.stabiliser is not None:
+            out = colorize_guided_stable(self.model, rgbs, c, r_t, self.device, self.stabiliser)
+        else:
+            out = colorize_guided(self.model, rgbs, c, r_t, self.device)
         for (frame, _), rgb in zip(batch, out, strict=True):
             of = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             of.pts, of.time_base = self._next_pts(frame.pts), self.line.tb
@@ -404,4 +415,6 @@ def _colorize_open_video(
         mean_r=writer.r_sum / frames,
         frames_per_second=frames / elapsed if elapsed > 0 else float("inf"),
         r_per_second=[guide.r_by_second.get(i, 0.0) for i in range(max(guide.r_by_second, default=-1) + 1)],
+        temporal=cfg.temporal,
+        shot_cuts=list(writer.stabiliser.cuts.cuts) if writer.stabiliser is not None else [],
     )

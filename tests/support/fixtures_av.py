@@ -232,3 +232,38 @@ def truncate_copy(src: str | Path, dst: str | Path, fraction: float = 0.5) -> Pa
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return Path(dst)
+
+
+def write_video(
+    path: str | Path, frames, fps: int = 10, sample_rate: int | None = None, crf: int = 12
+) -> Path:
+    """Write uint8 RGB frames [N, H, W, 3] (even sizes) as H.264 at `fps` into an .mp4, with a tone(i)
+    soundtrack (AAC, mono) as long as the frames when `sample_rate` is given."""
+    path = Path(path)
+    frames = list(frames)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.height, vs.width = frames[0].shape[:2]
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"preset": "veryfast", "crf": str(crf)}
+        a_s = None
+        if sample_rate:
+            a_s = c.add_stream("aac", rate=sample_rate)
+            a_s.layout, a_s.format = "mono", "fltp"
+        for k, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, fps)
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        if a_s is not None:
+            pcm = make_audio(len(frames) / fps, sample_rate)
+            for s0 in range(0, pcm.size, 1024):
+                af = av.AudioFrame.from_ndarray(pcm[None, s0 : s0 + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = sample_rate, s0, Fraction(1, sample_rate)
+                for p in a_s.encode(af):
+                    c.mux(p)
+            for p in a_s.encode(None):
+                c.mux(p)
+    return path
