@@ -31,7 +31,7 @@ from aiaic.colorize.compose import join_full_resolution, luminance_uint8
 from aiaic.colorize.config import VIDEO_SUFFIXES
 from aiaic.colorize.shots import CutDetector, rgb_to_grey
 from aiaic.errors import InputError
-from aiaic.eval.metrics import LpipsMetric, colorfulness, load_lpips, psnr, ssim
+from aiaic.eval.metrics import LpipsMetric, hasler_colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.temporal import CdcAccumulator
 from aiaic.io import write_json_atomic
 from aiaic.lab import normalize_ab, rgb_to_lab
@@ -120,7 +120,7 @@ class _ClipScores:
             self.series["ssim"].append(ssim(col[i], ref[i]))
             lp_i = lp[i]
             self.series["lpips"].append(None if lp_i is None else float(lp_i))
-            self.series["colorfulness"].append(colorfulness(col[i]))
+            self.series["colorfulness"].append(hasler_colorfulness(col[i]))
         self.frames += len(ref)
 
     def shots(self) -> list[dict]:
