@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "aiaic"
 
-# the packages whose modules must import one another without a cycle (extend to ["aiaic"] for all)
-COVERED = ["aiaic.data", "aiaic.colorize", "aiaic.demo"]
+# the packages whose modules must import one another without a cycle: the whole package
+COVERED = ["aiaic"]
 
 
 def module_files(package: Path = PACKAGE) -> dict[str, Path]:
