@@ -390,9 +390,10 @@ def anchor_mask(
     """DISCO's anchor locator: cluster each image's tokens data [B, C, h, w] into k groups and place
     one anchor per group on its largest superpixel (`sizes` [B, 1, h, w]) -> hint mask [B, 1, h, w].
 
-    seeds[i] seeds image i's k-means (NumPy's legacy generator for the initial centres, a torch
+    k is at most the number of tokens. seeds[i] seeds image i's k-means (NumPy's legacy generator for the initial centres, a torch
     generator for empty-cluster restarts), so an image's anchors do not depend on its batch."""
     b, c, h, w = data.shape
+    k = min(k, h * w)  # an image smaller than k superpixels (below 64 x 64 for 8 anchors): one per token
     masks = []
     for i in range(b):
         rs = np.random.RandomState(seeds[i])
@@ -451,8 +452,8 @@ class DiscoNet(nn.Module):
         return self
 
     # --- E: superpixels, tokens, palette --------------------------------------------------
-    def encode(self, L_n: torch.Tensor) -> list[torch.Tensor]:
-        """E: L_n [B, 1, H, W] -> [L_n, affinity [B, 9, H, W], tokens [B, d, h, w], palette features
+    def encode_features(self, L_n: torch.Tensor) -> list[torch.Tensor]:
+        """E: L_n [B, 1, H, W] -> feats = [L_n, affinity [B, 9, H, W], tokens [B, d, h, w], palette features
         [B, d, h, w] (the wildpath's output), pal_logits [B, 313, h, w]]."""
         with torch.no_grad():
             affinity = self.segnet(L_n)
@@ -469,14 +470,14 @@ class DiscoNet(nn.Module):
         return pos.flatten(1).t().unsqueeze(1).expand(-1, b, -1)
 
     # --- C: anchors, reference colours, refine net ----------------------------------------
-    def decode(
+    def decode_outputs(
         self,
         feats: list[torch.Tensor],
         guide: Guide | None = None,
         target_ab: torch.Tensor | None = None,
         seeds: list[int] | None = None,
     ) -> DiscoOutputs:
-        """C: `encode`'s features -> DiscoOutputs, `guide` applied to `enhanceNet.inConv.inConv.0`.
+        """C: `encode_features` -> DiscoOutputs, `guide` applied to `enhanceNet.inConv.inConv.0`.
 
         target_ab: the true ab_n [B, 2, H, W] when training: anchors are then placed by k-means on the
         true superpixel colours and carry their true classes (DISCO's training); without it anchors
@@ -515,8 +516,8 @@ class DiscoNet(nn.Module):
         guide: Guide | None = None,
         seeds: list[int] | None = None,
     ) -> DiscoOutputs:
-        """decode(encode(L_n)): L_n [B, 1, H, W] (H, W multiples of 16) -> DiscoOutputs."""
-        return self.decode(self.encode(L_n), guide, target_ab, seeds)
+        """decode_outputs(encode_features(L_n)): L_n [B, 1, H, W] (H, W multiples of 16) -> DiscoOutputs."""
+        return self.decode_outputs(self.encode_features(L_n), guide, target_ab, seeds)
 
 
 @torch.no_grad()
