@@ -59,6 +59,9 @@ def colorize(
     image_size: int = typer.Option(
         None, "--image-size", help="Side (px) the model colours at (backbone alone: default 512)."
     ),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of the backbone's random choices (DISCO's anchors; default 130)."
+    ),
     config: Path = typer.Option(
         None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[colorize] table."
     ),
@@ -86,6 +89,7 @@ def colorize(
             "backbone": backbone,
             "backbone_weights": backbone_weights,
             "image_size": image_size,
+            "seed": seed,
         }
         cfg = build_config(ColorizeConfig, recipe_section(load_recipe(config), "colorize"), flags)
         run_colorize(cfg)

@@ -31,6 +31,8 @@ class ColorizeConfig:
       `backbone_weights` is ignored (with a note).
     image_size: the side (pixels) the model colours at (default: the run's training size; 512, the
       official DDColor pipeline's, for a backbone alone).
+    seed: seeds a backbone's own random choices (DISCO's k-means anchors; default: the backbone's own,
+      130 for DISCO as its official inference script); a backbone without any ignores it (logged).
     batch_size: video frames per forward pass.
     """
 
@@ -53,6 +55,7 @@ class ColorizeConfig:
     backbone: str | None = None
     backbone_weights: Path | None = None
     image_size: int | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

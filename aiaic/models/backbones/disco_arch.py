@@ -337,15 +337,16 @@ def superpixel_pool(
 
 def superpixel_spread(tokens: torch.Tensor, affinity: torch.Tensor, size: int = SP_SIZE) -> torch.Tensor:
     """The inverse of pooling: tokens [B, C, h, w] -> [B, C, h*size, w*size], each pixel the
-    affinity-weighted sum of its 3 x 3 neighbouring superpixels' tokens."""
-    h, w = tokens.shape[-2:]
-    out = None
-    for k, (dy, dx) in enumerate(NEIGHBOURS):
-        src = _shifted(tokens, -dy, -dx)  # src[i, j] = tokens[i + dy, j + dx]
-        part = F.interpolate(src, size=(h * size, w * size), mode="nearest") * affinity.narrow(1, k, 1)
-        out = part if out is None else out + part
-    assert out is not None
-    return out
+    affinity-weighted sum of its 3 x 3 neighbouring superpixels' tokens.
+
+    One batched product over the 9 neighbours per grid cell (the official code adds 9 full-resolution
+    products one by one: the same sum, up to float rounding, at a fraction of the memory traffic)."""
+    b, c, h, w = tokens.shape
+    # near[b, k, c, i, j] = tokens[b, c, i + dy_k, j + dx_k], zero outside
+    near = torch.stack([_shifted(tokens, -dy, -dx) for dy, dx in NEIGHBOURS], dim=1)
+    a = affinity.reshape(b, 9, h, size, w, size)
+    out = torch.einsum("bkcij,bkipjq->bcipjq", near, a)
+    return out.reshape(b, c, h * size, w * size)
 
 
 def superpixel_sizes(affinity: torch.Tensor, size: int = SP_SIZE) -> torch.Tensor:
