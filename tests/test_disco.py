@@ -21,12 +21,8 @@ from aiaic.models.backbones import disco_colors
 from aiaic.models.backbones.disco import Disco, read_disco_checkpoint
 from aiaic.models.backbones.disco_arch import anchor_mask, kmeans_assign
 from aiaic.models.config import ModelConfig
-from aiaic.train.disco_loss import (
-    AnchorColorProbLoss,
-    VGG19Perceptual,
-    build_disco_loss,
-    rebalanced_ce,
-)
+from aiaic.models.backbones.disco_loss import VGG19Perceptual, rebalanced_ce
+from aiaic.train.losses import ColorLoss, build_color_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("AIAIC_SHARED_DATA", ROOT.parent / "shared" / "data")).parent / "reference"
@@ -112,7 +108,7 @@ def test_anchors_are_deterministic_per_seed_and_independent_of_the_batch(mini):
     # another seed moves the anchors (of at least one of the images)
     feats = mini.encode(L)
     with torch.no_grad():
-        other = [mini.decode_outputs(feats, seeds=[s] * 3).hint_mask for s in (1, 2, 3)]
+        other = [mini.run_decoder(feats, seeds=[s] * 3).hint_mask for s in (1, 2, 3)]
     assert any(not torch.equal(o, a.hint_mask) for o in other)
 
 
@@ -143,8 +139,8 @@ def test_guide_acts_at_the_refine_nets_first_conv(mini):
     with torch.no_grad():
         feats = mini.encode(L)
         plain = mini.decode(feats)
-        same = mini.decode(feats, identity)
-        zeroed = mini.decode(feats, torch.zeros_like)
+        same = mini(L, guide=identity, feats=feats)
+        zeroed = mini(L, guide=torch.zeros_like, feats=feats)
     assert seen == [(2, mini.insertion_channels, 64, 64)]
     assert torch.equal(plain, same)
     assert not torch.allclose(plain, zeroed)
@@ -173,7 +169,7 @@ def test_released_checkpoint_round_trips(tmp_path):
 def test_a_wrong_file_is_refused_naming_it_and_the_keys(tmp_path):
     full = _build("disco")
     wrong = _released_format(_build("disco-mini"), tmp_path / "mini.pth.tar")
-    with pytest.raises(InputError, match="mini.pth.tar.*wrong shapes"):
+    with pytest.raises(InputError, match="mini.pth.tar.*wrong shape"):
         full.load_pretrained(wrong)
     state = _build("disco-mini").state_dict()
     state.pop("enhanceNet.outConv.bias")
@@ -213,18 +209,17 @@ def _vgg19_file(path: Path) -> Path:
 
 def test_disco_loss_terms_and_their_gradients(tmp_path, mini):
     vgg = VGG19Perceptual.from_file(_vgg19_file(tmp_path / "vgg19-dcbb9e9d.pth"))
-    loss = AnchorColorProbLoss(
-        {"disco_palette": 1.0, "disco_reference": 1.0, "disco_perceptual": 5.0}, perceptual=vgg
-    )
+    terms = {"disco_palette": 1.0, "disco_reference": 1.0, "disco_perceptual": 5.0}
+    loss = ColorLoss(terms, networks={"vgg19": vgg})
     L = _L_n(64, batch=2)
     target = torch.tanh(_L_n(64, batch=2, seed=5).repeat(1, 2, 1, 1)) * 0.5
     mini.train()
-    out = mini.outputs(mini.with_target(mini.encode(L), target))
+    out = mini.forward_outputs(L, feats=mini.teacher_features(mini.encode(L), target))
     mini.eval()
-    res = loss(out, target, L)
+    res = loss(out.ab, target, L, out.extras)
     expected = res["loss_disco_palette"] + res["loss_disco_reference"] + 5 * res["loss_disco_perceptual"]
     torch.testing.assert_close(res["loss"].detach(), expected)
-    assert all(res[f"loss_{t}"] > 0 for t in ("disco_palette", "disco_reference", "disco_perceptual"))
+    assert all(res[f"loss_{t}"] > 0 for t in terms)
     res["loss"].backward()
     for name in ("mid_word_prj.weight", "trg_word_prj.weight", "enhanceNet.outConv.weight"):
         assert mini.get_parameter(name).grad is not None and mini.get_parameter(name).grad.abs().sum() > 0
@@ -237,11 +232,11 @@ def test_disco_loss_terms_and_their_gradients(tmp_path, mini):
 
 def test_perceptual_term_is_off_with_the_reason_without_vgg19(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    loss, disabled = build_disco_loss({"disco_palette": 1.0, "disco_perceptual": 5.0})
+    loss, disabled = build_color_loss({"disco_palette": 1.0, "disco_perceptual": 5.0})
     assert set(loss.terms) == {"disco_palette"}
     assert "vgg19-dcbb9e9d.pth" in disabled["disco_perceptual"]
     with pytest.raises(InputError, match="nope.pth"):
-        build_disco_loss({"disco_perceptual": 5.0}, vgg19_weights=tmp_path / "nope.pth")
+        build_color_loss({"disco_perceptual": 5.0}, network_weights={"vgg19": tmp_path / "nope.pth"})
 
 
 # ---- numerical equality with the official model -------------------------------------------------
@@ -291,7 +286,7 @@ def test_training_forward_and_loss_equal_the_official(official):
     with official_shims(repo), torch.no_grad():
         pal, ref, pred, affinity, spix, hint = net(L, ab, False, 0)
     with torch.no_grad():
-        out = ours.decode_outputs(ours.encode_features(L), target_ab=ab, seeds=[130])
+        out = ours.run_decoder(ours.encode_features(L), target_ab=ab, seeds=[130])
     assert torch.equal(out.hint_mask, hint)
     torch.testing.assert_close(out.spix_colors, spix, rtol=0, atol=1e-6)
     torch.testing.assert_close(out.ref_logits, ref, rtol=0, atol=1e-5)
@@ -308,6 +303,7 @@ def test_training_forward_and_loss_equal_the_official(official):
             "spix_color": spix,
         }  # fmt: skip
         theirs = official_loss.AnchorColorProbLoss(enhanced=False)(data_dict, 0)
-    mine = AnchorColorProbLoss({"disco_palette": 1.0, "disco_reference": 1.0})(out, ab, L)
+    extras = {"pal_logits": out.pal_logits, "ref_logits": out.ref_logits, "affinity": out.affinity}
+    mine = ColorLoss({"disco_palette": 1.0, "disco_reference": 1.0})(out.ab, ab, L, extras)
     torch.testing.assert_close(mine["loss_disco_palette"], theirs["palLoss"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(mine["loss_disco_reference"], theirs["refLoss"], rtol=1e-5, atol=1e-6)

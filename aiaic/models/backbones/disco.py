@@ -3,30 +3,44 @@
     feats = encode(L_n)      E: superpixels, repnet tokens, the palette transformer and its logits
     ab_n = decode(feats)     C: k-means anchors, the reference transformer, the refine net; DSG acts
                              on the refine net's first conv, `enhanceNet.inConv.inConv.0` [B, 64, H, W]
+                             (a forward hook; the in-place ReLU after it sees the hook's own tensor)
 
 DISCO reads L_n = (L - 50) / 50 and predicts ab_n = ab / 110 (tanh) itself, so it needs no conversion;
 H and W must be multiples of 16 (its superpixels); the official inference size is 256 x 256. The
 anchors come from a seeded k-means (`seed`, 130 as the official inference script): the same seed
 gives the same colours for an image whatever its batch, and the official anchors for it (see
 `disco_arch.anchor_mask`). Training the DISCO way needs the true colours inside C (anchors at the
-true superpixel colours, with their true classes): `with_target(feats, ab_n)` adds them.
+true superpixel colours, with their true classes): the colour objective adds them through
+`teacher_features(feats, ab_n)`. Options (`[model.backbone_options]`): `DiscoOptions`.
 
 Builders: "disco" (the released DISCO-beta: `disco-beta.pth.tar`, `{"state_dict": ...}`, the same
-file published as `disco-beta.pth.rar`) and "disco-mini" (the same architecture with few channels
-and layers, for CPU tests; no released weights).
+file published as `disco-beta.pth.rar`; weight set "disco-beta") and "disco-mini" (the same
+architecture with few channels and layers, for CPU tests; no released weights). The loss terms are
+in `disco_loss` (registered on import).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
 
 from aiaic.errors import InputError
-from aiaic.models.backbones.base import Backbone, Features, Guide, OptimizerDefaults
+from aiaic.models.backbone_spec import (
+    BackboneSpec,
+    InputPolicy,
+    OptimizerDefaults,
+    RuntimeFlags,
+    WeightFormat,
+    WeightSet,
+)
+from aiaic.models.backbones import disco_loss  # noqa: F401  (registers DISCO's loss terms)
+from aiaic.models.backbones.base import Backbone, BackboneOutput, Features
 from aiaic.models.backbones.disco_arch import DEFAULT_SEED, DiscoNet, DiscoOutputs, DiscoSize
 from aiaic.models.backbones.registry import register
 
@@ -35,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RELEASED_FILE = "disco-beta.pth.tar"
 SIZES = {
     "disco": DiscoSize(),
     "disco-mini": DiscoSize(
@@ -53,9 +66,14 @@ SIZES = {
 # DISCO's AnchorColorProbLoss (enhanced): palette and reference colour-class cross-entropies (weight 1
 # each, class-rebalanced with colorfulness 0.5) and the VGG-19 perceptual term (weight 5)
 LOSS_TERMS: Mapping[str, float] = {"disco_palette": 1.0, "disco_reference": 1.0, "disco_perceptual": 5.0}
-# Adam, lr 2e-4, no weight decay (DISCO's train_colorizer defaults); its lr decays linearly to 1e-2 of it
+# Adam, lr 2e-4, no weight decay (DISCO's train_colorizer defaults); its lr decays linearly to 1e-2 of
+# it (a recipe's `lr_schedule = "linear"`, `lr_decay_to = 0.01`)
 OPTIMIZER = OptimizerDefaults(name="adam", lr=2e-4, betas=(0.9, 0.999), weight_decay=0.0)
-LR_DECAY_TO = 1e-2
+EXTRAS = {
+    "pal_logits": "[B, 313, H/16, W/16] palette colour-class logits per superpixel",
+    "ref_logits": "[B, 313, H/16, W/16] reference (anchor-conditioned) colour-class logits",
+    "affinity": "[B, 9, H, W] each pixel's affinity to its 3 x 3 neighbouring superpixels",
+}
 
 
 def read_disco_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -77,23 +95,39 @@ def read_disco_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
+@dataclass(frozen=True)
+class DiscoOptions:
+    """DISCO's `[model.backbone_options]`.
+
+    seed: seeds the inference anchors' k-means (the official inference script's --seed, 130);
+        `aiaic-colorize --seed` overrides it.
+    teacher_anchors: while a colour loss is computed, place the anchors at the true superpixel
+        colours with their true classes (DISCO's training forward); False: predicted anchors, as at
+        inference.
+    """
+
+    seed: int = DEFAULT_SEED
+    teacher_anchors: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+
+
 class Disco(Backbone, DiscoNet):
     """DISCO behind the backbone contract (module docstring); `DiscoNet` holds the network.
 
     `encode` returns DiscoNet's features [L_n, affinity, tokens, palette features, palette logits]
-    (+ the true ab_n when `with_target` added it); `decode` returns ab_n; `decode_outputs` gives every
-    output (`DiscoOutputs`: the colour-class logits DISCO's loss reads, the anchors).
+    (+ the true ab_n when `teacher_features` added it); `decode` returns ab_n; `decode_outputs` adds
+    the extras DISCO's loss reads (`EXTRAS`); `outputs` gives everything (`DiscoOutputs`).
     """
 
     insertion_point = "enhanceNet.inConv.inConv.0"
-    size_multiple = 16
-    loss_terms: ClassVar[Mapping[str, float]] = LOSS_TERMS
-    optimizer: ClassVar[OptimizerDefaults] = OPTIMIZER
-    # the frozen superpixel net never has a gradient; the palette head has none without its loss term
-    has_unused_parameters: ClassVar[bool] = True
+    input_policy = InputPolicy(size_multiple=16, default_size=256)
 
-    def __init__(self, size: DiscoSize, *, seed: int = DEFAULT_SEED):
+    def __init__(self, size: DiscoSize, *, seed: int = DEFAULT_SEED, teacher_anchors: bool = True):
         DiscoNet.__init__(self, size, seed=seed)
+        self.teacher_anchors = teacher_anchors
         self.insertion_channels = size.refine[0]
         self.feature_dim = size.d_model
 
@@ -102,48 +136,79 @@ class Disco(Backbone, DiscoNet):
         self.check_input(L_n)
         return self.encode_features(L_n)
 
-    @staticmethod
-    def with_target(feats: Features, target_ab: torch.Tensor) -> Features:
-        """`feats` with the true ab_n [B, 2, H, W] added: `decode` then trains the DISCO way."""
-        return [*feats[:5], target_ab]
+    def teacher_features(self, feats: Features, target_ab: torch.Tensor) -> Features:
+        """`feats` with the true ab_n [B, 2, H, W] added (when `teacher_anchors`): `decode` then places
+        the anchors the way DISCO trains."""
+        return [*feats[:5], target_ab] if self.teacher_anchors else list(feats[:5])
 
-    def outputs(self, feats: Features, guide: Guide | None = None) -> DiscoOutputs:
+    def outputs(self, feats: Features) -> DiscoOutputs:
         """Every output of C on `feats` (the true ab_n, when present, places the anchors)."""
         target = feats[5] if len(feats) > 5 else None
-        return self.decode_outputs(list(feats[:5]), guide, target)
+        return self.run_decoder(list(feats[:5]), target)
 
-    def decode(self, feats: Features, guide: Guide | None = None) -> torch.Tensor:
-        """C(feats) -> ab_n [B, 2, H, W] = ab / 110, `guide` applied at `enhanceNet.inConv.inConv.0`."""
-        return self.outputs(feats, guide).ab
+    def decode_outputs(self, feats: Features) -> BackboneOutput:
+        """C(feats) -> ab_n [B, 2, H, W] = ab / 110 and the extras (`EXTRAS`)."""
+        out = self.outputs(feats)
+        extras = {"pal_logits": out.pal_logits, "ref_logits": out.ref_logits, "affinity": out.affinity}
+        return BackboneOutput(out.ab, extras)
+
+    def decode(self, feats: Features) -> torch.Tensor:
+        """C(feats) -> ab_n [B, 2, H, W] = ab / 110."""
+        return self.outputs(feats).ab
 
     def pool(self, feats: Features) -> torch.Tensor:
         """The mean of the palette transformer's superpixel features, [B, d_model]."""
         return feats[3].mean(dim=(2, 3))
 
-    def load_pretrained(self, path: Path) -> dict[str, Any]:
-        """Load `disco-beta.pth.tar` (or a checkpoint of DISCO's training) strictly; InputError naming
-        the file and the missing, unexpected or wrongly shaped keys otherwise."""
-        from aiaic.models.pretrained import load_checked
-
-        p = Path(path)
-        state = read_disco_checkpoint(p)
-        load_checked(self, state, p, f"DISCO ({type(self).__name__}, d_model {self.size.d_model})")
-        log.info("DISCO weights loaded from %s (%d tensors)", p, len(state))
-        return {"file": str(p), "keys": len(state), "ignored": []}
+    def describe(self) -> str:
+        return f"DISCO ({type(self).__name__}, d_model {self.size.d_model})"
 
 
-def build_disco(name: str, cfg: ModelConfig | None = None, *, seed: int = DEFAULT_SEED) -> Disco:
-    """The DISCO `name` ("disco", "disco-mini"), random weights; `seed` seeds its anchors."""
-    return Disco(SIZES[name], seed=seed)
+_BASE = BackboneSpec(
+    name="disco",
+    options=DiscoOptions,
+    input=Disco.input_policy,
+    weight_format=WeightFormat(reader=read_disco_checkpoint),
+    optimizer=OPTIMIZER,
+    loss=LOSS_TERMS,
+    # the frozen superpixel net never has a gradient; the palette head has none without its loss term
+    runtime=RuntimeFlags(channels_last_inference=False, unused_parameters=True),
+    extras=EXTRAS,
+)
+SPECS = {
+    "disco": dataclasses.replace(
+        _BASE,
+        weights=(
+            WeightSet(
+                "disco-beta",
+                file="disco-beta.pth.rar",
+                hf_repo="menghanxia/disco",
+                url="https://github.com/MenghanXia/DisentangledColorization (checkpoints/"
+                "disco_download.sh: disco-beta.pth.tar, the same torch.save file)",
+                description="DISCO-beta, the released DISCO (superpixel 16, 8 anchors, enhanced)",
+            ),
+        ),
+        description="DISCO (DisColor), the released DISCO-beta",
+    ),
+    "disco-mini": dataclasses.replace(
+        _BASE, name="disco-mini", description="DISCO's architecture, small, for CPU tests"
+    ),
+}
 
 
-@register("disco")
-def build_disco_beta(cfg: ModelConfig) -> Disco:
+def build_disco(name: str, options: DiscoOptions | None = None) -> Disco:
+    """The DISCO `name` ("disco", "disco-mini"), random weights."""
+    options = options or DiscoOptions()
+    return Disco(SIZES[name], seed=options.seed, teacher_anchors=options.teacher_anchors)
+
+
+@register(SPECS["disco"])
+def build_disco_beta(options: DiscoOptions, cfg: ModelConfig) -> Disco:
     """DISCO-beta (superpixel 16, d_model 64, 8 anchors, the enhanced refine net): `disco-beta.pth.tar`."""
-    return build_disco("disco", cfg)
+    return build_disco("disco", options)
 
 
-@register("disco-mini")
-def build_disco_mini(cfg: ModelConfig) -> Disco:
+@register(SPECS["disco-mini"])
+def build_disco_mini(options: DiscoOptions, cfg: ModelConfig) -> Disco:
     """The DISCO architecture with few channels and layers, for CPU tests and benchmarks."""
-    return build_disco("disco-mini", cfg)
+    return build_disco("disco-mini", options)

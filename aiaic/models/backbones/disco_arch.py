@@ -18,7 +18,6 @@ MenghanXia/DisentangledColorization (MIT); no CUDA-only code.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
@@ -30,7 +29,6 @@ from torch.nn.utils import spectral_norm
 
 from aiaic.models.backbones import disco_colors
 
-Guide = Callable[[torch.Tensor], torch.Tensor]
 SP_SIZE = 16  # superpixel size: the SpixelNet has four stride-2 levels
 DEFAULT_SEED = 130  # the official inference script's --seed
 KMEANS_ITERS = 20
@@ -230,7 +228,8 @@ class UpBlock(nn.Module):
 
 class RefineNet(nn.Module):
     """DISCO's refine net (`enhanceNet`, the official HourGlass2 with BatchNorm): [B, cin, H, W] ->
-    [B, 2, H, W] (before tanh). The guide acts on the output of its first conv, `inConv.inConv.0`."""
+    [B, 2, H, W] (before tanh). Its first conv, `inConv.inConv.0`, is where aiaic's guide acts (a
+    forward hook); an in-place ReLU follows it."""
 
     def __init__(self, cin: int, widths: tuple[int, int, int], res_blocks: int):
         super().__init__()
@@ -243,12 +242,8 @@ class RefineNet(nn.Module):
         self.up1 = UpBlock(w2, w1)
         self.outConv = _conv(w1, 2)
 
-    def forward(self, x: torch.Tensor, guide: Guide | None = None) -> torch.Tensor:
-        first = self.inConv.inConv
-        h = first[0](x)
-        # without a guide: the official in-place ReLU; with one, a new tensor (the guide may keep h)
-        h = first[1](h) if guide is None else F.relu(guide(h))
-        f1 = self.inConv.conv(h)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f1 = self.inConv.conv(self.inConv.inConv(x))
         f2 = self.down1(f1)
         r = self.residual(self.down2(f2))
         return self.outConv(self.up1(self.up2(r, f2), f1))
@@ -471,14 +466,13 @@ class DiscoNet(nn.Module):
         return pos.flatten(1).t().unsqueeze(1).expand(-1, b, -1)
 
     # --- C: anchors, reference colours, refine net ----------------------------------------
-    def decode_outputs(
+    def run_decoder(
         self,
         feats: list[torch.Tensor],
-        guide: Guide | None = None,
         target_ab: torch.Tensor | None = None,
         seeds: list[int] | None = None,
     ) -> DiscoOutputs:
-        """C: `encode_features` -> DiscoOutputs, `guide` applied to `enhanceNet.inConv.inConv.0`.
+        """C: `encode_features` -> DiscoOutputs.
 
         target_ab: the true ab_n [B, 2, H, W] when training: anchors are then placed by k-means on the
         true superpixel colours and carry their true classes (DISCO's training); without it anchors
@@ -507,18 +501,14 @@ class DiscoNet(nn.Module):
         dec = self.hintpath(hint_seq, self._positions(tokens))
         ref = self.trg_word_prj(dec).permute(1, 2, 0).reshape(b, -1, h, w)
         full = superpixel_spread(dec.permute(1, 2, 0).reshape(b, d, h, w), affinity)
-        ab = torch.tanh(self.enhanceNet(torch.cat((L_n, full), dim=1), guide))
+        ab = torch.tanh(self.enhanceNet(torch.cat((L_n, full), dim=1)))
         return DiscoOutputs(ab, pal, ref, affinity, hint, spix)
 
     def forward(
-        self,
-        L_n: torch.Tensor,
-        target_ab: torch.Tensor | None = None,
-        guide: Guide | None = None,
-        seeds: list[int] | None = None,
+        self, L_n: torch.Tensor, target_ab: torch.Tensor | None = None, seeds: list[int] | None = None
     ) -> DiscoOutputs:
-        """decode_outputs(encode_features(L_n)): L_n [B, 1, H, W] (H, W multiples of 16) -> DiscoOutputs."""
-        return self.decode_outputs(self.encode_features(L_n), guide, target_ab, seeds)
+        """run_decoder(encode_features(L_n)): L_n [B, 1, H, W] (H, W multiples of 16) -> DiscoOutputs."""
+        return self.run_decoder(self.encode_features(L_n), target_ab, seeds)
 
 
 @torch.no_grad()
