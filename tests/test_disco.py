@@ -307,3 +307,111 @@ def test_training_forward_and_loss_equal_the_official(official):
     mine = ColorLoss({"disco_palette": 1.0, "disco_reference": 1.0})(out.ab, ab, L, extras)
     torch.testing.assert_close(mine["loss_disco_palette"], theirs["palLoss"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(mine["loss_disco_reference"], theirs["refLoss"], rtol=1e-5, atol=1e-6)
+
+
+# ---- the audio-infused model and the commands ---------------------------------------------------
+
+
+def test_guide_none_and_dsg_r0_are_plain_disco_bit_for_bit(mini):
+    from aiaic.models.guidance import DynamicSemanticGuidance
+
+    L_n = _L_n(64, batch=2)
+    dsg = DynamicSemanticGuidance(mini.insertion_channels, cond_dim=8, hidden=8)
+    with torch.no_grad():
+        for p in dsg.parameters():  # a guide that would change everything where r > 0
+            p.normal_()
+        c = torch.randn(2, 8)
+        plain = mini(L_n)
+        r0 = mini(L_n, guide=lambda h: dsg(h, c, torch.zeros(2)))
+        r1 = mini(L_n, guide=lambda h: dsg(h, c, torch.tensor([0.0, 1.0])))
+    assert torch.equal(r0, plain)
+    assert torch.equal(r1[0], plain[0])
+    assert (r1[1] - plain[1]).abs().mean() > 0.05 * plain[1].abs().mean()  # r = 1 does guide
+
+
+def _photo(tmp_path: Path) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()[::4, ::4]).convert("L").save(path)  # 128 x 128 grey
+    return path
+
+
+def test_cli_colorizes_with_disco_alone_and_the_seed_reaches_the_anchors(tmp_path):
+    from PIL import Image
+    from skimage.color import rgb2lab
+    from typer.testing import CliRunner
+
+    from aiaic.cli.colorize import app
+
+    weights = _released_format(_build("disco-mini", seed=6), tmp_path / "disco-mini.pth.tar")
+    photo = _photo(tmp_path)
+
+    def colorize(out: str, *extra: str) -> np.ndarray:
+        args = [str(photo), "--backbone", "disco-mini", "--backbone-weights", str(weights), "-o"]
+        result = CliRunner().invoke(app, [*args, str(tmp_path / out), "--device", "cpu", *extra])
+        assert result.exit_code == 0, result.output
+        return np.asarray(Image.open(tmp_path / out / "photo.png").convert("RGB"))
+
+    default, again, seed130, other = colorize("a"), colorize("b"), colorize("c", "--seed", "130"), None
+    assert default.shape == (128, 128, 3)
+    assert np.array_equal(default, again) and np.array_equal(default, seed130)  # 130 is the default
+    summary = json.loads((tmp_path / "a" / "colorize-summary.json").read_text())
+    assert summary["model"]["image_size"] == 256  # DISCO's official inference size
+    dL = np.abs(rgb2lab(default)[..., 0] - rgb2lab(np.asarray(Image.open(photo).convert("RGB")))[..., 0])
+    assert dL.mean() < 0.3
+    others = [colorize(f"s{s}", "--seed", str(s)) for s in (1, 2, 3)]
+    assert any(not np.array_equal(default, o) for o in others)
+    del other
+
+
+@pytest.mark.slow
+def test_every_stage_trains_on_disco_mini_and_eval_reports_it(tmp_path):
+    """`aiaic-train --backbone disco-mini --stage all` (main chain and both ablations) from a
+    released-format checkpoint with DISCO's loss and optimizer, then `aiaic-eval` scores every variant."""
+    from support.split_fixtures import write_split_dir
+    from support.train_fixtures import ALL_STAGES, write_recipe
+    from typer.testing import CliRunner
+
+    from aiaic.cli.eval import app as eval_app
+    from aiaic.cli.train import app as train_app
+
+    # a VGG-19 in torchvision's layout (random values: nothing downloads in tests); DISCO's guidance
+    # learns from its perceptual term only (the colour-class terms are upstream of the insertion point)
+    vgg = _vgg19_file(tmp_path / "vgg19-dcbb9e9d.pth")
+    weights = _released_format(_build("disco-mini", seed=7), tmp_path / "mini.pth.tar")
+    split = write_split_dir(
+        tmp_path / "split", classes=3, videos_per_class=2, seconds=2, size=40, shards_per_split=1,
+        ood_classes=1,
+    )  # fmt: skip
+    model = {
+        "backbone_weights": str(weights), "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8,
+        "cond_dim": 8, "guidance_hidden": 8, "a2v_hidden": 8, "relevance_dim": 4, "relevance_hidden": 8,
+    }  # fmt: skip
+    train = {
+        "epochs": 1, "batch_size": 4, "image_size": 32, "ablations": ["no_r", "e2e"],
+        "lr_schedule": "linear", "network_weights": {"vgg19": str(vgg)},
+    }  # fmt: skip
+    recipe = write_recipe(tmp_path / "recipe.toml", {"model": model, "train": train})
+    run = tmp_path / "run"
+    args = ["--shards", str(split), "--out", str(run), "--config", str(recipe), "--backbone", "disco-mini"]
+    res = CliRunner().invoke(train_app, [*args, "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    for stage in ALL_STAGES:
+        cfg = json.loads((run / stage / "config.json").read_text())
+        assert cfg["complete"] and cfg["model"]["backbone"] == "disco-mini", stage
+        if stage in ("baseline", "stage1", "stage3", "e2e"):  # DISCO's own loss and optimizer
+            assert set(cfg["loss_terms"]) == {"disco_palette", "disco_reference", "disco_perceptual"}
+            assert cfg["train"]["optimizer"] == "adam" and cfg["train"]["lr"] == 2e-4
+            assert not cfg.get("disabled_terms"), stage
+    out = tmp_path / "eval"
+    args = ["--run", str(run), "--shards", str(split), "--out", str(out), "--split", "val"]
+    res = CliRunner().invoke(eval_app, [*args, "--device", "cpu", "--offline"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    variants = {"baseline", "full", "full_missing_audio", "no_r", "no_r_missing_audio", "e2e"}
+    assert set(metrics["val"]) >= variants
+    for scores in metrics["val"].values():
+        assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
+    assert "disco-mini" in (out / "report.md").read_text()
