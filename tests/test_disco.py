@@ -16,12 +16,11 @@ import torch.nn.functional as F
 from support.disco_official import build_official, official_checkout, official_forward, official_shims
 
 from aiaic.errors import InputError
-from aiaic.models.backbones import build_backbone
-from aiaic.models.backbones import disco_colors
+from aiaic.models.backbones import build_backbone, disco_colors
 from aiaic.models.backbones.disco import Disco, read_disco_checkpoint
 from aiaic.models.backbones.disco_arch import anchor_mask, kmeans_assign
-from aiaic.models.config import ModelConfig
 from aiaic.models.backbones.disco_loss import VGG19Perceptual, rebalanced_ce
+from aiaic.models.config import ModelConfig
 from aiaic.train.losses import ColorLoss, build_color_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,7 +267,12 @@ def test_inference_equals_the_official_model(official):
     with torch.inference_mode():
         out = ours.outputs(ours.encode(L))
     assert torch.equal(out.hint_mask, hint) and hint.sum() == 8
-    for mine, theirs in ((out.pal_logits, pal), (out.ref_logits, ref), (out.ab, ab), (out.affinity, affinity)):
+    for mine, theirs in (
+        (out.pal_logits, pal),
+        (out.ref_logits, ref),
+        (out.ab, ab),
+        (out.affinity, affinity),
+    ):
         torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-5)
     torch.testing.assert_close(out.spix_colors, spix)
 
@@ -415,3 +419,28 @@ def test_every_stage_trains_on_disco_mini_and_eval_reports_it(tmp_path):
     for scores in metrics["val"].values():
         assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
     assert "disco-mini" in (out / "report.md").read_text()
+
+
+def test_the_disco_recipe_builds_the_papers_plan(tmp_path):
+    import shutil
+
+    from aiaic.config import load_recipe
+    from aiaic.train.config import build_train_plan
+
+    recipe_dir = tmp_path / "pipelines"  # the recipe names weight files relative to its folder
+    recipe_dir.mkdir()
+    shutil.copy(ROOT / "pipelines" / "vggsound-disco.toml", recipe_dir)
+    recipe = load_recipe(recipe_dir / "vggsound-disco.toml")
+    for key in ("vggsound_weights", "vgg19_weights", "backbone_weights"):
+        target = recipe_dir / recipe["model"][key]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"placeholder")
+    plan = build_train_plan(recipe, {"shards": "s", "out": "o"})
+    assert plan.model.backbone == "disco" and plan.model.options().seed == 130
+    assert set(plan.stages) >= {"baseline", "stage1", "stage2", "rnet", "stage3", "no_r_stage1", "e2e"}
+    for name in ("baseline", "stage1", "stage3", "e2e"):
+        s = plan.stages[name]
+        assert (s.optimizer, s.lr, s.lr_schedule, s.lr_decay_to) == ("adam", 2e-4, "linear", 0.01)
+        assert dict(s.loss_terms()) == {"disco_palette": 1.0, "disco_reference": 1.0, "disco_perceptual": 5.0}
+    assert plan.stages["stage2"].lr_schedule == "constant" and plan.stages["stage2"].lr == 1e-3
+    assert plan.train.network_weights["vgg19"].name == "vgg19-dcbb9e9d.pth"

@@ -1,4 +1,4 @@
-"""DISCO (Xia et al., SIGGRAPH Asia 2022; the paper's "DisColor") as an aiaic backbone, with its released weights.
+"""DISCO (Xia et al., SIGGRAPH Asia 2022; the paper's "DisColor") as a backbone, with its released weights.
 
     feats = encode(L_n)      E: superpixels, repnet tokens, the palette transformer and its logits
     ab_n = decode(feats)     C: k-means anchors, the reference transformer, the refine net; DSG acts
@@ -87,7 +87,9 @@ def read_disco_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise InputError(p, f"cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}") from e
+        raise InputError(
+            p, f"cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}"
+        ) from e
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

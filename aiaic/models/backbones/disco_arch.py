@@ -92,7 +92,8 @@ def _seg_deconv(cin: int, cout: int) -> nn.Sequential:
 
 
 class SpixelNet(nn.Module):
-    """Superpixel affinity: L_n [B, 1, H, W] -> softmax over the 3 x 3 neighbouring superpixels [B, 9, H, W]."""
+    """Superpixel affinity: L_n [B, 1, H, W] -> softmax over the 3 x 3 neighbouring superpixels
+    [B, 9, H, W]."""
 
     def __init__(self, widths: tuple[int, int, int, int, int]):
         super().__init__()
@@ -276,9 +277,7 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int, layers: int):
         super().__init__()
-        self.layers = nn.ModuleList(
-            EncoderLayer(d_model, nhead, dim_feedforward) for _ in range(layers)
-        )
+        self.layers = nn.ModuleList(EncoderLayer(d_model, nhead, dim_feedforward) for _ in range(layers))
 
     def forward(self, src: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -386,8 +385,9 @@ def anchor_mask(
     """DISCO's anchor locator: cluster each image's tokens data [B, C, h, w] into k groups and place
     one anchor per group on its largest superpixel (`sizes` [B, 1, h, w]) -> hint mask [B, 1, h, w].
 
-    k is at most the number of tokens. seeds[i] seeds image i's k-means (NumPy's legacy generator for the initial centres, a torch
-    generator for empty-cluster restarts), so an image's anchors do not depend on its batch."""
+    k is at most the number of tokens. seeds[i] seeds image i's k-means (NumPy's legacy generator
+    for the initial centres, a torch generator for empty-cluster restarts), so an image's anchors do
+    not depend on its batch."""
     b, c, h, w = data.shape
     k = min(k, h * w)  # an image smaller than k superpixels (below 64 x 64 for 8 anchors): one per token
     masks = []
@@ -504,10 +504,11 @@ class DiscoNet(nn.Module):
         ab = torch.tanh(self.enhanceNet(torch.cat((L_n, full), dim=1)))
         return DiscoOutputs(ab, pal, ref, affinity, hint, spix)
 
-    def forward(
+    def run(
         self, L_n: torch.Tensor, target_ab: torch.Tensor | None = None, seeds: list[int] | None = None
     ) -> DiscoOutputs:
-        """run_decoder(encode_features(L_n)): L_n [B, 1, H, W] (H, W multiples of 16) -> DiscoOutputs."""
+        """run_decoder(encode_features(L_n)): L_n [B, 1, H, W] (H, W multiples of 16) -> DiscoOutputs.
+        (The network's `forward` is the backbone contract's, `Disco.forward`.)"""
         return self.run_decoder(self.encode_features(L_n), target_ab, seeds)
 
 

@@ -37,7 +37,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from aiaic.errors import InputError
 from aiaic.models.backbones import disco_colors
-from aiaic.models.backbones.disco_arch import DiscoOutputs, superpixel_pool
+from aiaic.models.backbones.disco_arch import superpixel_pool
 from aiaic.models.weights import read_state_dict, strip_prefix
 from aiaic.train.terms import PretrainedNet, TermInputs, TermNeeds, register_term
 
