@@ -469,3 +469,20 @@ def test_the_app_serves_disco_as_colorize_writes_it(tmp_path, shared_data):
         assert resp.content == ref.read_bytes()
     finally:
         srv.stop()
+
+
+def test_linear_lr_schedule_ends_at_lr_decay_to_of_lr():
+    from aiaic.train.config import StageConfig
+    from aiaic.train.runner import make_scheduler
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([param], lr=2e-4)
+    sched = make_scheduler(StageConfig(lr_schedule="linear", lr_decay_to=0.01), opt, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(2e-4) and lrs[5] == pytest.approx(2e-4 * (1 - 0.99 * 0.5))
+    assert lrs[-1] == pytest.approx(2e-6)

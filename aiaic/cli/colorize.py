@@ -57,7 +57,9 @@ def colorize(
         help="The backbone's released weights (.pth, pytorch_model.bin, or a Hugging Face repo id).",
     ),
     image_size: int = typer.Option(
-        None, "--image-size", help="Side (px) the model colours at (backbone alone: default 512)."
+        None,
+        "--image-size",
+        help="Side (px) the model colours at (backbone alone: its own, DDColor 512, DISCO 256).",
     ),
     seed: int = typer.Option(
         None, "--seed", help="Seed of the backbone's random choices (DISCO's anchors; default 130)."

@@ -29,8 +29,8 @@ class ColorizeConfig:
       weights `backbone_weights` (a file or a Hugging Face repo id), without a run and without audio.
       With `run`, the run's own backbone and weights are used: a different `backbone` is refused,
       `backbone_weights` is ignored (with a note).
-    image_size: the side (pixels) the model colours at (default: the run's training size; 512, the
-      official DDColor pipeline's, for a backbone alone).
+    image_size: the side (pixels) the model colours at (default: the run's training size; for a
+      backbone alone its authors' inference size: 512 for DDColor, 256 for DISCO).
     seed: seeds a backbone's own random choices (DISCO's k-means anchors; default: the backbone's own,
       130 for DISCO as its official inference script); a backbone without any ignores it (logged).
     batch_size: video frames per forward pass.
