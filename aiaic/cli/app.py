@@ -3,6 +3,7 @@ r"""`aiaic-app`: colourize photos and films (with their sound) in the browser, o
     aiaic-app --run runs/vggsound                                   # http://127.0.0.1:7860/
     aiaic-app --backbone ddcolor-tiny --backbone-weights ddcolor_tiny.pt    # the backbone alone
     aiaic-app --run runs/ddc --backbone ddcolor-tiny --backbone-weights ddcolor_tiny.pt --port 8000
+    aiaic-app --backbone disco --backbone-weights disco-beta.pth.tar --seed 130   # DISCO alone
 
 Needs the optional extra: pip install "aiaic[app]". Flags override the recipe's [colorize] and [app]
 tables. Listens on 127.0.0.1 only unless --host says otherwise.
@@ -30,6 +31,7 @@ def serve(
     backbone: str = typer.Option(None, "--backbone", help="Pretrained backbone, e.g. ddcolor-tiny."),
     backbone_weights: Path = typer.Option(None, "--backbone-weights", help="Weights file of --backbone."),
     image_size: int = typer.Option(None, "--image-size", help="Model input size (pixels) for --backbone."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the backbone's random choices (DISCO's anchors)."),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda."),
     batch_size: int = typer.Option(None, "--batch-size", help="Film frames per forward pass (default 8)."),
     host: str = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1: this machine)."),
@@ -59,6 +61,7 @@ def serve(
             "backbone": backbone,
             "backbone_weights": backbone_weights,
             "image_size": image_size,
+            "seed": seed,
         }
         colorize_cfg = build_config(ColorizeConfig, recipe_section(recipe, "colorize"), flags)
         app_flags = {"host": host, "port": port, "max_upload_mb": max_upload_mb}

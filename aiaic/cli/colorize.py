@@ -65,7 +65,12 @@ def colorize(
         help="The backbone's released weights (.pth, pytorch_model.bin, or a Hugging Face repo id).",
     ),
     image_size: int = typer.Option(
-        None, "--image-size", help="Side (px) the model colours at (backbone alone: default 512)."
+        None,
+        "--image-size",
+        help="Side (px) the model colours at (backbone alone: its own, DDColor 512, DISCO 256).",
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of the backbone's random choices (DISCO's anchors; default 130)."
     ),
     config: Path = typer.Option(
         None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[colorize] table."
@@ -95,6 +100,7 @@ def colorize(
             "backbone": backbone,
             "backbone_weights": backbone_weights,
             "image_size": image_size,
+            "seed": seed,
         }
         cfg = build_config(ColorizeConfig, recipe_section(load_recipe(config), "colorize"), flags)
         run_colorize(cfg)

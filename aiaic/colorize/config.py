@@ -29,8 +29,10 @@ class ColorizeConfig:
       weights `backbone_weights` (a file or a Hugging Face repo id), without a run and without audio.
       With `run`, the run's own backbone and weights are used: a different `backbone` is refused,
       `backbone_weights` is ignored (with a note).
-    image_size: the side (pixels) the model colours at (default: the run's training size; 512, the
-      official DDColor pipeline's, for a backbone alone).
+    image_size: the side (pixels) the model colours at (default: the run's training size; for a
+      backbone alone its authors' inference size: 512 for DDColor, 256 for DISCO).
+    seed: seeds a backbone's own random choices (DISCO's k-means anchors; default: the backbone's own,
+      130 for DISCO as its official inference script); a backbone without any ignores it (logged).
     batch_size: video frames per forward pass.
     temporal: "stable" (default) colours a film as one film: the guidance cross-fades continuously
       from one second's centre to the next (smooth_seconds is taken as 1) and the output's ab is
@@ -58,6 +60,7 @@ class ColorizeConfig:
     backbone_weights: Path | None = None
     image_size: int | None = None
     temporal: str = "stable"
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -125,7 +125,7 @@ def load_model(cfg: ColorizeConfig, device):
                 "weights): a randomly initialised backbone colours nothing"
             )
         size = cfg.image_size or spec_of(cfg.backbone).input_policy().default_size  # its authors' size
-        return _for_inference(load_backbone(cfg.backbone, Path(cfg.backbone_weights), size, device))
+        return _for_inference(load_backbone(cfg.backbone, Path(cfg.backbone_weights), size, device), cfg.seed)
     model = load_inference(Path(cfg.run), cfg.variant, device)
     run_backbone = model.model.config.backbone
     if cfg.backbone is not None and cfg.backbone != run_backbone:
@@ -142,14 +142,21 @@ def load_model(cfg: ColorizeConfig, device):
         if problem:
             raise ConfigError(f"--image-size {cfg.image_size}: {problem} for backbone {run_backbone}")
         model.image_size = cfg.image_size
-    return _for_inference(model)
+    return _for_inference(model, cfg.seed)
 
 
-def _for_inference(model):
+def _for_inference(model, seed: int | None = None):
     """Put a backbone that runs faster in channels-last layout (its spec's
-    `runtime.channels_last_inference`) into it."""
+    `runtime.channels_last_inference`) into it; `seed` (if given) seeds the backbone's random choices
+    (its `seed` attribute: DISCO's anchors)."""
+    backbone = model.model.backbone
+    if seed is not None:
+        if hasattr(backbone, "seed"):
+            backbone.seed = seed
+        else:
+            log.info("--seed %d ignored: backbone %s makes no random choices", seed, type(backbone).__name__)
     if spec_of(model.model.config.backbone).runtime.channels_last_inference:
-        model.model.backbone.to(memory_format=torch.channels_last)
+        backbone.to(memory_format=torch.channels_last)
     return model
 
 

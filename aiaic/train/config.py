@@ -57,7 +57,9 @@ class StageConfig:
             numbers); under torchrun each of R ranks takes batch_size / R, which must divide.
         lr, optimizer ("adam", "adamw" or "sgd" with momentum 0.9), betas, weight_decay (L2 for adam
             and sgd, decoupled for adamw): None = the backbone's own (`Backbone.optimizer`).
-        lr_schedule: "constant" or "cosine" (per step, to 0 at the last step).
+        lr_schedule: "constant", "cosine" (per step, to 0 at the last step) or "linear" (per step, to
+            lr x lr_decay_to at the last step: DISCO's schedule with lr_decay_to 0.01).
+        lr_decay_to: the final share of lr of the "linear" schedule.
         loss: the colour loss L_c as term name -> weight (the registered terms of `aiaic.train.terms`:
             l1, l2, huber on ab_n; perceptual, colorfulness, adversarial on the RGB they imply; a
             backbone's own); None = the backbone's (`BackboneSpec.loss`).
@@ -76,7 +78,8 @@ class StageConfig:
     optimizer: Literal["adam", "adamw", "sgd"] | None = None
     betas: tuple[float, ...] | None = None
     weight_decay: float | None = None
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    lr_decay_to: float = 0.01
     loss: Mapping[str, float] | None = None
     color_loss: Literal["l1", "l2", "huber"] | None = None
     huber_delta: float = 0.05
@@ -94,6 +97,8 @@ class StageConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.lr_decay_to <= 1:
+            raise ValueError(f"lr_decay_to must be in [0, 1], got {self.lr_decay_to}")
         for name in ("betas", "disc_betas"):
             betas = getattr(self, name)
             if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):

@@ -151,6 +151,12 @@ def train_step(
     loss = out["loss"]
     if not torch.isfinite(loss):
         raise RunError(f"{cfg.description}: loss is {loss.item()} at step {step}")
+    if not loss.requires_grad:  # e.g. DISCO's guidance learns from its perceptual term only
+        raise RunError(
+            f"{cfg.description}: the loss does not depend on any trained parameter (its terms: "
+            f"{sorted(k for k in out if k.startswith('loss_'))}); a term switched off for want of its "
+            "pretrained network (the stage's config.json: disabled_terms) may be the only one reaching them"
+        )
     opt.optimizer.zero_grad(set_to_none=True)
     amp.backward(loss)
     amp.step(opt.optimizer, opt.parameters, cfg.grad_clip)

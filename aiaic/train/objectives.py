@@ -83,6 +83,8 @@ class StageObjective(nn.Module):
         if feats is None:  # one encoder pass for the colours and, where r comes from the relevance net, r
             feats = self.model.encode_grey(batch["L"])
         c, r = self.guidance_inputs(batch, feats, audio_feat)
+        # a backbone that trains with the truth inside C (DISCO's anchors) takes it here
+        feats = self.model.backbone.teacher_features(feats, batch["ab"])
         pred = self.model.forward_outputs(batch["L"], c, r, feats=feats)
         assert self.color_loss is not None
         out = self.color_loss(pred.ab, batch["ab"], batch["L"], pred.extras, batch)

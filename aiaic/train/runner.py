@@ -81,6 +81,11 @@ def make_scheduler(cfg: StageConfig, optimizer: torch.optim.Optimizer, total_ste
     if cfg.lr_schedule == "constant":
         return None
     total = max(1, total_steps)
+    if cfg.lr_schedule == "linear":
+        end = cfg.lr_decay_to
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 1.0 + (end - 1.0) * min(s, total) / total
+        )
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
     )

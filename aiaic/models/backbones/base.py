@@ -91,6 +91,12 @@ class Backbone(nn.Module):
         """A global descriptor of `encode`'s features, [B, feature_dim]."""
         raise NotImplementedError
 
+    def teacher_features(self, feats: Features, target_ab: torch.Tensor) -> Features:
+        """`feats` for a colour loss on the true ab_n [B, 2, H, W]: a backbone whose C trains with the
+        truth inside (DISCO places its anchors at the true colours) adds it here; the default returns
+        `feats` unchanged. The colour objective calls it; inference never does."""
+        return feats
+
     def forward_outputs(
         self, L_n: torch.Tensor, guide: Guide | None = None, feats: Features | None = None
     ) -> BackboneOutput:
