@@ -26,7 +26,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -42,10 +41,7 @@ from aiaic.models.backbone_spec import (
 from aiaic.models.backbones import disco_loss  # noqa: F401  (registers DISCO's loss terms)
 from aiaic.models.backbones.base import Backbone, BackboneOutput, Features
 from aiaic.models.backbones.disco_arch import DEFAULT_SEED, DiscoNet, DiscoOutputs, DiscoSize
-from aiaic.models.backbones.registry import register
-
-if TYPE_CHECKING:
-    from aiaic.models.config import ModelConfig
+from aiaic.models.backbones.registry import BackboneSettings, register
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +201,12 @@ def build_disco(name: str, options: DiscoOptions | None = None) -> Disco:
 
 
 @register(SPECS["disco"])
-def build_disco_beta(options: DiscoOptions, cfg: ModelConfig) -> Disco:
+def build_disco_beta(options: DiscoOptions, cfg: BackboneSettings) -> Disco:
     """DISCO-beta (superpixel 16, d_model 64, 8 anchors, the enhanced refine net): `disco-beta.pth.tar`."""
     return build_disco("disco", options)
 
 
 @register(SPECS["disco-mini"])
-def build_disco_mini(options: DiscoOptions, cfg: ModelConfig) -> Disco:
+def build_disco_mini(options: DiscoOptions, cfg: BackboneSettings) -> Disco:
     """The DISCO architecture with few channels and layers, for CPU tests and benchmarks."""
     return build_disco("disco-mini", options)
