@@ -30,7 +30,7 @@ TABLE2_ROWS = {
 }
 METHOD_NAMES = {v.name: v.title for v in VARIANTS.values()} | {"grey_input": "Reference: grey input (ab = 0)"}
 DIGITS = {"lpips": 4, "psnr": 2, "ssim": 4, "colorfulness": 2, "mean_r": 2}
-NOT_FILLED = "not filled in"
+NO_CELL = "-"  # the paper has no such cell (Table 2 has no VGGSound_OOD column)
 
 
 def _fmt(value, digits: int) -> str:
@@ -61,7 +61,7 @@ def _cell(metrics: dict, split: str, variant: str, key: str) -> str:
 
 
 def _paper_cell(value: float | None, key: str) -> str:
-    return NOT_FILLED if value is None else _fmt(value, DIGITS[key])
+    return NO_CELL if value is None else _fmt(value, DIGITS[key])
 
 
 METRIC_HEADS = [("lpips", "LPIPS↓"), ("psnr", "PSNR↑"), ("ssim", "SSIM↑")]
@@ -82,7 +82,7 @@ def table1(metrics: dict) -> list[str]:
         for variant in TABLE1:
             row = tables["table1"][variant]
             cells = [f"Paper ({name}): {METHOD_NAMES[variant]}"] + [
-                _paper_cell(row[s][k], k) if s in row else "-" for s in splits for k, _ in METRIC_HEADS
+                _paper_cell(row[s][k], k) if s in row else NO_CELL for s in splits for k, _ in METRIC_HEADS
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -101,7 +101,51 @@ def table2(metrics: dict, split: str) -> list[str]:
         cells = [f"{TABLE2_ROWS[variant]} (`{variant}`)", *ours]
         if paper is not None:
             row = paper[1]["table2"][variant].get(split)
-            cells += [_paper_cell(row[k], k) if row else "-" for k, _ in METRIC_HEADS]
+            cells += [_paper_cell(row[k], k) if row else NO_CELL for k, _ in METRIC_HEADS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# (variant, minus variant, row name, the paper's table holding both): the deltas that should reproduce
+DELTAS = (
+    ("full", "baseline", "Audio-infused − visual-only (full − baseline)", "table1"),
+    ("full_missing_audio", "full", "Full (missing audio) − full", "table2"),
+    ("no_r", "full", "w/o r − full", "table2"),
+    ("no_r_missing_audio", "full", "w/o r (missing audio) − full", "table2"),
+    ("e2e", "full", "w/o multi-step − full", "table2"),
+)
+
+
+def _our_delta(metrics: dict, split: str, a: str, b: str, key: str) -> float | None:
+    entries = metrics.get(split, {}) if split in metrics["splits"] else {}
+    va, vb = (entries.get(v, {}).get(key) for v in (a, b))
+    return None if va is None or vb is None else va - vb
+
+
+def _paper_delta(tables: dict, table: str, split: str, a: str, b: str, key: str) -> float | None:
+    va, vb = (tables[table][v].get(split, {}).get(key) for v in (a, b))
+    return None if va is None or vb is None else va - vb
+
+
+def _signed(value: float | None, key: str) -> str:
+    return "n/a" if value is None else f"{value:+.{DIGITS[key]}f}"
+
+
+def deltas(metrics: dict, split: str) -> list[str]:
+    """The deltas on one split, ours beside the paper's (where the backbone is one the paper used):
+    audio-infused minus visual-only, and each ablation minus full. LPIPS: negative is better."""
+    paper = paper_numbers(metrics.get("backbone", ""))
+    head = ["Delta"]
+    for _, label in METRIC_HEADS:
+        head += [f"ours {label}"] + ([f"paper {paper[0]} {label}"] if paper else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a, b, name, table in DELTAS:
+        cells = [name]
+        for key, _ in METRIC_HEADS:
+            cells.append(_signed(_our_delta(metrics, split, a, b, key), key))
+            if paper:
+                value = _paper_delta(paper[1], table, split, a, b, key)
+                cells.append(NO_CELL if value is None else _signed(value, key))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -156,10 +200,21 @@ def _tables(metrics: dict) -> list[str]:
     paper = paper_numbers(metrics.get("backbone", ""))
     if paper is not None:
         lines += [
-            f"Backbone `{metrics['backbone']}` is the paper's {paper[0]}: its published numbers stand "
-            f'beside ours ("{NOT_FILLED}": an empty slot of `aiaic/eval/paper_numbers.py`).',
+            f"Backbone `{metrics['backbone']}` is the paper's {paper[0]}: its published numbers "
+            f'(`aiaic/eval/paper_numbers.py`) stand beside ours ("{NO_CELL}": the paper has no such cell).',
             "",
         ]
+    lines += [
+        "## Deltas: ours beside the paper's",
+        "",
+        "Absolute values depend on the data and the protocol; the differences between rows are what "
+        "should reproduce. Each row: the first variant minus the second, per metric (LPIPS: negative "
+        "is better; PSNR, SSIM: positive is better)."
+        + (f" The paper's deltas are those of its {paper[0]} rows." if paper else ""),
+        "",
+    ]
+    for split in metrics["splits"]:
+        lines += [f"### Deltas on {split_title(split)}", "", *deltas(metrics, split), ""]
     ref = metrics["reference"]
     gt = ", ".join(f"{s} {ref[s]['ground_truth_colorfulness']:.2f}" for s in metrics["splits"])
     return lines + [f"Ground-truth colourfulness: {gt}", ""]
