@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiaic.eval.mismatch import mismatched_name
 from aiaic.eval.paper_numbers import paper_numbers
+from aiaic.eval.setting import setting_lines
 from aiaic.io import write_text_atomic
 from aiaic.runs.variants import VARIANTS
 
@@ -150,6 +152,92 @@ def deltas(metrics: dict, split: str) -> list[str]:
     return lines
 
 
+def table2b(metrics: dict, split: str) -> list[str]:
+    """Table 2b on one split: each audio-hearing variant with its own audio and with mismatched audio
+    (a second of another class), beside the visual-only baseline."""
+    keys = [*METRIC_HEADS, ("mean_r", "mean r")]
+    head = ["Variant"] + [f"{which} {label}" for which in ("own", "mismatched") for _, label in keys]
+    head += ["mismatched − baseline PSNR"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = metrics.get(split, {}).get("baseline", {}).get("psnr")
+    if base is not None:
+        cells = [_cell(metrics, split, "baseline", k) for k, _ in keys]
+        lines.append(
+            "| " + " | ".join([METHOD_NAMES["baseline"], *cells, *(["-"] * len(keys)), "0.00"]) + " |"
+        )
+    for variant in metrics["mismatched"]["variants"]:
+        if mismatched_name(variant) not in metrics.get(split, {}):
+            continue
+        own = [_cell(metrics, split, variant, k) for k, _ in keys]
+        mis = [_cell(metrics, split, mismatched_name(variant), k) for k, _ in keys]
+        psnr = metrics[split][mismatched_name(variant)]["psnr"]
+        delta = _signed(None if base is None else psnr - base, "psnr")
+        lines.append("| " + " | ".join([f"{METHOD_NAMES[variant]} (`{variant}`)", *own, *mis, delta]) + " |")
+    return lines
+
+
+def _mismatched_section(metrics: dict) -> list[str]:
+    info = metrics.get("mismatched")
+    if not info:
+        return []
+    lines = [
+        "## Table 2b: mismatched audio",
+        "",
+        "Every picture hears the second of audio of a sample of another class (a fixed derangement drawn "
+        f"with seed {info['seed']} within windows of {info['window']} samples), instead of its own. The "
+        'paper builds the relevance mechanism to "increase dependency on the visual backbone when audio '
+        'and vision are irrelevant": the full model should stay near the visual-only baseline (r falls), '
+        "the w/o-r model (r = 1 always) should fall below it.",
+        "",
+    ]
+    for split in metrics["splits"]:
+        if split in metrics["unavailable"].get("mismatched", {}):
+            why = metrics["unavailable"]["mismatched"][split]
+            lines += [f"### Table 2b on {split_title(split)}", "", f"Not available: {why}", ""]
+            continue
+        lines += [f"### Table 2b on {split_title(split)}", "", *table2b(metrics, split), ""]
+    return lines
+
+
+SEGMENTS = {
+    "in_event": "in-event segments",
+    "background": "background segments (audio and picture may not match)",
+}
+
+
+def _segments_section(metrics: dict) -> list[str]:
+    """AVE's in-event and background segments, scored apart (where a split carries the annotation)."""
+    segments = metrics.get("segments") or {}
+    if not segments:
+        return []
+    lines = [
+        "## AVE segments: in-event and background",
+        "",
+        "AVE marks each second as inside its audio-visual event or not; the paper expects the relevance "
+        "mechanism to matter most on the background seconds, where sound and picture may be unrelated.",
+        "",
+    ]
+    for split, per in segments.items():
+        heads = [f"{seg} {label}" for seg in per for _, label in (*METRIC_HEADS, ("mean_r", "mean r"))]
+        lines += [f"### {split_title(split)}", ""]
+        counts = ", ".join(
+            f"{SEGMENTS.get(seg, seg)}: {next(iter(v.values()))['n']}" for seg, v in per.items()
+        )
+        lines += [f"Images: {counts}.", ""]
+        lines += ["| Variant | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
+        names = next(iter(per.values())).keys()
+        for name in names:
+            cells = [
+                _fmt(per[seg].get(name, {}).get(k), DIGITS[k])
+                for seg in per
+                for k, _ in (*METRIC_HEADS, ("mean_r", ""))
+            ]
+            title = METHOD_NAMES.get(name, name)
+            lines.append(f"| {title} (`{name}`) | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def _header(metrics: dict) -> list[str]:
     prov = metrics["provenance"]
     code = prov["code"]
@@ -166,6 +254,7 @@ def _header(metrics: dict) -> list[str]:
         f"- Code: aiaic {code.get('aiaic')}, commit {commit}",
         f"- Date: {prov['date']}",
         "- Images per split: " + ", ".join(f"{s} {k}" for s, k in n.items()),
+        f"- Protocol: {metrics['protocol'].get('name', 'crop, grey-mixed gamut')} (see Protocol below)",
         "",
     ]
 
@@ -266,7 +355,11 @@ def _protocol(metrics: dict) -> list[str]:
         "",
         "## Protocol",
         "",
-        *(f"- {k.replace('_', ' ')}: {v}" for k, v in metrics["protocol"].items() if k != "size"),
+        *(
+            f"- {k.replace('_', ' ')}: {v}"
+            for k, v in metrics["protocol"].items()
+            if k not in ("size", "protocol", "gamut")
+        ),
         "- PSNR of an image identical to its ground truth is infinite; split means use 100 dB for it.",
         "- Variants: baseline = the visual-only backbone trained alone (RUN/baseline); full = stage 3 with "
         "r from the relevance net, r = 0 for samples without audio (RUN/stage3); full_missing_audio = the "
@@ -279,7 +372,12 @@ def _protocol(metrics: dict) -> list[str]:
 
 def render_report(metrics: dict) -> str:
     """The markdown text of report.md (see the module docstring)."""
-    return "\n".join(_header(metrics) + _tables(metrics) + _not_available(metrics) + _protocol(metrics))
+    setting = metrics.get("setting")
+    paper = paper_numbers(metrics.get("backbone", ""))
+    lines = _header(metrics) + _tables(metrics) + _mismatched_section(metrics) + _segments_section(metrics)
+    if setting:
+        lines += setting_lines(setting, paper[0] if paper else None)
+    return "\n".join(lines + _not_available(metrics) + _protocol(metrics))
 
 
 def write_report(metrics: dict, path: Path) -> Path:
