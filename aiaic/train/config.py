@@ -40,6 +40,7 @@ from aiaic.models.backbones.registry import spec_of
 from aiaic.models.config import ModelConfig, model_config_from_recipe
 from aiaic.models.pretrained import check_weight_files
 from aiaic.train.losses import check_loss_terms
+from aiaic.train.requirements import check_requirements
 from aiaic.train.stages import ABLATION_CHAINS, STAGES, stage_sequence
 from aiaic.train.terms import get_term
 
@@ -313,7 +314,6 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     run_recipe.update(_network_weights(recipe))
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = model_config_from_recipe(recipe, {k: flags.get(k) for k in _MODEL_FLAGS})
-    check_weight_files(model)
     backbone = spec_of(model.backbone)
     problem = backbone.input_policy(model.backbone_options).problem(train.image_size, train.image_size)
     if problem:
@@ -331,4 +331,7 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
         cfg = build_config(StageConfig, section, stage_flags)
         stages[name] = resolve_stage(cfg, backbone, STAGES[name].colours)
     loader = loader_config_from_recipe(recipe_section(recipe, "loader"))
-    return TrainPlan(train=train, model=model, stages=stages, loader=loader)
+    plan = TrainPlan(train=train, model=model, stages=stages, loader=loader)
+    check_requirements(recipe, plan)  # `paper = true` / [requires]: every missing file in one error
+    check_weight_files(model)
+    return plan
