@@ -58,7 +58,10 @@ class StageConfig:
             numbers); under torchrun each of R ranks takes batch_size / R, which must divide.
         lr, optimizer ("adam", "adamw" or "sgd" with momentum 0.9), betas, weight_decay (L2 for adam
             and sgd, decoupled for adamw): None = the backbone's own (`Backbone.optimizer`).
-        lr_schedule: "constant" or "cosine" (per step, to 0 at the last step).
+        lr_schedule: "constant", "cosine" (per step, to 0 at the last step) or "multistep" (lr x
+            lr_gamma at each of `lr_milestones`, fractions of the stage's optimizer steps: DDColor's
+            MultiStepLR, milestones 80k, 120k, ..., 360k of 400k iterations, gamma 0.5, is
+            lr_milestones = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], lr_gamma = 0.5).
         loss: the colour loss L_c as term name -> weight (the registered terms of `aiaic.train.terms`:
             l1, l2, huber on ab_n; perceptual, colorfulness, adversarial on the RGB they imply; a
             backbone's own); None = the backbone's (`BackboneSpec.loss`).
@@ -77,7 +80,9 @@ class StageConfig:
     optimizer: Literal["adam", "adamw", "sgd"] | None = None
     betas: tuple[float, ...] | None = None
     weight_decay: float | None = None
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Literal["constant", "cosine", "multistep"] = "constant"
+    lr_milestones: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    lr_gamma: float = 0.5
     loss: Mapping[str, float] | None = None
     color_loss: Literal["l1", "l2", "huber"] | None = None
     huber_delta: float = 0.05
@@ -101,6 +106,11 @@ class StageConfig:
                 raise ValueError(f"{name} must be two numbers in [0, 1), got {betas}")
         if not 0.0 <= self.mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {self.mask_prob}")
+        if not all(0.0 < m < 1.0 for m in self.lr_milestones) or not 0.0 < self.lr_gamma <= 1.0:
+            raise ValueError(
+                f"lr_milestones must be fractions in (0, 1) and lr_gamma in (0, 1], got "
+                f"{list(self.lr_milestones)} and {self.lr_gamma}"
+            )
         if self.huber_delta <= 0 or (self.weight_decay or 0) < 0 or self.grad_clip < 0:
             raise ValueError("huber_delta must be > 0; weight_decay and grad_clip >= 0")
         if (

@@ -77,9 +77,13 @@ def make_optimizer(cfg: StageConfig, params: list[nn.Parameter]) -> torch.optim.
 
 
 def make_scheduler(cfg: StageConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    """The stage's lr schedule over `total_steps` optimizer steps (None = constant)."""
     if cfg.lr_schedule == "constant":
         return None
     total = max(1, total_steps)
+    if cfg.lr_schedule == "multistep":  # DDColor's MultiStepLR, milestones as fractions of the steps
+        milestones = sorted({max(1, round(m * total)) for m in cfg.lr_milestones})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.lr_gamma)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
     )
