@@ -15,7 +15,9 @@ backbone_weights), the VGGSound ResNet-18 for E_a and E_a' (audio_encoder and re
 "vggsound", vggsound_weights), ImageNet VGG-19 for E_v (relevance_image_encoder "vgg19",
 vgg19_weights), and the pretrained network each colour-loss term needs (DDColor's perceptual term:
 torchvision's VGG16-BN, [train] vgg16_bn_weights or the torch hub cache). Everything missing is listed
-in one ConfigError, each with where it comes from. Without either key nothing is required (the demo
+in one ConfigError, each with where it comes from. The networks of loss terms come from the term
+registry (`aiaic.train.terms`: `TermNeeds.network`), so a backbone's own term that reads one (e.g. a
+VGG-19) is required the same way. Without either key nothing is required (the demo
 and the tests run without any download; a missing VGG16-BN then switches the perceptual term off, and
 the stage's config.json records it).
 """
@@ -31,11 +33,11 @@ import torch
 from aiaic.config import recipe_section
 from aiaic.errors import ConfigError
 from aiaic.models.pretrained import WHERE_FROM
+from aiaic.train.terms import TERMS, get_term
 
 if TYPE_CHECKING:
     from aiaic.train.config import TrainPlan
 
-VGG16_BN = "vgg16_bn-6c64b313.pth"
 # our backbone name's prefix -> where its released weights come from
 BACKBONE_WEIGHTS_FROM = {
     "ddcolor-large": "DDColor's ddcolor_paper.pth (ConvNeXt-L, the DDColor paper's model): Hugging Face "
@@ -44,13 +46,12 @@ BACKBONE_WEIGHTS_FROM = {
     "disco": "DISCO's disco-beta.pth.tar: MenghanXia/DisentangledColorization (its README's checkpoint link)",
     "chromagan": "ChromaGAN's my_model_colorization.h5: pvitoria/ChromaGAN (its README's weights link)",
 }
-# a colour-loss term -> (the file it needs, where it comes from)
-TERM_NETWORKS = {
-    "perceptual": (
-        VGG16_BN,
-        "torchvision's ImageNet VGG16-BN: download.pytorch.org/models/vgg16_bn-6c64b313.pth, or the torch "
-        "hub cache after torchvision.models.vgg16_bn(weights='IMAGENET1K_V1')",
-    ),
+# a pretrained network of a loss term (`aiaic.train.terms.PretrainedNet.name`) -> where it comes from
+NETWORK_FROM = {
+    "vgg16_bn": "torchvision's ImageNet VGG16-BN: download.pytorch.org/models/vgg16_bn-6c64b313.pth, or the "
+    "torch hub cache after torchvision.models.vgg16_bn(weights='IMAGENET1K_V1')",
+    "vgg19": "torchvision's ImageNet VGG-19: download.pytorch.org/models/vgg19-dcbb9e9d.pth, or the torch "
+    "hub cache after torchvision.models.vgg19(weights='IMAGENET1K_V1')",
 }
 _REQUIRES_KEYS = {"files", "random_init", "drop_terms"}
 
@@ -99,19 +100,27 @@ def _paper_model_missing(plan: TrainPlan, random_init: bool) -> list[str]:
 
 
 def _term_files_missing(plan: TrainPlan, drop: set[str]) -> list[str]:
-    """The pretrained networks of the colour-loss terms some stage uses (and may not drop)."""
+    """The pretrained networks (`aiaic.train.terms`: a term's `needs.network`) of the colour-loss terms
+    some stage uses and may not drop, where neither the recipe's file nor the torch hub cache has them."""
     used = {t for st in plan.stages.values() for t, w in st.loss_terms().items() if w > 0}
+    named = {k: Path(v) for k, v in plan.train.network_weights.items()}
+    if plan.train.vgg16_bn_weights is not None:
+        named["vgg16_bn"] = Path(plan.train.vgg16_bn_weights)
     out = []
-    for term in sorted(used & set(TERM_NETWORKS) - drop):
-        name, where = TERM_NETWORKS[term]
-        named = plan.train.vgg16_bn_weights if term == "perceptual" else None
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / name
-        if named is not None and not Path(named).is_file():
-            out.append(f"{named} ([train] vgg16_bn_weights, the {term} term): not found; get it from {where}")
-        elif named is None and not cached.is_file():
+    for term in sorted(used - drop):
+        net = get_term(term).needs.network if term in TERMS else None
+        if net is None:
+            continue
+        where = NETWORK_FROM.get(net.name, f"{net.description} ({net.file})")
+        given = named.get(net.name)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / net.file
+        if given is not None and not given.is_file():
+            out.append(f"{given} ([train] {net.recipe_key}, the {term} term): not found; get it from {where}")
+        elif given is None and not cached.is_file():
             out.append(
-                f"{name} (the {term} term): not in {cached.parent} and [train] vgg16_bn_weights is not set; "
-                f'get it from {where} (or `drop_terms = ["{term}"]` in [requires])'
+                f"{net.file} (the {term} term's {net.what}): not in {cached.parent} and [train] "
+                f"{net.recipe_key} is not set; get it from {where} "
+                f'(or `drop_terms = ["{term}"]` in [requires])'
             )
     return out
 
