@@ -200,7 +200,8 @@ def test_the_ddcolor_recipe_is_the_papers(tmp_path, monkeypatch):
         train["stage2"]["optimizer"],
     ) == (20, 64, 1e-3, "adam")
     assert (train["stage3"]["epochs"], train["stage3"]["batch_size"]) == (10, 16)
-    assert train["loss"] == {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
+    assert train["loss"] == {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness_ddcolor": 0.5}
+    assert train["color_enhance"] == 1.2
     assert (train["optimizer"], train["lr"], train["betas"], train["weight_decay"]) == (
         "adamw",
         1e-4,

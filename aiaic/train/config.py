@@ -67,6 +67,8 @@ class StageConfig:
             backbone's own); None = the backbone's (`BackboneSpec.loss`).
         color_loss: shorthand for a single term, `loss = {color_loss = 1.0}` ("l1", "l2", "huber").
         huber_delta: the huber term's threshold, in ab_n units.
+        color_enhance: the truth's saturation factor before the perceptual term and the
+            discriminator read its RGB (`aiaic.train.losses.color_enhance`; 1 = off; DDColor 1.2).
         mask_prob: share of samples with r = 0 (stage 1 and e2e; the loader's `audio_mask`).
         grad_clip: max global gradient norm (0 = off).
         disc_channels / disc_blocks: width and depth of the critic (adversarial term); None = the
@@ -86,6 +88,7 @@ class StageConfig:
     loss: Mapping[str, float] | None = None
     color_loss: Literal["l1", "l2", "huber"] | None = None
     huber_delta: float = 0.05
+    color_enhance: float = 1.0
     mask_prob: float = 0.0
     grad_clip: float = 0.0
     disc_channels: int | None = None
@@ -111,6 +114,8 @@ class StageConfig:
                 f"lr_milestones must be fractions in (0, 1) and lr_gamma in (0, 1], got "
                 f"{list(self.lr_milestones)} and {self.lr_gamma}"
             )
+        if not self.color_enhance > 0:
+            raise ValueError(f"color_enhance must be > 0, got {self.color_enhance}")
         if self.huber_delta <= 0 or (self.weight_decay or 0) < 0 or self.grad_clip < 0:
             raise ValueError("huber_delta must be > 0; weight_decay and grad_clip >= 0")
         if (

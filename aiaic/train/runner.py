@@ -277,6 +277,7 @@ def _build_objective(st: _Stage, model: AudioInfusedColorizer, amp: MixedPrecisi
         network_weights=st.plan.train.network_weights,
         discriminator=adversary.module if adversary is not None else None,
         critic=critic,
+        color_enhance=st.cfg.color_enhance,
         device=st.dist_info.device,
     )
     return StageObjective(model, st.spec, st.cfg, color, adversary)
