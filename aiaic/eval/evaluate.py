@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,10 +49,11 @@ from aiaic.data.loader import read_manifest
 from aiaic.data.sample import decode_sample
 from aiaic.errors import ConfigError, InputError, RunError
 from aiaic.eval import mismatch, protocol
-from aiaic.eval.grid import GridRow, write_grid
+from aiaic.eval.grid import write_grid
 from aiaic.eval.metrics import LpipsMetric, colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
+from aiaic.eval.scores import SplitScores
 from aiaic.eval.setting import collect_setting
 from aiaic.io import atomic_open
 from aiaic.progress import progress_bar
@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 
 VARIANTS = tuple(VARIANT_TABLE)
 DEFAULT_SPLITS = ("val", "ood", "test")
-PSNR_CAP = 100.0  # dB; identical images (PSNR = inf) enter split means as this value
 
 
 @dataclass(frozen=True)
@@ -120,64 +119,6 @@ class EvalConfig:
             raise ValueError("batch_size must be >= 1 and save_images >= 0")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
-
-
-class _Accumulator:
-    """Running sums of one (split, variant): memory is constant in the number of images."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "colorfulness": 0.0, "r": 0.0}
-        self.capped = 0
-
-    def add(self, m: dict) -> None:
-        self.n += 1
-        p = m["psnr"]
-        if math.isinf(p):
-            self.capped += 1
-            p = PSNR_CAP
-        self.sums["psnr"] += p
-        self.sums["ssim"] += m["ssim"]
-        self.sums["colorfulness"] += m["colorfulness"]
-        self.sums["r"] += m.get("r") or 0.0
-        if m.get("lpips") is not None:
-            self.sums["lpips"] += m["lpips"]
-
-    def result(self, with_lpips: bool) -> dict:
-        n = max(self.n, 1)
-        return {
-            "psnr": self.sums["psnr"] / n,
-            "ssim": self.sums["ssim"] / n,
-            "lpips": self.sums["lpips"] / n if with_lpips else None,
-            "colorfulness": self.sums["colorfulness"] / n,
-            "mean_r": self.sums["r"] / n,
-            "n": self.n,
-            "psnr_capped": self.capped,
-        }
-
-
-class _GridPicker:
-    """Up to n grid rows, spread over labels: the first sample of each new label is taken, and the
-    first other samples fill what is left. Holds at most 2 n rows."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.first: list[GridRow] = []
-        self.extra: list[GridRow] = []
-        self.labels: set[str] = set()
-
-    def wants(self, label: str) -> bool:
-        return (label not in self.labels and len(self.first) < self.n) or len(self.extra) < self.n
-
-    def add(self, row: GridRow) -> None:
-        if row.label not in self.labels and len(self.first) < self.n:
-            self.labels.add(row.label)
-            self.first.append(row)
-        elif len(self.extra) < self.n:
-            self.extra.append(row)
-
-    def rows(self) -> list[GridRow]:
-        return (self.first + self.extra)[: self.n]
 
 
 def _split_urls(shards: Path, split: str, entry: dict) -> list[str]:
@@ -357,53 +298,6 @@ class _SplitRun:
         return self.cfg.gamut
 
 
-def segment_of(sample) -> str | None:
-    """ "in_event" or "background" for an AVE segment (AVE's annotation, carried in the sample's json),
-    None for a sample that has no such annotation (every non-AVE sample is marked in_event)."""
-    ave = sample.meta.get("dataset") == "ave" or sample.meta.get("in_event") is False
-    if not ave:
-        return None
-    return "in_event" if sample.meta.get("in_event", True) else "background"
-
-
-class _SplitScores:
-    """The running means of one split: every entry, the same per AVE segment, the grid and the ground
-    truth's colourfulness."""
-
-    def __init__(self, names: list[str], save_images: int) -> None:
-        self.names = names
-        self.acc = {n: _Accumulator() for n in names}
-        self.segments: dict[str, dict[str, _Accumulator]] = {}
-        self.gt_colour, self.gt_n = 0.0, 0
-        self.grid = _GridPicker(save_images)
-
-    def add(self, ctx: _SplitRun, split: str, batch, scored) -> None:
-        gts, preds, rows, has = scored
-        for i, s in enumerate(batch):
-            label = str(s.meta.get("label", s.label_id))
-            segment = segment_of(s)
-            for name, per in rows.items():
-                self.acc[name].add(per[i])
-                if segment is not None:
-                    self.segments.setdefault(segment, {}).setdefault(name, _Accumulator()).add(per[i])
-                ctx.writer.writerow(
-                    {
-                        "split": split,
-                        "variant": name,
-                        "key": s.key,
-                        "label": label,
-                        "has_audio": bool(has[i]),
-                        **per[i],
-                    }
-                )
-            self.gt_colour += colorfulness(gts[i])
-            self.gt_n += 1
-            if self.grid.wants(label):
-                imgs = {n: preds[n][0][i] for n in preds} | {"ground_truth": gts[i]}
-                r_full = float(preds["full"][1][i]) if "full" in preds else None
-                self.grid.add(GridRow(s.key, label, imgs, r_full))
-
-
 def _scored_batches(ctx: _SplitRun, split: str, urls: list[str], mismatched: bool):
     """(batch, scores) of the split, in batches of `cfg.batch_size`; with `mismatched`, each window of
     `mismatch.WINDOW` samples gets its derangement first (`mismatch.donors`)."""
@@ -447,9 +341,9 @@ def _evaluate_split(ctx: _SplitRun, split: str, urls: list[str], total: int, mis
     names = [*ctx.models] + [
         mismatch.mismatched_name(v) for v in ctx.models if mismatched and _hears_own_audio(v)
     ]
-    scores = _SplitScores(["grey_input", *names], cfg.save_images)
+    scores = SplitScores(["grey_input", *names], cfg.save_images)
     for batch, scored in _scored_batches(ctx, split, urls, mismatched):
-        scores.add(ctx, split, batch, scored)
+        scores.add(ctx.writer, split, batch, scored)
         ctx.progress.advance(task, len(batch))
     if scores.gt_n == 0:
         raise InputError(urls[0] if urls else split, f"split '{split}' yielded no samples from {urls}")
