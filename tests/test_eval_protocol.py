@@ -211,3 +211,27 @@ def test_eval_with_mismatched_audio_resize_clip_and_ave_segments(tmp_path, tiny_
     assert (
         again["val"]["full_mismatched_audio"] == metrics["val"]["full_mismatched_audio"]
     )  # fixed for a seed
+
+
+def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import aiaic.eval.evaluate as evaluate
+    from aiaic.cli.eval import app
+
+    seen = {}
+
+    def fake_run_eval(cfg):
+        seen["cfg"] = cfg
+        raise evaluate.ConfigError("stop here")
+
+    monkeypatch.setattr(evaluate, "run_eval", fake_run_eval)
+    args = ["--run", str(tmp_path), "--shards", str(tmp_path), "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(
+        app, [*args, "--protocol", "resize", "--gamut", "clip", "--audio", "mismatched", "--seed", "3"]
+    )
+    assert res.exit_code != 0 and "stop here" in res.output
+    cfg = seen["cfg"]
+    assert (cfg.protocol, cfg.gamut, cfg.audio, cfg.seed) == ("resize", "clip", "mismatched", 3)
+    res = CliRunner().invoke(app, [*args, "--protocol", "stretch"])
+    assert res.exit_code == 2 and "protocol must be one of ['crop', 'resize']" in res.output
