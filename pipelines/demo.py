@@ -83,6 +83,8 @@ TABLE2_ROWS = (
     ("no_r", "w/o r"),
     ("no_r_missing_audio", "w/o r (missing audio: silence, r = 1)"),
     ("e2e", "w/o multi-step"),
+    ("full_mismatched_audio", "Table 2b: full, audio of another class"),
+    ("no_r_mismatched_audio", "Table 2b: w/o r, audio of another class"),
 )
 
 
@@ -90,7 +92,7 @@ def table2_summary(metrics_path: Path) -> list[str]:
     """Lines giving PSNR / SSIM / mean r of the baseline and Table 2's five rows, per split, from
     aiaic-eval's metrics.json (a row the run could not give says "n/a")."""
     metrics = json.loads(metrics_path.read_text())
-    lines = []
+    lines = [f"   protocol: {metrics['protocol'].get('name')}"]
     for split in metrics["splits"]:
         lines.append(f"   Table 2 on {split}: PSNR (dB) / SSIM / mean r")
         for variant, title in TABLE2_ROWS:

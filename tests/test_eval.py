@@ -304,11 +304,10 @@ def test_eval_names_a_missing_shard(tmp_path, tiny_run, eval_split):
 
 
 def test_report_prints_the_papers_numbers_beside_a_paper_backbone(
-    tmp_path, tiny_run, eval_split, no_lpips_weights, monkeypatch
+    tmp_path, tiny_run, eval_split, no_lpips_weights
 ):
-    """A run on DDColor (the paper's "DDC") gets the paper's rows in Table 1 and columns in Table 2; an empty
-    slot says so, a filled one lands in its own cell. The old variant name missing_audio still works."""
-    from aiaic.eval import paper_numbers
+    """A run on DDColor (the paper's "DDC") gets the paper's rows in Table 1, columns in Table 2 (Table 2
+    has no OOD column: "-") and deltas beside ours. The old variant name missing_audio still works."""
     from aiaic.eval.report import render_report
 
     cfg = EvalConfig(
@@ -327,19 +326,11 @@ def test_report_prints_the_papers_numbers_beside_a_paper_backbone(
 
     metrics["backbone"] = "ddcolor-tiny"
     text = render_report(metrics)
-    empty = " | ".join(["not filled in"] * 3)
-    assert f"| Paper (DDC): Visual-only backbone | {empty} | - |" not in text  # every paper split has a slot
-    assert f"| Paper (DDC): Visual-only backbone | {empty} | {empty} | {empty} |" in text
+    assert "| Paper (DDC): Visual-only backbone | 0.1450 | 23.91 | 0.9250 | 0.1320 |" in text
     assert (
         "| Row (variant) | val LPIPS↓ | val PSNR↑ | val SSIM↑ | val colour | val mean r | paper DDC LPIPS↓"
     ) in text
-    assert "an empty slot of `aiaic/eval/paper_numbers.py`" in text
-
-    ddc = paper_numbers.PAPER_NUMBERS["DDC"]
-    monkeypatch.setitem(ddc["table1"]["full"]["ood"], "psnr", 23.45)
-    monkeypatch.setitem(ddc["table2"]["no_r_missing_audio"]["val"], "ssim", 0.8765)
-    text = render_report(metrics)
-    full_row = f"| Paper (DDC): Full (r from the relevance net) | {empty} | {empty} | not filled in | 23.45 |"
-    assert full_row in text
-    row = next(line for line in text.splitlines() if line.startswith("| w/o r (missing audio)"))
-    assert row.endswith("| not filled in | not filled in | 0.8765 |")
+    row = next(line for line in text.splitlines() if line.startswith("| w/o r (missing audio) (`"))
+    assert row.endswith("| 0.2010 | 23.40 | 0.8900 |")
+    delta = next(line for line in text.splitlines() if line.startswith("| Audio-infused"))
+    assert "| +0.54 |" in delta  # the paper's DDC full - baseline PSNR on VGGSound

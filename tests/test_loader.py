@@ -106,6 +106,25 @@ def test_train_crops_and_flips_come_from_the_frame(split_dir, train_samples):
     assert 0 < flips < 32 and crops > 16  # random, not constant
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_prepare_resize_is_the_whole_frame_without_flip(split_dir, train_samples, train):
+    """prepare = "resize", flip = False (DDColor's preparation): every item is the whole 64 x 80 frame
+    resized to 48 x 48 (bicubic), in training as in evaluation: no crop, no flip."""
+    cfg = LoaderConfig(image_size=48, batch_size=8, train=train, prepare="resize", flip=False, seed=3)
+    n = 0
+    for b in make_loader(open_split(split_dir, "train"), cfg):
+        for i, key in enumerate(b["key"]):
+            want = np.asarray(
+                Image.fromarray(train_samples[key].image).resize((48, 48), Image.Resampling.BICUBIC)
+            )
+            got = (b["rgb"][i].numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+            np.testing.assert_array_equal(got, want)
+            n += 1
+    assert n >= 24
+    with pytest.raises(ConfigError, match="prepare"):
+        LoaderConfig(prepare="pad")
+
+
 def test_mel_is_normalised_with_manifest_stats_and_silent_is_zero(split_dir, train_samples):
     source = open_split(split_dir, "train")
     mean, std = np.asarray(source.mel_mean), np.asarray(source.mel_std)

@@ -57,3 +57,30 @@ def test_shape_and_tiling():
     assert vggsound_spectrogram(torch.zeros(2, 16000) + 0.1, short).shape == (2, 1, 257, 98)
     with pytest.raises(ValueError, match="PCM"):
         vggsound_spectrogram(torch.zeros(1, 1, 16000))
+
+
+def test_silence_gives_the_official_zeros():
+    """Digital silence: the official float64 steps give a constant within 4e-6 of zero (the last bits of
+    np.mean over identical values, divided by std + 1e-9); ours gives zeros, in float32 and float64,
+    not the constant field of float32 rounding divided by a tiny epsilon (values near +-1)."""
+    silence = np.zeros(16000)
+    ref = official_spectrogram(silence.copy())
+    assert np.abs(ref).max() < 4e-6 and ref.max() == ref.min()
+    for dtype in (torch.float32, torch.float64):
+        ours = vggsound_spectrogram(torch.zeros(16000, dtype=dtype)).numpy()[0, 0]
+        assert np.abs(ours - ref).max() < 4e-6
+        assert np.all(ours == 0.0)
+
+
+@pytest.mark.parametrize("amplitude", [1e-6, 1 / 32768, 1e-4])
+def test_near_silence_matches_the_official_steps(amplitude):
+    """Near silence (a noise floor of one int16 step, or below): the official steps standardise the
+    floor's own pattern (std 0.45 at 1e-6, where S.std() is near the 1e-9 offset; ~1 above);
+    ours in float32 equals them to 1e-5 (the log of S + 1e-7 in float32 would lose it entirely)."""
+    rng = np.random.default_rng(7)
+    pcm = rng.integers(-1, 2, 16000).astype(np.float64) * amplitude
+    ref = official_spectrogram(pcm.copy())
+    assert ref.std() > 0.4  # a real pattern, not a constant
+    for dtype in (torch.float32, torch.float64):
+        ours = vggsound_spectrogram(torch.from_numpy(pcm).to(dtype)).numpy()[0, 0]
+        assert np.abs(ours - ref).max() < 1e-5, dtype

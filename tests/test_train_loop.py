@@ -170,19 +170,24 @@ def test_cli_without_shards_or_out_says_which_flag():
     assert res.exit_code == 2 and "give --out or set `out`" in " ".join(res.output.split())
 
 
-def test_the_ddcolor_recipe_is_the_papers(tmp_path):
+def test_the_ddcolor_recipe_is_the_papers(tmp_path, monkeypatch):
     import shutil
 
     (tmp_path / "pipelines").mkdir()
     shutil.copy(PIPELINES / "vggsound-ddcolor.toml", tmp_path / "pipelines")
     recipe = load_recipe(tmp_path / "pipelines" / "vggsound-ddcolor.toml")
-    for key in ("vggsound_weights", "vgg19_weights"):  # the paper's pretrained audio side, as placeholders
+    # the paper's files, as placeholders (the recipe refuses to start without them: test_requirements.py)
+    for key in ("vggsound_weights", "vgg19_weights", "backbone_weights"):
         target = tmp_path / "pipelines" / recipe["model"][key]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"placeholder")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints" / "vgg16_bn-6c64b313.pth").write_bytes(b"placeholder")
     assert recipe["model"]["audio_encoder"] == "vggsound" and recipe["train"]["ablations"] == ["no_r", "e2e"]
     train = recipe["train"]
-    assert recipe["model"]["backbone"] == "ddcolor-tiny" and train["image_size"] == 256
+    assert recipe["paper"] is True and recipe["requires"] == {"random_init": False, "drop_terms": []}
+    assert recipe["model"]["backbone"] == "ddcolor-large" and train["image_size"] == 256  # ddcolor_paper
     assert (train["baseline"]["epochs"], train["baseline"]["batch_size"]) == (20, 16)
     assert (train["stage1"]["epochs"], train["stage1"]["batch_size"]) == (20, 16)
     assert (
@@ -192,7 +197,8 @@ def test_the_ddcolor_recipe_is_the_papers(tmp_path):
         train["stage2"]["optimizer"],
     ) == (20, 64, 1e-3, "adam")
     assert (train["stage3"]["epochs"], train["stage3"]["batch_size"]) == (10, 16)
-    assert train["loss"] == {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
+    assert train["loss"] == {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness_ddcolor": 0.5}
+    assert train["color_enhance"] == 1.2
     assert (train["optimizer"], train["lr"], train["betas"], train["weight_decay"]) == (
         "adamw",
         1e-4,
@@ -203,11 +209,11 @@ def test_the_ddcolor_recipe_is_the_papers(tmp_path):
     stand_in = build_train_plan(recipe, {"shards": "s", "out": "o", "backbone": "unet"})
     assert stand_in.stages["stage3"].loss_terms() == train["loss"]
     assert stand_in.stages["stage2"].weight_decay == 0.0 and stand_in.stages["stage1"].optimizer == "adamw"
-    if "ddcolor-tiny" not in available():
+    if "ddcolor-large" not in available():
         pytest.skip("the DDColor backbone is not in this branch")
     plan = build_train_plan(recipe, {"shards": "s", "out": "o"})
     with torch.device("meta"):
-        backbone = build_backbone("ddcolor-tiny", plan.model)
+        backbone = build_backbone("ddcolor-large", plan.model)
     assert plan.train.image_size % backbone.size_multiple == 0
     assert backbone.input_policy == spec_of("ddcolor-tiny").input_policy()
     assert plan.stages["stage1"].loss_terms() == train["loss"]

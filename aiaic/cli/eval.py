@@ -79,6 +79,20 @@ def evaluate(
         help="Never download the LPIPS AlexNet weights (default: fetch them into the torch hub cache "
         "when missing; AIAIC_OFFLINE=1 also forbids it).",
     ),
+    protocol: str = typer.Option(
+        None,
+        "--protocol",
+        help="crop (short side 256, centre crop; default) | resize (whole frame to 256x256).",
+    ),
+    gamut: str = typer.Option(
+        None,
+        "--gamut",
+        help="Out-of-gamut colours: grey (mixed with grey, L kept; default) | clip (per channel).",
+    ),
+    audio: str = typer.Option(
+        None, "--audio", help="own (default) | mismatched (also every audio variant hearing another class)."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Seed of the mismatched-audio derangement (default 0)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Evaluate every available variant of RUN on the requested splits; unavailable ones are listed."""
@@ -98,6 +112,10 @@ def evaluate(
             "batch_size": batch_size,
             "max_samples": max_samples,
             "offline": offline,
+            "protocol": protocol,
+            "gamut": gamut,
+            "audio": audio,
+            "seed": seed,
         }
         cfg = build_config(EvalConfig, recipe_section(load_recipe(config), "eval"), flags)
         metrics = run_eval(cfg)

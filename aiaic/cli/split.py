@@ -30,10 +30,16 @@ def split(
     ood: Annotated[int | None, typer.Option(help="Number of OOD categories (0 = none).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
     categories: Annotated[
-        Path | None, typer.Option(help="ID category list, one class per line; default: all present.")
+        Path | None,
+        typer.Option(
+            "--categories",
+            "--id-classes",
+            help="ID category list, one class per line (e.g. the authors' 164); default: all present.",
+        ),
     ] = None,
     ood_list: Annotated[
-        Path | None, typer.Option(help="Fixed OOD category list (instead of drawing).")
+        Path | None,
+        typer.Option("--ood-list", "--ood-classes", help="Fixed OOD category list (instead of drawing)."),
     ] = None,
     ood_samples: Annotated[
         int | None, typer.Option(help="At most this many OOD pairs (default 1000).")

@@ -76,13 +76,18 @@ def _encode(v, thr, start):  # linear v in [0, 1] -> sRGB code 0..255, exact (se
 
 
 @numba.njit(cache=True, nogil=True)
-def _join_kernel(lab_l, lab_a, lab_b, m, white, thr, start, out):  # L, a, b float32 [N]; out uint8 [N, 3]
+def _join_kernel(lab_l, lab_a, lab_b, m, white, thr, start, clip, out):  # L, a, b f32 [N]; out u8 [N, 3]
     d = np.empty(3)
     for k in range(lab_l.shape[0]):
         fy = (lab_l[k] + 16.0) / 116.0
         x = _finv(lab_a[k] / 500.0 + fy) * white[0]
         y = _finv(fy) * white[1]
         z = _finv(max(fy - lab_b[k] / 200.0, 0.0)) * white[2]
+        if clip:  # per channel, as skimage lab2rgb
+            for c in range(3):
+                v = m[c, 0] * x + m[c, 1] * y + m[c, 2] * z
+                out[k, c] = _encode(min(max(v, 0.0), 1.0), thr, start)
+            continue
         t = 1.0  # largest mix with the grey (y, y, y) that stays inside [0, 1]^3
         for c in range(3):
             d[c] = m[c, 0] * x + m[c, 1] * y + m[c, 2] * z - y
@@ -115,15 +120,18 @@ def model_input(L: torch.Tensor, size: int) -> torch.Tensor:
     return normalize_l(L.clamp(0.0, 100.0))
 
 
-def join_full_resolution(L: torch.Tensor, ab_n: torch.Tensor) -> np.ndarray:
+def join_full_resolution(L: torch.Tensor, ab_n: torch.Tensor, gamut: str = "grey") -> np.ndarray:
     """Full-resolution L [B, 1, H, W] (0..100) + ab_n [B, 2, h, w] -> uint8 RGB [B, H, W, 3].
 
     ab_n is upsampled bilinearly (align_corners=False) to H x W and denormalised (x 110, clamped);
-    Lab -> linear sRGB; an out-of-gamut colour is mixed with the grey of the same luminance
-    (Y, Y, Y): Y is linear in linear RGB, so the mix keeps Y (hence L) and the hue (the direction
-    from the white point), with the largest weight that fits [0, 1]^3 (closed form per channel);
-    then sRGB-encoded and rounded.
+    Lab -> linear sRGB; an out-of-gamut colour is, with gamut "grey", mixed with the grey of the same
+    luminance (Y, Y, Y): Y is linear in linear RGB, so the mix keeps Y (hence L) and the hue (the
+    direction from the white point), with the largest weight that fits [0, 1]^3 (closed form per
+    channel); with gamut "clip", clipped per channel to [0, 1] (what skimage's lab2rgb does); then
+    sRGB-encoded and rounded.
     """
+    if gamut not in ("grey", "clip"):
+        raise ValueError(f"gamut must be 'grey' or 'clip', got {gamut!r}")
     b, _, h, w = L.shape
     ab_n = ab_n.to(L.device, torch.float32)
     if ab_n.shape[-2:] != (h, w):
@@ -133,5 +141,6 @@ def join_full_resolution(L: torch.Tensor, ab_n: torch.Tensor) -> np.ndarray:
     out = np.empty((b * h * w, 3), np.uint8)
     lab_a = np.ascontiguousarray(ab[:, 0]).reshape(-1)
     lab_b = np.ascontiguousarray(ab[:, 1]).reshape(-1)
-    _join_kernel(lab_l, lab_a, lab_b, _RGB_FROM_XYZ_NP, _WHITE, _ENCODE_THR, _ENCODE_START, out)
+    clip = gamut == "clip"
+    _join_kernel(lab_l, lab_a, lab_b, _RGB_FROM_XYZ_NP, _WHITE, _ENCODE_THR, _ENCODE_START, clip, out)
     return out.reshape(b, h, w, 3)

@@ -11,7 +11,8 @@ stream assembled from small, named, picklable stages (`aiaic.data.loader_stages`
     ShuffleStage   seeded sample shuffle buffer (train only)
     QuotaStage     exactly this worker's share of the epoch (see "Batches per epoch")
     DecodeStage    image: train = resize short side + random crop + horizontal flip, eval = resize
-                   short side + centre crop; mel normalised per band; audio_mask drawn with mask_prob;
+                   short side + centre crop (prepare = "resize": the whole frame resized, train and
+                   eval, as DDColor prepares it); mel normalised per band; audio_mask drawn with mask_prob;
                    with `spectrogram`, the VGGSound spectrogram of pcm.npy (aiaic.data.spectrogram)
     NegativeStage  neg_mel (neg_spec): the audio of a recent sample from another video (seeded pool)
     batched        collate: RGB -> CIE Lab (aiaic.lab) -> L_n, ab_n

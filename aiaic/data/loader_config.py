@@ -27,6 +27,9 @@ class LoaderConfig:
     neg_other_label: bool = False  # prefer negatives of another label (the paper: any other video)
     train_resize: float = 1.0  # train: short side resized to round(image_size * train_resize), then crop
     flip: bool = True  # train: random horizontal flip
+    # "crop": train = short side resized (x train_resize) + random crop, eval = short side + centre crop;
+    # "resize": the whole frame resized to image_size x image_size, train and eval (DDColor's preparation)
+    prepare: Literal["crop", "resize"] = "crop"
     start_method: Literal["spawn", "forkserver"] = "spawn"  # worker start method (never fork)
     prefetch: int = 2  # batches prefetched per worker
     fast_jpeg: bool = True  # train: JPEG decoded at a reduced DCT scale when still >= the needed size
@@ -44,6 +47,7 @@ class LoaderConfig:
             (self.neg_pool >= 1, f"neg_pool must be >= 1, got {self.neg_pool}"),
             (self.train_resize >= 1.0, f"train_resize must be >= 1, got {self.train_resize}"),
             (self.start_method in ("spawn", "forkserver"), f"start_method {self.start_method!r}"),
+            (self.prepare in ("crop", "resize"), f"prepare must be 'crop' or 'resize', got {self.prepare!r}"),
             (self.prefetch >= 1, f"prefetch must be >= 1, got {self.prefetch}"),
         ]
         for ok, message in checks:
@@ -58,6 +62,7 @@ RECIPE_KEYS = (
     "neg_other_label",
     "train_resize",
     "flip",
+    "prepare",
     "start_method",
     "prefetch",
     "fast_jpeg",

@@ -247,12 +247,15 @@ class DecodeStage:
         crop_u, crop_v, flip_u, mask_u = rng.random(4)
         try:
             with Image.open(io.BytesIO(raw[field_name])) as encoded:
-                short = round(s * cfg.train_resize) if cfg.train else s
+                short = round(s * cfg.train_resize) if cfg.train and cfg.prepare == "crop" else s
                 if cfg.train and cfg.fast_jpeg and encoded.format == "JPEG":
                     w, h = encoded.size  # decode at 1/2, 1/4 or 1/8 scale where that still covers `short`
                     encoded.draft("RGB", (math.ceil(w * short / min(w, h)), math.ceil(h * short / min(w, h))))
                 im = encoded.convert("RGB")
-                if cfg.train:
+                if cfg.prepare == "resize":  # the whole frame, aspect not kept
+                    im = im if im.size == (s, s) else im.resize((s, s), Image.Resampling.BICUBIC)
+                    left = top = 0
+                elif cfg.train:
                     im = _resize_short(im, short)
                     left, top = int(crop_u * (im.width - s + 1)), int(crop_v * (im.height - s + 1))
                 else:

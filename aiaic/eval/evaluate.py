@@ -13,8 +13,16 @@ the ground truth's own colourfulness.
 Outputs in `out/`: metrics.json, per_image.csv, grids/<split>.png, report.md, eval-config.json.
 metrics.json = {split: {variant: {"psnr", "ssim", "lpips" (null when unavailable), "colorfulness",
 "n", "mean_r", "psnr_capped"}}, "splits": [...], "variants": [...], "backbone": name,
-"reference": {split: {...}}, "unavailable": {"splits": {...}, "variants": {...}}, "lpips": LpipsStatus,
-"protocol": {...}, "provenance": {...}}.
+"reference": {split: {...}}, "unavailable": {"splits": {...}, "variants": {...}, "mismatched": {split: why}},
+"lpips": LpipsStatus, "protocol": {...}, "segments": {split: {"in_event" | "background": {variant: ...}}},
+"mismatched": {"seed", "window", "variants"} or null, "provenance": {...}}.
+
+Settings (`EvalConfig`): `protocol` "crop" | "resize" and `gamut` "clip" | "grey" (`aiaic.eval.protocol`);
+`audio` "own" | "mismatched": with "mismatched" every variant that hears the sample's own audio (full,
+no_r, e2e) is also scored hearing the second of a sample of another class (`aiaic.eval.mismatch`: a
+fixed derangement drawn from `seed`), as `<variant>_mismatched_audio`. A split whose samples carry AVE's
+annotation (dataset "ave", or any segment outside its event) is also scored on its in-event and its
+background segments separately ("segments").
 
 run_eval reads as its phases: `_open_splits` (which splits the manifest can give), `_load_variants`
 (which variants the run can give), `_evaluate_split` per split (streamed batches, per-image rows,
@@ -25,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,11 +48,13 @@ from aiaic.data.manifest import Manifest, SplitEntry, read_manifest
 from aiaic.data.sample import decode_sample
 from aiaic.data.tars import iter_samples
 from aiaic.errors import ConfigError, InputError, RunError
-from aiaic.eval import protocol
-from aiaic.eval.grid import GridRow, write_grid
-from aiaic.eval.metrics import hasler_colorfulness, load_lpips, psnr, ssim
+from aiaic.eval import mismatch, protocol
+from aiaic.eval.grid import write_grid
+from aiaic.eval.metrics import LpipsMetric, hasler_colorfulness, load_lpips, psnr, ssim
 from aiaic.eval.provenance import provenance
 from aiaic.eval.report import write_report
+from aiaic.eval.scores import SplitScores
+from aiaic.eval.setting import collect_setting
 from aiaic.io import atomic_open
 from aiaic.progress import progress_bar
 from aiaic.runs.device import resolve_device
@@ -59,7 +68,6 @@ log = logging.getLogger(__name__)
 
 VARIANTS = tuple(VARIANT_TABLE)
 DEFAULT_SPLITS = ("val", "ood", "test")
-PSNR_CAP = 100.0  # dB; identical images (PSNR = inf) enter split means as this value
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,11 @@ class EvalConfig:
         unless `offline` or the environment sets AIAIC_OFFLINE=1; else LPIPS unavailable).
     save_images: samples per split shown in the grid. batch_size: samples per forward pass.
     max_samples: evaluate only the first N samples of each split (None = all).
+    protocol: "crop" (short side to 256, centre crop) or "resize" (the whole frame to 256 x 256, the
+        paper's backbones' preparation); gamut: "grey" (mixed with the grey of equal L) or "clip" (per
+        channel, the usual convention). See `aiaic.eval.protocol`.
+    audio: "own" (each sample's own second) or "mismatched" (also `<variant>_mismatched_audio`: every
+        picture hears a second of another class; `aiaic.eval.mismatch`). seed: draws that derangement.
     """
 
     run: Path | None = None
@@ -87,8 +100,15 @@ class EvalConfig:
     max_samples: int | None = None
     progress: bool = True
     offline: bool = False
+    protocol: str = "crop"
+    gamut: str = "grey"
+    audio: str = "own"
+    seed: int = 0
 
     def __post_init__(self) -> None:
+        protocol.check_setting(self.protocol, self.gamut)
+        if self.audio not in ("own", "mismatched"):
+            raise ValueError(f"audio must be 'own' or 'mismatched', got {self.audio!r}")
         object.__setattr__(self, "variants", tuple(dict.fromkeys(canonical_name(v) for v in self.variants)))
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad:
@@ -99,64 +119,6 @@ class EvalConfig:
             raise ValueError("batch_size must be >= 1 and save_images >= 0")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
-
-
-class _Accumulator:
-    """Running sums of one (split, variant): memory is constant in the number of images."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "colorfulness": 0.0, "r": 0.0}
-        self.capped = 0
-
-    def add(self, m: dict) -> None:
-        self.n += 1
-        p = m["psnr"]
-        if math.isinf(p):
-            self.capped += 1
-            p = PSNR_CAP
-        self.sums["psnr"] += p
-        self.sums["ssim"] += m["ssim"]
-        self.sums["colorfulness"] += m["colorfulness"]
-        self.sums["r"] += m.get("r") or 0.0
-        if m.get("lpips") is not None:
-            self.sums["lpips"] += m["lpips"]
-
-    def result(self, with_lpips: bool) -> dict:
-        n = max(self.n, 1)
-        return {
-            "psnr": self.sums["psnr"] / n,
-            "ssim": self.sums["ssim"] / n,
-            "lpips": self.sums["lpips"] / n if with_lpips else None,
-            "colorfulness": self.sums["colorfulness"] / n,
-            "mean_r": self.sums["r"] / n,
-            "n": self.n,
-            "psnr_capped": self.capped,
-        }
-
-
-class _GridPicker:
-    """Up to n grid rows, spread over labels: the first sample of each new label is taken, and the
-    first other samples fill what is left. Holds at most 2 n rows."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.first: list[GridRow] = []
-        self.extra: list[GridRow] = []
-        self.labels: set[str] = set()
-
-    def wants(self, label: str) -> bool:
-        return (label not in self.labels and len(self.first) < self.n) or len(self.extra) < self.n
-
-    def add(self, row: GridRow) -> None:
-        if row.label not in self.labels and len(self.first) < self.n:
-            self.labels.add(row.label)
-            self.first.append(row)
-        elif len(self.extra) < self.n:
-            self.extra.append(row)
-
-    def rows(self) -> list[GridRow]:
-        return (self.first + self.extra)[: self.n]
 
 
 def _split_urls(shards: Path, split: str, entry: SplitEntry) -> list[str]:
@@ -213,32 +175,56 @@ def _load_variants(cfg: EvalConfig, run: Path, device: torch.device) -> tuple[di
     return models, missing
 
 
-@torch.no_grad()
-def _score_batch(samples, models, lpips_metric, device):
-    """Per-image metrics of one batch for every variant and the grey reference."""
-    gts = np.stack([protocol.protocol_image(s.image) for s in samples])  # [B, 256, 256, 3]
-    L = luminance_uint8(gts, device)
+def _own_audio(samples) -> tuple[list, list, torch.Tensor]:
+    """(pcm, log-mels, has_audio bool [B]) of the samples themselves (None where a sample has none)."""
     has = torch.tensor(
         [bool(s.meta.get("has_audio", s.mel is not None)) and s.mel is not None for s in samples]
     )
-    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    grey = join_full_resolution(L, torch.zeros(len(samples), 2, 1, 1, device=device))
-    preds["grey_input"] = (grey, np.zeros(len(samples)))
-    # the stored log-mel (what training read) and, where the model reads it, the VGGSound spectrogram
     pcm = [s.pcm if h else None for s, h in zip(samples, has.tolist(), strict=True)]
     mels = [s.mel if h else None for s, h in zip(samples, has.tolist(), strict=True)]
+    return pcm, mels, has
+
+
+def _hears_own_audio(variant: str) -> bool:
+    spec = VARIANT_TABLE[variant]
+    return spec.c == "audio" and spec.audio == "given"
+
+
+@torch.no_grad()
+def _predict(ctx: _SplitRun, L: torch.Tensor, models: dict, pcm: list, mels: list, has: torch.Tensor) -> dict:
+    """{variant: (uint8 RGB [B, 256, 256, 3], r [B])} of `models` hearing (pcm, mels)."""
+    preds = {}
     audio_of: dict[int, dict[str, torch.Tensor]] = {}  # variants of one stage share its model and mel stats
     for name, model in models.items():
         if id(model.model) not in audio_of:
             audio_of[id(model.model)] = model.audio_input(pcm, mels=mels)
         audio = audio_of[id(model.model)]
-        ab_n, r = model.predict(model_input(L, model.image_size), audio, has.to(device))
-        preds[name] = (join_full_resolution(L, ab_n), r.float().cpu().numpy())
+        ab_n, r = model.predict(model_input(L, model.image_size), audio, has.to(ctx.device))
+        preds[name] = (join_full_resolution(L, ab_n, ctx.gamut), r.float().cpu().numpy())
+    return preds
+
+
+@torch.no_grad()
+def _score_batch(ctx: _SplitRun, samples, donors=None):
+    """Per-image metrics of one batch for every variant and the grey reference; with `donors` (the
+    samples whose audio each one hears instead of its own), also `<variant>_mismatched_audio` for
+    every variant that hears its own audio."""
+    gts = np.stack([protocol.protocol_image(s.image, protocol=ctx.protocol) for s in samples])
+    L = luminance_uint8(gts, ctx.device)  # [B, 1, 256, 256]
+    pcm, mels, has = _own_audio(samples)
+    grey = join_full_resolution(L, torch.zeros(len(samples), 2, 1, 1, device=ctx.device), ctx.gamut)
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {"grey_input": (grey, np.zeros(len(samples)))}
+    preds |= _predict(ctx, L, ctx.models, pcm, mels, has)
+    if donors is not None:
+        hearing = {v: m for v, m in ctx.models.items() if _hears_own_audio(v)}
+        pcm, mels, has = _own_audio(donors)
+        mismatched = _predict(ctx, L, hearing, pcm, mels, has)
+        preds |= {mismatch.mismatched_name(v): p for v, p in mismatched.items()}
     rows: dict[str, list[dict]] = {}
     for name, (images, r) in preds.items():
         lp: list[float | None] = [None] * len(samples)
-        if lpips_metric is not None:
-            lp = [float(d) for d in lpips_metric.distance(images, gts)]
+        if ctx.lpips_metric is not None:
+            lp = [float(d) for d in ctx.lpips_metric.distance(images, gts)]
         rows[name] = [
             {
                 "psnr": psnr(images[i], gts[i]),
@@ -249,7 +235,7 @@ def _score_batch(samples, models, lpips_metric, device):
             }
             for i in range(len(samples))
         ]
-    return gts, preds, rows, has.numpy()
+    return gts, preds, rows, _own_audio(samples)[2].numpy()
 
 
 def _open_splits(
@@ -288,67 +274,97 @@ GRID_COLUMNS = [
 
 @dataclass
 class _SplitRun:
-    """What one split's evaluation shares: the models, the metric, and where rows and images go."""
+    """What one split's evaluation shares: the models, the metric, the protocol, and where rows and
+    images go."""
 
     models: dict
-    lpips_metric: object
+    lpips_metric: LpipsMetric | None
     device: torch.device
     writer: csv.DictWriter
     progress: Progress
     out: Path
-    save_images: int
+    cfg: EvalConfig
+
+    @property
+    def protocol(self) -> str:
+        return self.cfg.protocol
+
+    @property
+    def gamut(self) -> str:
+        return self.cfg.gamut
 
 
-def _evaluate_split(
-    ctx: _SplitRun, split: str, urls: list[str], total: int, batch_size: int, max_samples: int | None
-) -> tuple[dict, dict, str | None]:
-    """(results {variant: means}, reference {grey_input, ground_truth_colorfulness}, grid path or None)
-    of one split; per-image rows go to `ctx.writer`."""
-    task = ctx.progress.add_task(f"eval {split}", total=min(total, max_samples) if max_samples else total)
-    acc = {n: _Accumulator() for n in ["grey_input", *ctx.models]}
-    gt_colour, gt_n = 0.0, 0
-    grid = _GridPicker(ctx.save_images)
-    for batch in _batches(urls, batch_size, max_samples):
-        gts, preds, rows, has = _score_batch(batch, ctx.models, ctx.lpips_metric, ctx.device)
-        for i, s in enumerate(batch):
-            label = str(s.meta.get("label", s.label_id))
-            for name, per in rows.items():
-                acc[name].add(per[i])
-                ctx.writer.writerow(
-                    {
-                        "split": split,
-                        "variant": name,
-                        "key": s.key,
-                        "label": label,
-                        "has_audio": bool(has[i]),
-                        **per[i],
-                    }
-                )
-            gt_colour += hasler_colorfulness(gts[i])
-            gt_n += 1
-            if grid.wants(label):
-                imgs = {n: preds[n][0][i] for n in preds} | {"ground_truth": gts[i]}
-                r_full = float(preds["full"][1][i]) if "full" in preds else None
-                grid.add(GridRow(s.key, label, imgs, r_full))
+def _scored_batches(ctx: _SplitRun, split: str, urls: list[str], mismatched: bool):
+    """(batch, scores) of the split, in batches of `cfg.batch_size`; with `mismatched`, each window of
+    `mismatch.WINDOW` samples gets its derangement first (`mismatch.donors`)."""
+    cfg = ctx.cfg
+    if not mismatched:
+        for batch in _batches(urls, cfg.batch_size, cfg.max_samples):
+            yield batch, _score_batch(ctx, batch)
+        return
+    for w, window in enumerate(mismatch.windows(_batches(urls, mismatch.WINDOW, cfg.max_samples))):
+        _, _, has = _own_audio(window)
+        try:
+            donor = mismatch.donors(
+                [s.label_id for s in window], has.tolist(), mismatch.window_rng(cfg.seed, w)
+            )
+        except ValueError as e:  # the first window was checked (_mismatch_possible); a later one fails here
+            raise InputError(urls[0], f"split '{split}', samples {w * mismatch.WINDOW}..: {e}") from e
+        for start in range(0, len(window), cfg.batch_size):
+            batch = window[start : start + cfg.batch_size]
+            donors = [window[int(j)] for j in donor[start : start + cfg.batch_size]]
+            yield batch, _score_batch(ctx, batch, donors)
+
+
+def _mismatch_possible(ctx: _SplitRun, urls: list[str]) -> str | None:
+    """Why the split cannot be scored with mismatched audio (its first window has no derangement), or None."""
+    first = next(mismatch.windows(_batches(urls, mismatch.WINDOW, ctx.cfg.max_samples)), [])
+    _, _, has = _own_audio(first)
+    try:
+        mismatch.donors([s.label_id for s in first], has.tolist(), mismatch.window_rng(ctx.cfg.seed, 0))
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _evaluate_split(ctx: _SplitRun, split: str, urls: list[str], total: int, mismatched: bool) -> dict:
+    """{"results": {entry: means}, "reference": {grey_input, ground_truth_colorfulness}, "segments":
+    {segment: {entry: means}}, "grid": path or None} of one split; per-image rows go to `ctx.writer`."""
+    cfg = ctx.cfg
+    task = ctx.progress.add_task(
+        f"eval {split}", total=min(total, cfg.max_samples) if cfg.max_samples else total
+    )
+    names = [*ctx.models] + [
+        mismatch.mismatched_name(v) for v in ctx.models if mismatched and _hears_own_audio(v)
+    ]
+    scores = SplitScores(["grey_input", *names], cfg.save_images)
+    for batch, scored in _scored_batches(ctx, split, urls, mismatched):
+        scores.add(ctx.writer, split, batch, scored)
         ctx.progress.advance(task, len(batch))
-    if gt_n == 0:
+    if scores.gt_n == 0:
         raise InputError(urls[0] if urls else split, f"split '{split}' yielded no samples from {urls}")
     with_lpips = ctx.lpips_metric is not None
-    results = {n: acc[n].result(with_lpips) for n in ctx.models}
-    reference = {
-        "grey_input": acc["grey_input"].result(with_lpips),
-        "ground_truth_colorfulness": gt_colour / gt_n,
-    }
     grid_path = None
-    if grid.rows():
+    if scores.grid.rows():
         path = write_grid(
-            grid.rows(),
+            scores.grid.rows(),
             GRID_COLUMNS,
             ctx.out / "grids" / f"{split}.png",
             f"{split}: grey input | baseline | audio-infused (r) | ground truth",
         )
         grid_path = str(path.relative_to(ctx.out))
-    return results, reference, grid_path
+    return {
+        "results": {n: scores.acc[n].result(with_lpips) for n in names},
+        "reference": {
+            "grey_input": scores.acc["grey_input"].result(with_lpips),
+            "ground_truth_colorfulness": scores.gt_colour / scores.gt_n,
+        },
+        "segments": {
+            seg: {n: acc[n].result(with_lpips) for n in ["grey_input", *names] if n in acc}
+            for seg, acc in sorted(scores.segments.items())
+        },
+        "grid": grid_path,
+    }
 
 
 def run_eval(cfg: EvalConfig) -> dict:
@@ -369,35 +385,50 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     write_config_json(out / "eval-config.json", cfg)
-    results: dict = {}
-    reference: dict = {}
-    grids: dict[str, str] = {}
+    per_split: dict[str, dict] = {}
+    unavailable_mismatched: dict[str, str] = {}
     csv_path = out / "per_image.csv"
     with atomic_open(csv_path, "w", newline="") as fh, progress_bar(enabled=cfg.progress) as progress:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        ctx = _SplitRun(models, lpips_metric, device, writer, progress, out, cfg.save_images)
+        ctx = _SplitRun(models, lpips_metric, device, writer, progress, out, cfg)
         for split, split_urls in urls.items():
+            mismatched = cfg.audio == "mismatched"
+            why = _mismatch_possible(ctx, split_urls) if mismatched else None
+            if why is not None:
+                unavailable_mismatched[split] = why
+                log.warning("split %s: no mismatched audio: %s", split, why)
             total = manifest.splits[split].samples
-            results[split], reference[split], grid = _evaluate_split(
-                ctx, split, split_urls, total, cfg.batch_size, cfg.max_samples
-            )
-            if grid is not None:
-                grids[split] = grid
+            per_split[split] = _evaluate_split(ctx, split, split_urls, total, mismatched and why is None)
     metrics = {
-        **results,
+        **{split: r["results"] for split, r in per_split.items()},
         "splits": list(urls),
         "variants": list(models),
         "backbone": next(iter(models.values())).model.config.backbone,
-        "reference": reference,
-        "unavailable": {"splits": unavailable_splits, "variants": unavailable_variants},
+        "reference": {split: r["reference"] for split, r in per_split.items()},
+        "segments": {split: r["segments"] for split, r in per_split.items() if r["segments"]},
+        "mismatched": (
+            {
+                "seed": cfg.seed,
+                "window": mismatch.WINDOW,
+                "variants": [v for v in models if _hears_own_audio(v)],
+            }
+            if cfg.audio == "mismatched"
+            else None
+        ),
+        "unavailable": {
+            "splits": unavailable_splits,
+            "variants": unavailable_variants,
+            "mismatched": unavailable_mismatched,
+        },
         "lpips": lpips_status.to_dict(),
-        "protocol": protocol.describe(),
-        "grids": grids,
+        "protocol": protocol.describe(protocol.EVAL_SIZE, cfg.protocol, cfg.gamut),
+        "grids": {split: r["grid"] for split, r in per_split.items() if r["grid"] is not None},
+        "setting": collect_setting(run, manifest, models),
         "provenance": provenance(run, shards, manifest, models),
         "config": config_to_dict(cfg),
     }
     write_config_json(out / "metrics.json", metrics)
     write_report(metrics, out / "report.md")
-    log.info("wrote %s, %s, %s and %d grid(s)", out / "metrics.json", out / "report.md", csv_path, len(grids))
+    log.info("wrote %s, %s, %s", out / "metrics.json", out / "report.md", csv_path)
     return metrics

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiaic.eval.mismatch import mismatched_name
 from aiaic.eval.paper_numbers import paper_numbers
+from aiaic.eval.setting import setting_lines
 from aiaic.io import write_text_atomic
 from aiaic.runs.variants import VARIANTS
 
@@ -30,7 +32,7 @@ TABLE2_ROWS = {
 }
 METHOD_NAMES = {v.name: v.title for v in VARIANTS.values()} | {"grey_input": "Reference: grey input (ab = 0)"}
 DIGITS = {"lpips": 4, "psnr": 2, "ssim": 4, "colorfulness": 2, "mean_r": 2}
-NOT_FILLED = "not filled in"
+NO_CELL = "-"  # the paper has no such cell (Table 2 has no VGGSound_OOD column)
 
 
 def _fmt(value, digits: int) -> str:
@@ -61,7 +63,7 @@ def _cell(metrics: dict, split: str, variant: str, key: str) -> str:
 
 
 def _paper_cell(value: float | None, key: str) -> str:
-    return NOT_FILLED if value is None else _fmt(value, DIGITS[key])
+    return NO_CELL if value is None else _fmt(value, DIGITS[key])
 
 
 METRIC_HEADS = [("lpips", "LPIPS↓"), ("psnr", "PSNR↑"), ("ssim", "SSIM↑")]
@@ -82,7 +84,7 @@ def table1(metrics: dict) -> list[str]:
         for variant in TABLE1:
             row = tables["table1"][variant]
             cells = [f"Paper ({name}): {METHOD_NAMES[variant]}"] + [
-                _paper_cell(row[s][k], k) if s in row else "-" for s in splits for k, _ in METRIC_HEADS
+                _paper_cell(row[s][k], k) if s in row else NO_CELL for s in splits for k, _ in METRIC_HEADS
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -101,8 +103,138 @@ def table2(metrics: dict, split: str) -> list[str]:
         cells = [f"{TABLE2_ROWS[variant]} (`{variant}`)", *ours]
         if paper is not None:
             row = paper[1]["table2"][variant].get(split)
-            cells += [_paper_cell(row[k], k) if row else "-" for k, _ in METRIC_HEADS]
+            cells += [_paper_cell(row[k], k) if row else NO_CELL for k, _ in METRIC_HEADS]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# (variant, minus variant, row name, the paper's table holding both): the deltas that should reproduce
+DELTAS = (
+    ("full", "baseline", "Audio-infused − visual-only (full − baseline)", "table1"),
+    ("full_missing_audio", "full", "Full (missing audio) − full", "table2"),
+    ("no_r", "full", "w/o r − full", "table2"),
+    ("no_r_missing_audio", "full", "w/o r (missing audio) − full", "table2"),
+    ("e2e", "full", "w/o multi-step − full", "table2"),
+)
+
+
+def _our_delta(metrics: dict, split: str, a: str, b: str, key: str) -> float | None:
+    entries = metrics.get(split, {}) if split in metrics["splits"] else {}
+    va, vb = (entries.get(v, {}).get(key) for v in (a, b))
+    return None if va is None or vb is None else va - vb
+
+
+def _paper_delta(tables: dict, table: str, split: str, a: str, b: str, key: str) -> float | None:
+    va, vb = (tables[table][v].get(split, {}).get(key) for v in (a, b))
+    return None if va is None or vb is None else va - vb
+
+
+def _signed(value: float | None, key: str) -> str:
+    return "n/a" if value is None else f"{value:+.{DIGITS[key]}f}"
+
+
+def deltas(metrics: dict, split: str) -> list[str]:
+    """The deltas on one split, ours beside the paper's (where the backbone is one the paper used):
+    audio-infused minus visual-only, and each ablation minus full. LPIPS: negative is better."""
+    paper = paper_numbers(metrics.get("backbone", ""))
+    head = ["Delta"]
+    for _, label in METRIC_HEADS:
+        head += [f"ours {label}"] + ([f"paper {paper[0]} {label}"] if paper else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a, b, name, table in DELTAS:
+        cells = [name]
+        for key, _ in METRIC_HEADS:
+            cells.append(_signed(_our_delta(metrics, split, a, b, key), key))
+            if paper:
+                value = _paper_delta(paper[1], table, split, a, b, key)
+                cells.append(NO_CELL if value is None else _signed(value, key))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def table2b(metrics: dict, split: str) -> list[str]:
+    """Table 2b on one split: each audio-hearing variant with its own audio and with mismatched audio
+    (a second of another class), beside the visual-only baseline."""
+    keys = [*METRIC_HEADS, ("mean_r", "mean r")]
+    head = ["Variant"] + [f"{which} {label}" for which in ("own", "mismatched") for _, label in keys]
+    head += ["mismatched − baseline PSNR"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = metrics.get(split, {}).get("baseline", {}).get("psnr")
+    if base is not None:
+        cells = [_cell(metrics, split, "baseline", k) for k, _ in keys]
+        lines.append(
+            "| " + " | ".join([METHOD_NAMES["baseline"], *cells, *(["-"] * len(keys)), "0.00"]) + " |"
+        )
+    for variant in metrics["mismatched"]["variants"]:
+        if mismatched_name(variant) not in metrics.get(split, {}):
+            continue
+        own = [_cell(metrics, split, variant, k) for k, _ in keys]
+        mis = [_cell(metrics, split, mismatched_name(variant), k) for k, _ in keys]
+        psnr = metrics[split][mismatched_name(variant)]["psnr"]
+        delta = _signed(None if base is None else psnr - base, "psnr")
+        lines.append("| " + " | ".join([f"{METHOD_NAMES[variant]} (`{variant}`)", *own, *mis, delta]) + " |")
+    return lines
+
+
+def _mismatched_section(metrics: dict) -> list[str]:
+    info = metrics.get("mismatched")
+    if not info:
+        return []
+    lines = [
+        "## Table 2b: mismatched audio",
+        "",
+        "Every picture hears the second of audio of a sample of another class (a fixed derangement drawn "
+        f"with seed {info['seed']} within windows of {info['window']} samples), instead of its own. The "
+        'paper builds the relevance mechanism to "increase dependency on the visual backbone when audio '
+        'and vision are irrelevant": the full model should stay near the visual-only baseline (r falls), '
+        "the w/o-r model (r = 1 always) should fall below it.",
+        "",
+    ]
+    for split in metrics["splits"]:
+        if split in metrics["unavailable"].get("mismatched", {}):
+            why = metrics["unavailable"]["mismatched"][split]
+            lines += [f"### Table 2b on {split_title(split)}", "", f"Not available: {why}", ""]
+            continue
+        lines += [f"### Table 2b on {split_title(split)}", "", *table2b(metrics, split), ""]
+    return lines
+
+
+SEGMENTS = {
+    "in_event": "in-event segments",
+    "background": "background segments (audio and picture may not match)",
+}
+
+
+def _segments_section(metrics: dict) -> list[str]:
+    """AVE's in-event and background segments, scored apart (where a split carries the annotation)."""
+    segments = metrics.get("segments") or {}
+    if not segments:
+        return []
+    lines = [
+        "## AVE segments: in-event and background",
+        "",
+        "AVE marks each second as inside its audio-visual event or not; the paper expects the relevance "
+        "mechanism to matter most on the background seconds, where sound and picture may be unrelated.",
+        "",
+    ]
+    for split, per in segments.items():
+        heads = [f"{seg} {label}" for seg in per for _, label in (*METRIC_HEADS, ("mean_r", "mean r"))]
+        lines += [f"### {split_title(split)}", ""]
+        counts = ", ".join(
+            f"{SEGMENTS.get(seg, seg)}: {next(iter(v.values()))['n']}" for seg, v in per.items()
+        )
+        lines += [f"Images: {counts}.", ""]
+        lines += ["| Variant | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
+        names = next(iter(per.values())).keys()
+        for name in names:
+            cells = [
+                _fmt(per[seg].get(name, {}).get(k), DIGITS[k])
+                for seg in per
+                for k, _ in (*METRIC_HEADS, ("mean_r", ""))
+            ]
+            title = METHOD_NAMES.get(name, name)
+            lines.append(f"| {title} (`{name}`) | " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -122,6 +254,7 @@ def _header(metrics: dict) -> list[str]:
         f"- Code: aiaic {code.get('aiaic')}, commit {commit}",
         f"- Date: {prov['date']}",
         "- Images per split: " + ", ".join(f"{s} {k}" for s, k in n.items()),
+        f"- Protocol: {metrics['protocol'].get('name', 'crop, grey-mixed gamut')} (see Protocol below)",
         "",
     ]
 
@@ -156,10 +289,21 @@ def _tables(metrics: dict) -> list[str]:
     paper = paper_numbers(metrics.get("backbone", ""))
     if paper is not None:
         lines += [
-            f"Backbone `{metrics['backbone']}` is the paper's {paper[0]}: its published numbers stand "
-            f'beside ours ("{NOT_FILLED}": an empty slot of `aiaic/eval/paper_numbers.py`).',
+            f"Backbone `{metrics['backbone']}` is the paper's {paper[0]}: its published numbers "
+            f'(`aiaic/eval/paper_numbers.py`) stand beside ours ("{NO_CELL}": the paper has no such cell).',
             "",
         ]
+    lines += [
+        "## Deltas: ours beside the paper's",
+        "",
+        "Absolute values depend on the data and the protocol; the differences between rows are what "
+        "should reproduce. Each row: the first variant minus the second, per metric (LPIPS: negative "
+        "is better; PSNR, SSIM: positive is better)."
+        + (f" The paper's deltas are those of its {paper[0]} rows." if paper else ""),
+        "",
+    ]
+    for split in metrics["splits"]:
+        lines += [f"### Deltas on {split_title(split)}", "", *deltas(metrics, split), ""]
     ref = metrics["reference"]
     gt = ", ".join(f"{s} {ref[s]['ground_truth_colorfulness']:.2f}" for s in metrics["splits"])
     return lines + [f"Ground-truth colourfulness: {gt}", ""]
@@ -211,7 +355,11 @@ def _protocol(metrics: dict) -> list[str]:
         "",
         "## Protocol",
         "",
-        *(f"- {k.replace('_', ' ')}: {v}" for k, v in metrics["protocol"].items() if k != "size"),
+        *(
+            f"- {k.replace('_', ' ')}: {v}"
+            for k, v in metrics["protocol"].items()
+            if k not in ("size", "protocol", "gamut")
+        ),
         "- PSNR of an image identical to its ground truth is infinite; split means use 100 dB for it.",
         "- Variants: baseline = the visual-only backbone trained alone (RUN/baseline); full = stage 3 with "
         "r from the relevance net, r = 0 for samples without audio (RUN/stage3); full_missing_audio = the "
@@ -224,7 +372,12 @@ def _protocol(metrics: dict) -> list[str]:
 
 def render_report(metrics: dict) -> str:
     """The markdown text of report.md (see the module docstring)."""
-    return "\n".join(_header(metrics) + _tables(metrics) + _not_available(metrics) + _protocol(metrics))
+    setting = metrics.get("setting")
+    paper = paper_numbers(metrics.get("backbone", ""))
+    lines = _header(metrics) + _tables(metrics) + _mismatched_section(metrics) + _segments_section(metrics)
+    if setting:
+        lines += setting_lines(setting, paper[0] if paper else None)
+    return "\n".join(lines + _not_available(metrics) + _protocol(metrics))
 
 
 def write_report(metrics: dict, path: Path) -> Path:

@@ -40,6 +40,7 @@ from aiaic.models.backbones.registry import spec_of
 from aiaic.models.config import ModelConfig, model_config_from_recipe
 from aiaic.models.pretrained import check_weight_files
 from aiaic.train.losses import check_loss_terms
+from aiaic.train.requirements import check_requirements
 from aiaic.train.stages import ABLATION_CHAINS, STAGES, stage_sequence
 from aiaic.train.terms import get_term
 
@@ -57,14 +58,19 @@ class StageConfig:
             numbers); under torchrun each of R ranks takes batch_size / R, which must divide.
         lr, optimizer ("adam", "adamw" or "sgd" with momentum 0.9), betas, weight_decay (L2 for adam
             and sgd, decoupled for adamw): None = the backbone's own (`Backbone.optimizer`).
-        lr_schedule: "constant", "cosine" (per step, to 0 at the last step) or "linear" (per step, to
-            lr x lr_decay_to at the last step: DISCO's schedule with lr_decay_to 0.01).
+        lr_schedule: "constant", "cosine" (per step, to 0 at the last step), "linear" (per step, to
+            lr x lr_decay_to at the last step: DISCO's schedule with lr_decay_to 0.01) or "multistep"
+            (lr x lr_gamma at each of `lr_milestones`, fractions of the stage's optimizer steps:
+            DDColor's MultiStepLR, milestones 80k, 120k, ..., 360k of 400k iterations, gamma 0.5, is
+            lr_milestones = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], lr_gamma = 0.5).
         lr_decay_to: the final share of lr of the "linear" schedule.
         loss: the colour loss L_c as term name -> weight (the registered terms of `aiaic.train.terms`:
             l1, l2, huber on ab_n; perceptual, colorfulness, adversarial on the RGB they imply; a
             backbone's own); None = the backbone's (`BackboneSpec.loss`).
         color_loss: shorthand for a single term, `loss = {color_loss = 1.0}` ("l1", "l2", "huber").
         huber_delta: the huber term's threshold, in ab_n units.
+        color_enhance: the truth's saturation factor before the perceptual term and the
+            discriminator read its RGB (`aiaic.train.losses.color_enhance`; 1 = off; DDColor 1.2).
         mask_prob: share of samples with r = 0 (stage 1 and e2e; the loader's `audio_mask`).
         grad_clip: max global gradient norm (0 = off).
         disc_channels / disc_blocks: width and depth of the critic (adversarial term); None = the
@@ -78,11 +84,14 @@ class StageConfig:
     optimizer: Literal["adam", "adamw", "sgd"] | None = None
     betas: tuple[float, ...] | None = None
     weight_decay: float | None = None
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    lr_schedule: Literal["constant", "cosine", "linear", "multistep"] = "constant"
     lr_decay_to: float = 0.01
+    lr_milestones: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    lr_gamma: float = 0.5
     loss: Mapping[str, float] | None = None
     color_loss: Literal["l1", "l2", "huber"] | None = None
     huber_delta: float = 0.05
+    color_enhance: float = 1.0
     mask_prob: float = 0.0
     grad_clip: float = 0.0
     disc_channels: int | None = None
@@ -105,6 +114,13 @@ class StageConfig:
                 raise ValueError(f"{name} must be two numbers in [0, 1), got {betas}")
         if not 0.0 <= self.mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {self.mask_prob}")
+        if not all(0.0 < m < 1.0 for m in self.lr_milestones) or not 0.0 < self.lr_gamma <= 1.0:
+            raise ValueError(
+                f"lr_milestones must be fractions in (0, 1) and lr_gamma in (0, 1], got "
+                f"{list(self.lr_milestones)} and {self.lr_gamma}"
+            )
+        if not self.color_enhance > 0:
+            raise ValueError(f"color_enhance must be > 0, got {self.color_enhance}")
         if self.huber_delta <= 0 or (self.weight_decay or 0) < 0 or self.grad_clip < 0:
             raise ValueError("huber_delta must be > 0; weight_decay and grad_clip >= 0")
         if (
@@ -318,7 +334,6 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
     run_recipe.update(_network_weights(recipe))
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
     model = model_config_from_recipe(recipe, {k: flags.get(k) for k in _MODEL_FLAGS})
-    check_weight_files(model)
     backbone = spec_of(model.backbone)
     problem = backbone.input_policy(model.backbone_options).problem(train.image_size, train.image_size)
     if problem:
@@ -336,4 +351,7 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
         cfg = build_config(StageConfig, section, stage_flags)
         stages[name] = resolve_stage(cfg, backbone, STAGES[name].colours)
     loader = loader_config_from_recipe(recipe_section(recipe, "loader"))
-    return TrainPlan(train=train, model=model, stages=stages, loader=loader)
+    plan = TrainPlan(train=train, model=model, stages=stages, loader=loader)
+    check_requirements(recipe, plan)  # `paper = true` / [requires]: every missing file in one error
+    check_weight_files(model)
+    return plan

@@ -19,6 +19,14 @@ module registers the built-in ones (what each needs):
   colourfulness of the predicted RGB in [0, 1] (on |R - G| and |(R + G) / 2 - B|, as DDColor writes
   it), averaged over the batch (DDColor sums over its per-GPU batch of 4: the mean keeps the weight
   independent of the batch size and of the number of ranks).
+- "colorfulness_ddcolor": the same term as DDColor weighs it: its loss is the sum of 1 - M over a
+  per-GPU batch of 4 (`batch_size_per_gpu` of train_ddcolor.yml; DDP averages the ranks' gradients), i.e.
+  DDCOLOR_GPU_BATCH x the batch mean, so that DDColor's weight 0.5 pulls each image as hard, relative to
+  the mean-reduced L1 and perceptual terms, whatever our batch and rank count.
+
+`color_enhance` (a stage setting; DDColor's `color_enhance_factor` 1.2): the truth's RGB is made more
+saturated, clamp(grey + f (rgb - grey)) with grey = 0.299 R + 0.587 G + 0.114 B (torchvision's
+Grayscale), before the perceptual term and the discriminator read it, as DDColor's color_enhacne_blend.
 
 The RGB terms see RGB [B, 3, H, W] in [0, 1] converted from (L, ab) in float32: the prediction joined
 with the input's L, and the truth as (L, target ab), as DDColor does. DDColor's own L1 is on ab in Lab
@@ -56,6 +64,7 @@ from aiaic.train.terms import (
 log = logging.getLogger(__name__)
 
 VGG16_BN_FILE = "vgg16_bn-6c64b313.pth"
+DDCOLOR_GPU_BATCH = 4  # DDColor's batch_size_per_gpu: its colourfulness loss sums over these images
 # layer name -> (index in torchvision's vgg16_bn().features, weight): DDColor's layer_weights
 PERCEPTUAL_LAYERS: dict[str, tuple[int, float]] = {
     "conv1_1": (0, 0.0625),
@@ -181,6 +190,13 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+def color_enhance(rgb: torch.Tensor, factor: float) -> torch.Tensor:
+    """DDColor's saturation boost of RGB [B, 3, H, W] in [0, 1]: clamp(grey (1 - f) + rgb f, 0, 1),
+    grey = torchvision's luma 0.2989 R + 0.587 G + 0.114 B on every channel."""
+    grey = (0.2989 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]).expand_as(rgb)
+    return (grey * (1.0 - factor) + rgb * factor).clamp(0.0, 1.0)
+
+
 def rgb_of(L_n: torch.Tensor, ab_n: torch.Tensor) -> torch.Tensor:
     """(L_n [B, 1, H, W], ab_n [B, 2, H, W]) -> RGB [B, 3, H, W] in [0, 1], computed in float32."""
     with torch.autocast(L_n.device.type, enabled=False):
@@ -231,6 +247,13 @@ def _colorfulness(t: TermInputs) -> torch.Tensor:
     return (1.0 - colorfulness(t.rgb_fake)).mean()
 
 
+@register_term("colorfulness_ddcolor", needs=TermNeeds(rgb=True))
+def _colorfulness_ddcolor(t: TermInputs) -> torch.Tensor:
+    """1 - DDColor's colourfulness, summed as DDColor sums it over its per-GPU batch of 4."""
+    assert t.rgb_fake is not None
+    return DDCOLOR_GPU_BATCH * (1.0 - colorfulness(t.rgb_fake)).mean()
+
+
 @register_term("adversarial", needs=TermNeeds(rgb=True, critic=True))
 def _adversarial(t: TermInputs) -> torch.Tensor:
     """The generator side of the critic's loss on the prediction (vanilla GAN or WGAN-GP)."""
@@ -273,6 +296,8 @@ class ColorLoss(nn.Module):
             ("adversarial"). It is trained elsewhere (its own optimizer), so it is not a submodule
             here: a DDP wrapper around the stage's objective must not own its parameters.
         critic: the critic's spec (its input and loss); DDColor's patch critic when not given.
+        color_enhance: the truth's saturation factor for the RGB the perceptual term and the critic
+            read (`color_enhance`; 1 = as is; DDColor 1.2).
 
     forward(pred_ab_n, true_ab_n, L_n, extras=None, batch=None) -> {"loss": total, "loss_<term>":
     each unweighted term, "rgb_fake"/"rgb_real": RGB [B, 3, H, W] when a term needs them, and
@@ -288,9 +313,13 @@ class ColorLoss(nn.Module):
         perceptual: VGGPerceptual | None = None,
         discriminator: nn.Module | None = None,
         critic: CriticSpec | None = None,
+        color_enhance: float = 1.0,
     ):
         super().__init__()
         check_loss_terms(terms)
+        if not color_enhance > 0:
+            raise ValueError(f"color_enhance must be > 0, got {color_enhance}")
+        self.color_enhance = float(color_enhance)
         self.terms = {k: float(w) for k, w in terms.items() if w > 0}
         nets = dict(networks or {})
         if perceptual is not None:
@@ -325,6 +354,8 @@ class ColorLoss(nn.Module):
         if any(n.rgb for n in needs):
             fake = rgb_of(L_n, pred)
             real = rgb_of(L_n, target).detach()
+            if self.color_enhance != 1.0:
+                real = color_enhance(real, self.color_enhance)
             out["rgb_fake"], out["rgb_real"] = fake, real
         disc = cast(nn.Module | None, self.discriminator)
         handle = CriticHandle(disc, self.critic_spec) if disc is not None else None
@@ -360,6 +391,7 @@ def build_color_loss(
     network_weights: Mapping[str, Path] | None = None,
     discriminator: nn.Module | None = None,
     critic: CriticSpec | None = None,
+    color_enhance: float = 1.0,
     device: torch.device | str = "cpu",
 ) -> tuple[ColorLoss, dict[str, str]]:
     """The stage's ColorLoss, and {term: reason} for terms switched off.
@@ -392,6 +424,11 @@ def build_color_loss(
             f"the colour loss {dict(terms)} has no term left: {disabled}",
         )
     loss = ColorLoss(
-        active, huber_delta=huber_delta, networks=networks, discriminator=discriminator, critic=critic
+        active,
+        huber_delta=huber_delta,
+        networks=networks,
+        discriminator=discriminator,
+        critic=critic,
+        color_enhance=color_enhance,
     )
     return loss, disabled

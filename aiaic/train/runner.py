@@ -78,6 +78,7 @@ def make_optimizer(cfg: StageConfig, params: list[nn.Parameter]) -> torch.optim.
 
 
 def make_scheduler(cfg: StageConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    """The stage's lr schedule over `total_steps` optimizer steps (None = constant)."""
     if cfg.lr_schedule == "constant":
         return None
     total = max(1, total_steps)
@@ -86,6 +87,9 @@ def make_scheduler(cfg: StageConfig, optimizer: torch.optim.Optimizer, total_ste
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: 1.0 + (end - 1.0) * min(s, total) / total
         )
+    if cfg.lr_schedule == "multistep":  # DDColor's MultiStepLR, milestones as fractions of the steps
+        milestones = sorted({max(1, round(m * total)) for m in cfg.lr_milestones})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.lr_gamma)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
     )
@@ -278,6 +282,7 @@ def _build_objective(st: _Stage, model: AudioInfusedColorizer, amp: MixedPrecisi
         network_weights=st.plan.train.network_weights,
         discriminator=adversary.module if adversary is not None else None,
         critic=critic,
+        color_enhance=st.cfg.color_enhance,
         device=st.dist_info.device,
     )
     return StageObjective(model, st.spec, st.cfg, color, adversary)
