@@ -26,17 +26,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from aiaic.config import recipe_section
 from aiaic.errors import ConfigError
+from aiaic.models.config import ModelConfig
 from aiaic.models.pretrained import WHERE_FROM
 from aiaic.train.terms import TERMS, get_term
 
-if TYPE_CHECKING:
-    from aiaic.train.config import TrainPlan
+
+class PlanView(Protocol):
+    """What the check reads of a `aiaic.train.config.TrainPlan` (typed here without importing it: the
+    plan's builder calls the check)."""
+
+    @property
+    def model(self) -> ModelConfig: ...
+
+    @property
+    def stages(self) -> Mapping[str, Any]: ...
+
+    @property
+    def train(self) -> Any: ...
+
 
 # our backbone name's prefix -> where its released weights come from
 BACKBONE_WEIGHTS_FROM = {
@@ -73,7 +86,7 @@ def _requires(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return dict(table)
 
 
-def _paper_model_missing(plan: TrainPlan, random_init: bool) -> list[str]:
+def _paper_model_missing(plan: PlanView, random_init: bool) -> list[str]:
     """What the paper's model setting lacks: the backbone's weights and the pretrained encoders."""
     m, out = plan.model, []
     if m.backbone_weights is None and not random_init:
@@ -99,7 +112,7 @@ def _paper_model_missing(plan: TrainPlan, random_init: bool) -> list[str]:
     return out
 
 
-def _term_files_missing(plan: TrainPlan, drop: set[str]) -> list[str]:
+def _term_files_missing(plan: PlanView, drop: set[str]) -> list[str]:
     """The pretrained networks (`aiaic.train.terms`: a term's `needs.network`) of the colour-loss terms
     some stage uses and may not drop, where neither the recipe's file nor the torch hub cache has them."""
     used = {t for st in plan.stages.values() for t, w in st.loss_terms().items() if w > 0}
@@ -125,7 +138,7 @@ def _term_files_missing(plan: TrainPlan, drop: set[str]) -> list[str]:
     return out
 
 
-def check_requirements(recipe: Mapping[str, Any], plan: TrainPlan) -> None:
+def check_requirements(recipe: Mapping[str, Any], plan: PlanView) -> None:
     """ConfigError listing every file the recipe requires (`paper = true`, [requires]) that is missing,
     each with where it comes from; nothing happens when the recipe requires nothing or all is there."""
     paper = recipe.get("paper", False)
