@@ -188,28 +188,29 @@ def _keras_layer_units(
     return trunk, kinds
 
 
-def chromagan_state_dict(h5: KerasH5, net: nn.Module) -> dict[str, torch.Tensor]:
-    """The PyTorch state dict of a `ChromaGANGenerator` from a ChromaGAN Keras h5.
+# our module names in Keras creation order (the released file's names): kind -> names
+CHROMAGAN_MODULES = {
+    "conv": [f"conv2d_{i}" for i in range(6, 18)],
+    "bn": [f"batch_normalization_{i}" for i in range(1, 7)],
+    "dense": [f"dense_{i}" for i in range(1, 7)],
+}
+CHROMAGAN_TRUNK = [f"block{b}_conv{i}" for b, n in enumerate((2, 2, 3, 3), start=1) for i in range(1, n + 1)]
 
-    InputError naming the file and listing each layer that is missing, extra or of another shape.
+
+def chromagan_state_dict(h5: KerasH5) -> dict[str, torch.Tensor]:
+    """The PyTorch state dict of a `ChromaGANGenerator` (any size) from a ChromaGAN Keras h5.
+
+    InputError naming the file and listing what is missing or extra where the file does not have
+    ChromaGAN's layers (10 VGG trunk convs, 12 convs, 6 batch norms, 6 dense layers).
     """
     trunk, kinds = _keras_layer_units(h5)
-    ours = {n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))}
-    plan = {
-        "conv": sorted((n for n in ours if n.startswith("conv2d_")), key=_suffix),
-        "bn": sorted((n for n in ours if n.startswith("batch_normalization_")), key=_suffix),
-        "dense": sorted((n for n in ours if n.startswith("dense_")), key=_suffix),
-    }
-    problems: list[str] = []
+    problems = [f"VGG trunk layer {n} missing" for n in CHROMAGAN_TRUNK if n not in trunk]
+    problems += [f"unexpected VGG trunk layer {n}" for n in sorted(set(trunk) - set(CHROMAGAN_TRUNK))]
     state: dict[str, torch.Tensor] = {}
-    for block in sorted(n for n in ours if n.startswith("trunk.")):
-        inner = block.split(".", 1)[1]
-        if inner not in trunk:
-            problems.append(f"VGG trunk layer {inner} missing")
-            continue
-        state.update(_torch_tensors("conv", block, trunk.pop(inner)))
-    problems += [f"unexpected VGG trunk layer {n}" for n in sorted(trunk)]
-    for kind, modules in plan.items():
+    for name in CHROMAGAN_TRUNK:
+        if name in trunk:
+            state.update(_torch_tensors("conv", f"trunk.{name}", trunk[name]))
+    for kind, modules in CHROMAGAN_MODULES.items():
         found = kinds[kind]
         if len(found) != len(modules):
             listed = ", ".join(f"{n} {[list(a.shape) for a in w.values()]}" for n, w in found)
@@ -217,30 +218,40 @@ def chromagan_state_dict(h5: KerasH5, net: nn.Module) -> dict[str, torch.Tensor]
             continue
         for module, (_, weights) in zip(modules, found, strict=True):
             state.update(_torch_tensors(kind, module, weights))
-    problems += [
-        f"layer {n} of unknown kind {[list(a.shape) for a in w.values()]}" for n, w in kinds["other"]
-    ]
-    expected = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    for k, t in state.items():
-        if k in expected and tuple(t.shape) != tuple(expected[k].shape):
-            problems.append(f"{k}: the file has {list(t.shape)}, the model {list(expected[k].shape)}")
-    problems += [f"{k} missing" for k in sorted(set(expected) - set(state)) if not problems]
+    for n, w in kinds["other"]:
+        problems.append(f"layer {n} of unknown kind {[list(a.shape) for a in w.values()]}")
     if problems:
         raise InputError(
-            h5.path,
-            "not a ChromaGAN generator of this size (Keras "
-            f"{h5.keras_version or '?'}, {len(h5.layers)} layers): " + "; ".join(problems),
+            h5.path, f"not a ChromaGAN generator (Keras {h5.keras_version or '?'}): " + "; ".join(problems)
         )
-    for k, v in net.state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            state[k] = torch.zeros_like(v)
+    for name in CHROMAGAN_MODULES["bn"]:
+        state[f"{name}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
     return state
 
 
+def read_chromagan_h5(path: str | Path) -> dict[str, torch.Tensor]:
+    """A weight reader (path -> state dict): ChromaGAN's generator from its Keras h5."""
+    return chromagan_state_dict(read_keras_h5(path))
+
+
+def check_shapes(state: dict[str, torch.Tensor], net: nn.Module, path: Path, what: str) -> None:
+    """InputError naming `path` and listing every tensor whose shape differs from `net`'s."""
+    own = net.state_dict()
+    wrong = [
+        f"{k}: the file has {list(t.shape)}, the model {list(own[k].shape)}"
+        for k, t in state.items()
+        if k in own and tuple(t.shape) != tuple(own[k].shape)
+    ]
+    if wrong:
+        raise InputError(path, f"not {what}: " + "; ".join(wrong))
+
+
 def load_chromagan_h5(net: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Read a ChromaGAN Keras h5 into `net` (a `ChromaGANGenerator`), strictly; returns what was read."""
+    """Read a ChromaGAN Keras h5 into `net` (a `ChromaGANGenerator` of the file's size), strictly;
+    returns what was read. InputError naming the file and the layers or shapes that differ."""
     h5 = read_keras_h5(path)
-    state = chromagan_state_dict(h5, net)
+    state = chromagan_state_dict(h5)
+    check_shapes(state, net, h5.path, f"a ChromaGAN generator of this size (Keras {h5.keras_version or '?'})")
     net.load_state_dict(state, strict=True)
     return {
         "file": str(h5.path),

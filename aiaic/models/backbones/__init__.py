@@ -17,7 +17,7 @@ A new backbone is one file that subclasses `Backbone` and registers a builder wi
 
 from __future__ import annotations
 
-from aiaic.models.backbones import ddcolor, unet  # noqa: F401  (register "ddcolor-*" and "unet")
+from aiaic.models.backbones import chromagan, ddcolor, unet  # noqa: F401  (register "chromagan*", "ddcolor-*", "unet")
 from aiaic.models.backbones.base import Backbone, Features, Guide, OptimizerDefaults
 from aiaic.models.backbones.registry import available, build_backbone, register
 from aiaic.models.backbones.unet import UNetColorizer

@@ -184,15 +184,15 @@ class ChromaGANGenerator(nn.Module):
         self.conv2d_16 = KerasConv2d(c[3], c[4], 3)
         self.conv2d_17 = KerasConv2d(c[4], 2, 3, activation="sigmoid")
 
-    def check_input(self, x: torch.Tensor) -> None:
+    def check_official_input(self, x: torch.Tensor) -> None:
         """ValueError unless x is [B, 3, S, S] at the fixed side S."""
         s = self.size.image_size
         if x.dim() != 4 or tuple(x.shape[1:]) != (3, s, s):
             raise ValueError(f"ChromaGAN takes [B, 3, {s}, {s}] (L/255 tiled), got {list(x.shape)}")
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         """The VGG16 trunk: x [B, 3, S, S] -> [B, vgg[3], S/8, S/8]."""
-        self.check_input(x)
+        self.check_official_input(x)
         return self.trunk(x)
 
     def global_map(self, trunk: torch.Tensor) -> torch.Tensor:
@@ -226,11 +226,15 @@ class ChromaGANGenerator(nn.Module):
         h = self.conv2d_17(self.conv2d_16(_up(h)))
         return _up(h)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_official(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, 3, S, S] -> (ab01 [B, 2, S, S], class logits [B, num_classes])."""
-        trunk = self.encode(x)
+        trunk = self.trunk_features(x)
         g = self.global_map(trunk)
         return self.colour(trunk, g), self.class_logits(g)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """`forward_official`: the released model's own convention."""
+        return self.forward_official(x)
 
 
 def _flatten_nhwc(x: torch.Tensor) -> torch.Tensor:
