@@ -22,7 +22,10 @@ from aiaic.train.stages import STAGES, apply_stage_modes, trainable_parameters
 SIZES = (64, 128)
 BATCH = 8
 WARMUP, STEPS = 1, 4
-CONFIGS = {"demo (base 16)": ModelConfig(base_channels=16), "default (base 32)": ModelConfig()}
+CONFIGS = {
+    "demo (base 16)": ModelConfig(backbone_options={"base_channels": 16}),
+    "default (base 32)": ModelConfig(),
+}
 
 
 def _batch(size: int, g: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:

@@ -169,7 +169,9 @@ def test_backbone_registry_and_named_insertion_point():
     assert "unet" in available()
     with pytest.raises(ConfigError, match="unknown backbone 'nope'.*unet"):
         build_backbone("nope", ModelConfig())
-    net = build_backbone("unet", ModelConfig(base_channels=8, depth=3, guide_at=0)).eval()
+    net = build_backbone(
+        "unet", ModelConfig(backbone_options={"base_channels": 8, "depth": 3, "guide_at": 0})
+    ).eval()
     assert net.insertion_point == "generator.bottleneck" and net.insertion_channels == 32
     seen = []
 
@@ -183,11 +185,13 @@ def test_backbone_registry_and_named_insertion_point():
     assert seen == [torch.Size([2, 32, 8, 8])]
     assert plain.shape == guided.shape == (2, 2, 64, 64)
     assert not torch.allclose(plain, guided)
-    assert build_backbone("unet", ModelConfig(base_channels=8, depth=3)).insertion_point == (
+    assert build_backbone("unet", ModelConfig(backbone_options={"base_channels": 8})).insertion_point == (
         "generator.bottleneck"
     )  # the default: at the start of C
-    last = build_backbone("unet", ModelConfig(base_channels=8, depth=3, guide_at=-1))  # after C's last block
-    assert last.insertion_point == "generator.ups.2" and last.insertion_channels == 8
+    last = build_backbone(
+        "unet", ModelConfig(backbone_options={"base_channels": 8, "guide_at": -1})
+    )  # C's end
+    assert last.insertion_point == "generator.ups.2.block" and last.insertion_channels == 8
     seen.clear()
     last(L, guide=guide)
     assert seen == [torch.Size([2, 8, 64, 64])]
@@ -235,4 +239,4 @@ def test_model_config_validation():
     with pytest.raises(ValueError, match="vgg19_weights"):
         ModelConfig(relevance_image_encoder="vgg19")
     with pytest.raises(ValueError, match="guide_at"):
-        ModelConfig(depth=2, guide_at=3)
+        ModelConfig(backbone_options={"depth": 2, "guide_at": 3})

@@ -111,7 +111,9 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
 
 
 def test_relevance_encoders_from_files_and_the_log_without_them(tmp_path, caplog):
-    base = dict(base_channels=8, semantic_channels=(8, 8, 16, 16), semantic_dim=16, cond_dim=16)
+    base = dict(
+        backbone_options={"base_channels": 8}, semantic_channels=(8, 8, 16, 16), semantic_dim=16, cond_dim=16
+    )
     with caplog.at_level(logging.INFO, logger="aiaic"):
         lines = load_relevance_encoders(build_colorizer(ModelConfig(**base)))
     assert "no VGG-19 weights given" in lines[0] and "no VGGSound weights given" in lines[1]

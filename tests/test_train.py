@@ -103,7 +103,7 @@ def test_run_directory_contents(tiny_run, tiny_split):
         assert cfg["mel_mean"] == pytest.approx(manifest["audio_stats"]["mel_mean"])
         assert cfg["mel_std"] == pytest.approx(manifest["audio_stats"]["mel_std"])
         assert cfg["mel_config"] == manifest["mel_config"]
-        assert cfg["model"]["base_channels"] == 8 and cfg["train"]["epochs"] == 2
+        assert cfg["model"]["backbone_options"]["base_channels"] == 8 and cfg["train"]["epochs"] == 2
         assert (d / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         state = torch.load(d / ckpt.STATE, weights_only=True)
         assert state["step"] == cfg["steps"] == 2 * (16 // 4)  # 16 train samples, batch 4, 2 epochs
@@ -220,11 +220,11 @@ def test_load_inference_names_the_missing_stage(tmp_path, tiny_run):
 
 def test_train_plan_from_recipe_and_flags(tmp_path):
     recipe = {
-        "model": {"base_channels": 16},
+        "model": {"backbone_options": {"base_channels": 16}},
         "train": {"epochs": 3, "lr": 0.002, "image_size": 64, "stage2": {"lr": 0.01, "batch_size": 64}},
     }
     plan = build_train_plan(recipe, {"shards": tmp_path, "out": tmp_path / "r"})
-    assert plan.model.base_channels == 16 and plan.train.image_size == 64
+    assert plan.model.options().base_channels == 16 and plan.train.image_size == 64
     assert plan.stages["stage1"].epochs == 3 and plan.stages["stage1"].lr == 0.002
     assert plan.stages["stage2"].lr == 0.01 and plan.stages["stage2"].batch_size == 64
     assert plan.train.stages() == ("baseline", "stage1", "stage2", "rnet", "stage3")

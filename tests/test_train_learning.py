@@ -124,7 +124,13 @@ def test_the_picture_moves_the_mean_colour_only_where_guidance_sits_early(guide_
     campfire in grey with the same sound get the same mean colour. At the default insertion point,
     early in C, the layers after it mix the picture back in."""
     torch.manual_seed(0)
-    cfg = SMALL_MODEL if guide_at is None else dataclasses.replace(SMALL_MODEL, guide_at=guide_at)
+    cfg = (
+        SMALL_MODEL
+        if guide_at is None
+        else dataclasses.replace(
+            SMALL_MODEL, backbone_options={**SMALL_MODEL.backbone_options, "guide_at": guide_at}
+        )
+    )
     model = build_colorizer(cfg).eval()
     for p in model.guidance.parameters():  # gamma(c), beta(c) away from their identity-like start
         torch.nn.init.normal_(p, std=0.3)

@@ -3,8 +3,8 @@ backbone (optimizer, loss terms, size multiple), the global batch, and the CLI's
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import torch
@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from aiaic.cli.train import app
 from aiaic.config import load_recipe
 from aiaic.errors import ConfigError
-from aiaic.models.backbones.base import OptimizerDefaults
-from aiaic.models.backbones.registry import available, build_backbone, register
-from aiaic.models.backbones.unet import UNetColorizer
+from aiaic.models.backbone_spec import InputPolicy, OptimizerDefaults
+from aiaic.models.backbones import unet
+from aiaic.models.backbones.registry import available, build_backbone, register, spec_of
 from aiaic.models.colorizer import build_colorizer
 from aiaic.models.config import ModelConfig
 from aiaic.train.config import StageConfig, build_train_plan, resolve_stage
@@ -30,30 +30,19 @@ from aiaic.train.stages import STAGES, apply_stage_modes, trainable_parameters
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 
-class AdamWUNet(UNetColorizer):
-    """A U-Net that declares another backbone's training: DDColor's optimizer, loss and size multiple."""
-
-    loss_terms: ClassVar = {"l1": 0.1, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
-    optimizer: ClassVar = OptimizerDefaults("adamw", 1e-4, (0.9, 0.99), 0.01)
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.size_multiple = 32
-
-
-class ScheduledUNet(AdamWUNet):
-    """Reads a tensor's value while building (as ConvNeXt's drop-path schedule does)."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.rates = [x.item() for x in torch.linspace(0, 0.1, 3)]
-
-
+# a U-Net registered with another backbone's training declarations: DDColor's optimizer, loss and size
+# multiple (its spec alone says so: the plan reads the spec, never a built network)
+ADAMW_LOSS = {"l1": 0.1, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
+ADAMW_SPEC = dataclasses.replace(
+    unet.SPEC,
+    name="test-adamw-unet",
+    input=InputPolicy(size_multiple=32),
+    input_for=None,
+    optimizer=OptimizerDefaults("adamw", 1e-4, (0.9, 0.99), 0.01),
+    loss=ADAMW_LOSS,
+)
 if "test-adamw-unet" not in available():
-    register("test-adamw-unet")(lambda cfg: AdamWUNet(base_channels=cfg.base_channels, depth=cfg.depth))
-    register("test-scheduled-unet")(
-        lambda cfg: ScheduledUNet(base_channels=cfg.base_channels, depth=cfg.depth)
-    )
+    register(ADAMW_SPEC)(unet.build_unet)
 
 
 def _batches(n: int, size: int = 32) -> list[dict[str, torch.Tensor]]:
@@ -133,7 +122,7 @@ def test_global_batch_divides_over_ranks():
 
 def test_stage_defaults_come_from_the_backbone(tmp_path):
     recipe = {
-        "model": {"backbone": "test-adamw-unet", "base_channels": 8},
+        "model": {"backbone": "test-adamw-unet", "backbone_options": {"base_channels": 8}},
         "train": {
             "image_size": 64,
             "stage2": {"optimizer": "adam", "lr": 1e-3},
@@ -145,7 +134,8 @@ def test_stage_defaults_come_from_the_backbone(tmp_path):
     base = plan.stages["baseline"]
     assert (base.optimizer, base.lr, tuple(base.betas)) == ("adamw", 1e-4, (0.9, 0.99))
     assert base.weight_decay == 0.01
-    assert base.loss_terms() == AdamWUNet.loss_terms
+    assert base.loss_terms() == ADAMW_LOSS
+    assert (base.disc_channels, base.disc_blocks, base.disc_lr) == (64, 3, 1e-4)  # the spec's critic
     s2 = plan.stages["stage2"]
     assert (s2.optimizer, s2.lr, s2.weight_decay) == ("adam", 1e-3, 0.01)
     assert s2.loss is None  # not a colour stage
@@ -159,14 +149,8 @@ def test_stage_defaults_come_from_the_backbone(tmp_path):
     assert wide.stages["stage1"].loss_terms() == {"l1": 2.0}
     unet = build_train_plan({"train": {"image_size": 32}}, {"shards": "s", "out": "o"}).stages["baseline"]
     assert unet.loss_terms() == {"huber": 1.0} and (unet.optimizer, unet.lr) == ("adam", 1e-3)
-    # a backbone that cannot be built on the meta device still gives its settings
-    scheduled = build_train_plan(
-        {"model": {"backbone": "test-scheduled-unet"}, "train": {"image_size": 64}},
-        {"shards": "s", "out": "o"},
-    )
-    assert scheduled.stages["stage1"].optimizer == "adamw"
-    # the image size must be a multiple of the backbone's size_multiple (32 here, not 2**depth = 8)
-    with pytest.raises(ConfigError, match="image_size 48 is not a multiple of 32.*test-adamw-unet"):
+    # the image size must be a multiple of the spec's size multiple (32 here, not 2**depth = 8)
+    with pytest.raises(ConfigError, match="image_size 48: must be a multiple of 32.*test-adamw-unet"):
         build_train_plan({**recipe, "train": {"image_size": 48}}, {"shards": "s", "out": "o"})
     with pytest.raises(ConfigError, match="unknown loss terms \\['l3'\\]"):
         build_train_plan({"train": {"loss": {"l3": 1.0}}}, {"shards": "s", "out": "o"})
@@ -228,4 +212,5 @@ def test_the_ddcolor_recipe_is_the_papers(tmp_path):
     with torch.device("meta"):
         backbone = build_backbone("ddcolor-tiny", plan.model)
     assert plan.train.image_size % backbone.size_multiple == 0
+    assert backbone.input_policy == spec_of("ddcolor-tiny").input_policy()
     assert plan.stages["stage1"].loss_terms() == train["loss"]

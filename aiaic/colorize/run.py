@@ -31,6 +31,7 @@ from aiaic.colorize.image import ImageResult, colorize_image
 from aiaic.colorize.video import VideoResult, colorize_video, output_suffix
 from aiaic.config import config_to_dict, write_json_atomic
 from aiaic.errors import ConfigError, InputError
+from aiaic.models.backbones.registry import spec_of
 from aiaic.progress import progress_bar
 from aiaic.runs.device import resolve_device
 
@@ -107,9 +108,6 @@ def plan_jobs(inputs: tuple[Path, ...], out: Path, overwrite: bool) -> list[Job]
     return jobs
 
 
-BACKBONE_IMAGE_SIZE = 512  # the official DDColor pipeline's input side
-
-
 def load_model(cfg: ColorizeConfig, device):
     """The InferenceModel that `cfg` asks for: a trained run and its variant (`cfg.run`), or a backbone
     alone from its released weights (`cfg.backbone`, `cfg.backbone_weights`; variant "baseline")."""
@@ -126,7 +124,7 @@ def load_model(cfg: ColorizeConfig, device):
                 f"--backbone {cfg.backbone} needs --backbone-weights FILE (its released "
                 "weights): a randomly initialised backbone colours nothing"
             )
-        size = cfg.image_size or BACKBONE_IMAGE_SIZE
+        size = cfg.image_size or spec_of(cfg.backbone).input_policy().default_size  # its authors' size
         return _for_inference(load_backbone(cfg.backbone, Path(cfg.backbone_weights), size, device))
     model = load_inference(Path(cfg.run), cfg.variant, device)
     run_backbone = model.model.config.backbone
@@ -140,20 +138,18 @@ def load_model(cfg: ColorizeConfig, device):
             "--backbone-weights %s ignored: the run's own trained weights are used", cfg.backbone_weights
         )
     if cfg.image_size is not None:
-        multiple = int(model.model.backbone.size_multiple)
-        if cfg.image_size % multiple:
-            raise ConfigError(
-                f"--image-size {cfg.image_size}: must be a multiple of {multiple} for backbone {run_backbone}"
-            )
+        problem = model.model.backbone.input_policy.problem(cfg.image_size, cfg.image_size)
+        if problem:
+            raise ConfigError(f"--image-size {cfg.image_size}: {problem} for backbone {run_backbone}")
         model.image_size = cfg.image_size
     return _for_inference(model)
 
 
 def _for_inference(model):
-    """Put a backbone that runs faster in channels-last layout (`channels_last_inference`) into it."""
-    backbone = model.model.backbone
-    if getattr(backbone, "channels_last_inference", False):
-        backbone.to(memory_format=torch.channels_last)
+    """Put a backbone that runs faster in channels-last layout (its spec's
+    `runtime.channels_last_inference`) into it."""
+    if spec_of(model.model.config.backbone).runtime.channels_last_inference:
+        model.model.backbone.to(memory_format=torch.channels_last)
     return model
 
 

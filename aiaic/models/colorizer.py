@@ -22,7 +22,7 @@ from torchvision.models import vgg19
 
 from aiaic.lab import grey_rgb
 from aiaic.models.audio import AUDIO_FEATURE_DIM, AudioEncoder, AudioToVisual
-from aiaic.models.backbones import build_backbone
+from aiaic.models.backbones import Backbone, BackboneOutput, build_backbone
 from aiaic.models.config import ModelConfig
 from aiaic.models.guidance import DynamicSemanticGuidance
 from aiaic.models.relevance import RelevanceNet
@@ -105,12 +105,23 @@ class AudioInfusedColorizer(nn.Module):
         c = None runs the plain backbone (what DSG with r = 0 gives, too). `feats`: `encode_grey(L_n)`
         when the caller already has it.
         """
+        return self.forward_outputs(L_n, c, r, feats).ab
+
+    def forward_outputs(
+        self,
+        L_n: torch.Tensor,
+        c: torch.Tensor | None = None,
+        r: torch.Tensor | None = None,
+        feats: list[torch.Tensor] | None = None,
+    ) -> BackboneOutput:
+        """As `forward`, with the backbone's named extras beside ab_n (`Backbone.decode_outputs`)."""
+        backbone = cast(Backbone, self.backbone)
         if c is None:
-            return self.backbone(L_n, feats=feats)
+            return backbone.forward_outputs(L_n, feats=feats)
         if r is None:
             r = torch.ones(L_n.shape[0], device=L_n.device, dtype=L_n.dtype)
         guidance = self.guidance
-        return self.backbone(L_n, guide=lambda h: guidance(h, c, r), feats=feats)
+        return backbone.forward_outputs(L_n, guide=lambda h: guidance(h, c, r), feats=feats)
 
     def encode_grey(self, L_n: torch.Tensor) -> list[torch.Tensor]:
         """The backbone encoder's features of L_n [B, 1, H, W]: one pass that `forward` and, with

@@ -6,11 +6,14 @@ saves it (as JSON) beside every set of weights, so a run can be rebuilt exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from aiaic.config import build_config, config_to_dict, recipe_section
 from aiaic.data.spectrogram import SpecConfig
+from aiaic.models.backbones.registry import available, spec_of
 
 
 @dataclass(frozen=True)
@@ -19,13 +22,10 @@ class ModelConfig:
 
     Attributes:
         backbone: name in `aiaic.models.backbones.registry` ("unet" is the compact CPU U-Net).
-        base_channels: width of the backbone's first level (U-Net: doubles per level, capped at 4x).
-        depth: number of 2x downsamplings in the backbone (image side must be a multiple of 2**depth).
-        norm: normalisation after each backbone conv: "batch", "group" or "none".
-        guide_at: the U-Net's insertion point in C: 0 = at the start of its decoder, after the
-            bottleneck block (H / 2**depth; the default, early in C as the paper places DSG), k = after
-            its k-th upsampling block (H / 2**(depth - k)), -1 = after its last block, just before the
-            1x1 output layer (there, at r = 1, the audio alone sets the image's mean colour).
+        backbone_options: the backbone's own options, the recipe's `[model.backbone_options]` table
+            (the fields of its spec's options dataclass, e.g. the U-Net's `UNetOptions`: base_channels,
+            depth, norm, guide_at). Checked against that dataclass and stored complete (every field,
+            defaults included), so a saved config rebuilds the same network.
         semantic_channels: output channels of E_s's four conv-ReLU-pool blocks.
         semantic_dim: length of f_v and f_a (both L2-normalised).
         cond_dim: length of c = MLP(f).
@@ -54,10 +54,7 @@ class ModelConfig:
     """
 
     backbone: str = "unet"
-    base_channels: int = 32
-    depth: int = 3
-    norm: Literal["batch", "group", "none"] = "batch"
-    guide_at: int = 0
+    backbone_options: Mapping[str, Any] = field(default_factory=dict)
     semantic_channels: tuple[int, ...] = (32, 64, 128, 256)
     semantic_dim: int = 128
     cond_dim: int = 128
@@ -75,12 +72,11 @@ class ModelConfig:
     backbone_weights: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.base_channels < 4:
-            raise ValueError(f"base_channels must be >= 4, got {self.base_channels}")
-        if not 1 <= self.depth <= 6:
-            raise ValueError(f"depth must be in 1..6, got {self.depth}")
-        if not -1 <= self.guide_at <= self.depth:
-            raise ValueError(f"guide_at must be in -1..depth={self.depth}, got {self.guide_at}")
+        if not isinstance(self.backbone_options, Mapping):
+            raise ValueError(f"backbone_options must be a table, got {self.backbone_options!r}")
+        if self.backbone in available():  # an unknown name is refused when the backbone is built
+            options = spec_of(self.backbone).parse_options(self.backbone_options)
+            object.__setattr__(self, "backbone_options", config_to_dict(options))
         if len(self.semantic_channels) != 4:
             raise ValueError(
                 f"semantic_channels needs four entries (four blocks), got {self.semantic_channels}"
@@ -103,6 +99,10 @@ class ModelConfig:
             raise ValueError(f"spec_tile_seconds must be >= 0.05, got {self.spec_tile_seconds}")
         if self.audio_encoder == "vggsound" and self.vggsound_weights is None:
             raise ValueError("audio_encoder = 'vggsound' needs vggsound_weights (a file path)")
+
+    def options(self) -> Any:
+        """The backbone's options dataclass (`BackboneSpec.options`) holding `backbone_options`."""
+        return spec_of(self.backbone).parse_options(self.backbone_options)
 
     @property
     def audio_input(self) -> Literal["mel", "spec"]:
@@ -129,3 +129,15 @@ class ModelConfig:
     def audio_inputs(self) -> tuple[str, ...]:
         """Every audio field the model reads ("mel" and/or "spec")."""
         return tuple(sorted({self.audio_input, self.relevance_audio_input}))
+
+
+def model_config_from_recipe(
+    recipe: Mapping[str, Any], flags: Mapping[str, Any] | None = None
+) -> ModelConfig:
+    """`ModelConfig` from the recipe's [model] table and its [model.backbone_options] table, then flags
+    (None = not given). ConfigError for an unknown key or a bad value in either table."""
+    section = recipe_section(recipe, "model")
+    options = recipe_section(recipe, "model.backbone_options")
+    if options:
+        section["backbone_options"] = dict(options)
+    return build_config(ModelConfig, section, flags or {})

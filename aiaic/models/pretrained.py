@@ -8,8 +8,8 @@ downloaded).
   side E_a'. After stripping the prefix the keys are torchvision ResNet-18's with a one-channel stem;
   the 309-class `fc` is dropped.
 
-Files are read with `torch.load(weights_only=True)`, so no arbitrary object is ever unpickled. Keys
-and shapes are checked against the model; a mismatch raises `InputError` naming the file and the keys.
+Files are read, filtered and checked by `aiaic.models.weights` (`torch.load(weights_only=True)`, so no
+arbitrary object is ever unpickled); a mismatch raises `InputError` naming the file and the keys.
 The VGGSound network reads what it was trained on: the VGGSound spectrogram [1, 257, 1004] of
 `aiaic.data.spectrogram` (the loader and inference compute it from the one-second PCM).
 
@@ -20,7 +20,6 @@ one `ConfigError`, so a recipe fails before any data is read.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from aiaic.errors import ConfigError, InputError
+from aiaic.errors import ConfigError
+from aiaic.models.weights import find_weights, load_weights, strip_prefix
 
 if TYPE_CHECKING:
     from aiaic.models.colorizer import AudioInfusedColorizer
@@ -44,63 +44,6 @@ WHERE_FROM = {
     "torchvision.models.vgg19(weights='IMAGENET1K_V1')",
 }
 
-_WRAPPERS = ("model_state_dict", "state_dict", "params", "model")
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a checkpoint file safely and unwrap the usual containers -> {key: tensor}."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "pretrained weights file not found")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise InputError(
-            p, f"cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}"
-        ) from e
-    for _ in range(2):
-        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            inner = next((obj[k] for k in _WRAPPERS if k in obj and isinstance(obj[k], Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, Mapping) or not obj:
-        raise InputError(p, "holds no state dict (expected a mapping of parameter names to tensors)")
-    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not state:
-        raise InputError(p, "holds no tensors")
-    return state
-
-
-def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """`state` with `prefix` removed from every key, when every key has it (else an unchanged copy)."""
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix) :]: v for k, v in state.items()}
-    return dict(state)
-
-
-def load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
-    """Load `state` into `module` strictly; InputError naming `path` and listing the missing,
-    unexpected and wrongly shaped keys (`what` names the expected kind of checkpoint)."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        detail = []
-        if missing:
-            detail.append(f"{len(missing)} missing (e.g. {missing[:10]})")
-        if unexpected:
-            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:10]})")
-        if wrong:
-            k = wrong[0]
-            detail.append(
-                f"{len(wrong)} with wrong shapes (e.g. {k}: file {list(state[k].shape)}, "
-                f"model {list(own[k].shape)})"
-            )
-        raise InputError(path, f"not a {what} checkpoint: " + "; ".join(detail))
-    module.load_state_dict(dict(state), strict=True)
-
 
 def vggsound_to_resnet18(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Key mapping: strip `module.` and `audnet.` prefixes, drop the classifier `fc.*`."""
@@ -111,11 +54,15 @@ def vggsound_to_resnet18(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
 
 def load_vggsound_audio(encoder: nn.Module, path: str | Path) -> None:
     """Load the VGGSound ResNet-18 into an `AudioEncoder` (its `.net`), strictly after key mapping."""
-    p = Path(path)
-    state = vggsound_to_resnet18(read_state_dict(p))
     target: nn.Module = getattr(encoder, "net", encoder)
-    load_checked(target, state, p, "VGGSound ResNet-18 (one-channel stem)")
-    log.info("VGGSound ResNet-18 from %s (%d tensors)", p, len(state))
+    report = load_weights(
+        target,
+        path,
+        expected="a VGGSound ResNet-18 (one-channel stem) checkpoint",
+        key_filter=vggsound_to_resnet18,
+        ignored_what="classifier keys",
+    )
+    log.info("VGGSound ResNet-18 from %s (%d tensors)", report.file, report.keys)
 
 
 def vgg19_to_features(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -126,10 +73,14 @@ def vgg19_to_features(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 def load_vgg19_image(module: nn.Module, path: str | Path) -> None:
     """Load ImageNet VGG-19 conv weights into a `VGG19Features`, strictly after key mapping."""
-    p = Path(path)
-    state = vgg19_to_features(read_state_dict(p))
-    load_checked(module, state, p, "torchvision VGG-19")
-    log.info("relevance net image encoder: ImageNet VGG-19 from %s (%d tensors)", p, len(state))
+    report = load_weights(
+        module,
+        path,
+        expected="a torchvision VGG-19 checkpoint",
+        key_filter=vgg19_to_features,
+        ignored_what="classifier keys",
+    )
+    log.info("relevance net image encoder: ImageNet VGG-19 from %s (%d tensors)", report.file, report.keys)
 
 
 def _uses(cfg: ModelConfig, name: str) -> bool:
@@ -207,44 +158,26 @@ def load_relevance_encoders(model: AudioInfusedColorizer) -> list[str]:
     return lines
 
 
-_HF_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-HF_WEIGHTS_FILE = "pytorch_model.bin"
-
-
-def resolve_weights(value: str | Path) -> Path:
-    """The local file of a weights setting: an existing path as is; a Hugging Face repo id
-    ("owner/name", not an existing path) fetched with `huggingface_hub` into its usual cache
-    (`pytorch_model.bin`). ConfigError when the id cannot be fetched, InputError for a missing file."""
-    p = Path(value)
-    if p.exists():
-        return p
-    text = str(value)
-    if _HF_REPO_ID.match(text):
-        try:
-            from huggingface_hub import hf_hub_download
-        except ImportError as e:
-            raise ConfigError(
-                f"{text}: no such file; as a Hugging Face repo id it needs the package "
-                "huggingface_hub (pip install huggingface_hub), or download "
-                f"{HF_WEIGHTS_FILE} yourself and pass its path"
-            ) from e
-        try:
-            return Path(hf_hub_download(repo_id=text, filename=HF_WEIGHTS_FILE))
-        except Exception as e:  # the hub raises many types (network, missing repo, auth)
-            raise ConfigError(
-                f"{text}: cannot fetch {HF_WEIGHTS_FILE} from Hugging Face: {type(e).__name__}: {e}"
-            ) from e
-    raise InputError(p, "backbone weights file not found")
+def resolve_weights(value: str | Path, model: AudioInfusedColorizer | None = None) -> Path:
+    """The local file of a weights setting (`aiaic.models.weights.find_weights`): an existing path, a
+    weight set of the model's backbone by name, or a Hugging Face repo id (fetched with
+    `huggingface_hub`). ConfigError when it cannot be fetched, InputError for a missing file."""
+    spec = model.backbone.backbone_spec if model is not None else None
+    return find_weights(value, spec)[0]
 
 
 def load_backbone_weights(model: AudioInfusedColorizer) -> str | None:
-    """Load `model.config.backbone_weights` (a file or a Hugging Face repo id) into `model.backbone`;
-    returns a line saying what was loaded (also logged), or None when no weights are configured."""
+    """Load `model.config.backbone_weights` (a file, one of the backbone's weight sets by name, or a
+    Hugging Face repo id) into `model.backbone`; returns a line saying what was loaded (also logged),
+    or None when no weights are configured."""
     value = model.config.backbone_weights
     if value is None:
         return None
-    path = resolve_weights(value)
-    info = model.backbone.load_pretrained(path)
+    backbone = model.backbone
+    spec = backbone.backbone_spec
+    path, weight_set = find_weights(value, spec)
+    fmt = spec.format_of(weight_set) if spec is not None else None
+    info = backbone.load_pretrained(path, fmt)
     line = f"backbone {model.config.backbone}: released weights from {path} ({info.get('keys')} tensors)"
     log.info(line)
     return line

@@ -260,18 +260,16 @@ def load_backbone(
 ) -> InferenceModel:
     """A registered backbone alone (variant "baseline": no audio, r = 0) in eval mode, from its released
     weights `weights` (a file or a Hugging Face repo id; None = random weights), predicting at
-    `image_size` x `image_size` (a multiple of the backbone's `size_multiple`). ConfigError for an
+    `image_size` x `image_size` (as the backbone's `input_policy` allows). ConfigError for an
     unknown backbone or a bad size; InputError for a weights file that does not fit."""
     from aiaic.errors import ConfigError
     from aiaic.models.pretrained import load_backbone_weights
 
     model_cfg = ModelConfig(backbone=name, backbone_weights=None if weights is None else Path(weights))
     model = build_colorizer(model_cfg)
-    multiple = int(model.backbone.size_multiple)
-    if image_size < multiple or image_size % multiple:
-        raise ConfigError(
-            f"image size {image_size} for backbone {name!r}: must be a positive multiple of {multiple}"
-        )
+    problem = model.backbone.input_policy.problem(image_size, image_size)
+    if problem:
+        raise ConfigError(f"image size {image_size} for backbone {name!r}: {problem}")
     load_backbone_weights(model)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model.to(dev).eval()

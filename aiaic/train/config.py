@@ -13,10 +13,13 @@ Recipe layout (`pipelines/*.toml`)::
 Flags override the recipe: `--epochs/--batch-size/--lr` apply to every stage that runs, `--backbone`
 and `--activation-checkpointing` to the model, the others to `TrainConfig`. Unknown keys are errors.
 
-Defaults that depend on the backbone are filled in here, once: a stage's optimizer, lr, betas and
-weight decay come from the backbone's `optimizer` and a colour stage's loss terms from its
-`loss_terms` wherever the recipe does not say, so the plan (and each stage's `config.json`) holds the
-values actually used. `batch_size` is the global batch: under torchrun each of R ranks takes
+    [model.backbone_options] -> the backbone's own options (its spec's options dataclass)
+
+Defaults that depend on the backbone are filled in here, once, from its registered `BackboneSpec`
+(read without building the network): a stage's optimizer, lr, betas and weight decay from the spec's
+`optimizer`, a colour stage's loss terms from its `loss`, and the critic's width, depth, lr and betas
+from its `critic`, wherever the recipe does not say, so the plan (and each stage's `config.json`)
+holds the values actually used. `batch_size` is the global batch: under torchrun each of R ranks takes
 batch_size / R samples per step (`aiaic.train.distributed.per_rank_batch`).
 """
 
@@ -28,17 +31,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from aiaic.config import build_config, recipe_section, required
 from aiaic.data.loader import LoaderConfig, loader_config_from_recipe
 from aiaic.errors import ConfigError
-from aiaic.models.backbones import build_backbone
+from aiaic.models.backbone_spec import BackboneSpec
 from aiaic.models.backbones.base import Backbone
-from aiaic.models.config import ModelConfig
+from aiaic.models.backbones.registry import spec_of
+from aiaic.models.config import ModelConfig, model_config_from_recipe
 from aiaic.models.pretrained import check_weight_files
 from aiaic.train.losses import check_loss_terms
 from aiaic.train.stages import ABLATION_CHAINS, STAGES, stage_sequence
+from aiaic.train.terms import get_term
 
 STAGE_NAMES = tuple(STAGES)
 STAGE_ALIASES = {"1": "stage1", "2": "stage2", "3": "stage3"}
@@ -55,15 +58,16 @@ class StageConfig:
         lr, optimizer ("adam", "adamw" or "sgd" with momentum 0.9), betas, weight_decay (L2 for adam
             and sgd, decoupled for adamw): None = the backbone's own (`Backbone.optimizer`).
         lr_schedule: "constant" or "cosine" (per step, to 0 at the last step).
-        loss: the colour loss L_c as term name -> weight (`aiaic.train.losses.TERM_NAMES`: l1, l2,
-            huber on ab_n; perceptual, colorfulness, adversarial on the RGB they imply); None = the
-            backbone's `loss_terms`.
+        loss: the colour loss L_c as term name -> weight (the registered terms of `aiaic.train.terms`:
+            l1, l2, huber on ab_n; perceptual, colorfulness, adversarial on the RGB they imply; a
+            backbone's own); None = the backbone's (`BackboneSpec.loss`).
         color_loss: shorthand for a single term, `loss = {color_loss = 1.0}` ("l1", "l2", "huber").
         huber_delta: the huber term's threshold, in ab_n units.
         mask_prob: share of samples with r = 0 (stage 1 and e2e; the loader's `audio_mask`).
         grad_clip: max global gradient norm (0 = off).
-        disc_channels / disc_blocks: width and depth of the patch discriminator (adversarial term).
-        disc_lr / disc_betas: its Adam optimizer (DDColor: 1e-4, (0.9, 0.99), no weight decay).
+        disc_channels / disc_blocks: width and depth of the critic (adversarial term); None = the
+            backbone's (`BackboneSpec.critic`; DDColor's patch discriminator: 64, 3).
+        disc_lr / disc_betas: its optimizer's (DDColor: Adam 1e-4, (0.9, 0.99)); None = the critic's.
     """
 
     epochs: int = 8
@@ -78,10 +82,10 @@ class StageConfig:
     huber_delta: float = 0.05
     mask_prob: float = 0.0
     grad_clip: float = 0.0
-    disc_channels: int = 64
-    disc_blocks: int = 3
-    disc_lr: float = 1e-4
-    disc_betas: tuple[float, ...] = (0.9, 0.99)
+    disc_channels: int | None = None
+    disc_blocks: int | None = None
+    disc_lr: float | None = None
+    disc_betas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -98,7 +102,11 @@ class StageConfig:
             raise ValueError(f"mask_prob must be in [0, 1), got {self.mask_prob}")
         if self.huber_delta <= 0 or (self.weight_decay or 0) < 0 or self.grad_clip < 0:
             raise ValueError("huber_delta must be > 0; weight_decay and grad_clip >= 0")
-        if self.disc_channels < 8 or self.disc_blocks < 1 or not self.disc_lr > 0:
+        if (
+            (self.disc_channels is not None and self.disc_channels < 8)
+            or (self.disc_blocks is not None and self.disc_blocks < 1)
+            or (self.disc_lr is not None and not self.disc_lr > 0)
+        ):
             raise ValueError("disc_channels must be >= 8, disc_blocks >= 1 and disc_lr > 0")
         if self.loss is not None:
             check_loss_terms(self.loss)
@@ -132,6 +140,9 @@ class TrainConfig:
         seed: seeds the model initialisation and the loader's shuffles.
         log_every: append a metrics line every N steps.
         precision: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + gradient scaling; CUDA).
+        network_weights: the files of other pretrained networks loss terms read, by the network's name
+            (`aiaic.train.terms.PretrainedNet.name`), `network_weights = { vgg19 = "vgg19-dcbb9e9d.pth" }`;
+            a network not named here is looked for in the torch hub cache.
         vgg16_bn_weights: torchvision's ImageNet VGG16-BN (`vgg16_bn-6c64b313.pth`) for the perceptual
             term; None = look in the torch hub cache, and without it the term is off (and recorded).
     """
@@ -149,6 +160,7 @@ class TrainConfig:
     log_every: int = 10
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     vgg16_bn_weights: Path | None = None
+    network_weights: Mapping[str, Path] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
@@ -178,9 +190,14 @@ _STAGE_FLAGS = ("epochs", "batch_size", "lr")
 _MODEL_FLAGS = ("backbone", "activation_checkpointing")
 
 
-def resolve_stage(cfg: StageConfig, backbone: Backbone, colour_stage: bool) -> StageConfig:
-    """Fill what the recipe left open from the backbone: optimizer settings and (colour stages) loss."""
-    opt = backbone.optimizer
+def resolve_stage(cfg: StageConfig, backbone: BackboneSpec | Backbone, colour_stage: bool) -> StageConfig:
+    """Fill what the recipe left open from the backbone's spec (or a built backbone's): optimizer
+    settings, the critic's settings and (colour stages) the loss terms. ConfigError when a term
+    needs an extra output or a critic the backbone does not declare."""
+    spec = backbone.backbone_spec if isinstance(backbone, Backbone) else backbone
+    if spec is None:
+        raise ConfigError(f"{type(backbone).__name__} was not built by build_backbone: it has no spec")
+    opt = spec.optimizer
     cfg = replace(
         cfg,
         optimizer=cfg.optimizer or opt.name,  # type: ignore[arg-type]
@@ -188,9 +205,36 @@ def resolve_stage(cfg: StageConfig, backbone: Backbone, colour_stage: bool) -> S
         betas=tuple(cfg.betas if cfg.betas is not None else opt.betas),
         weight_decay=cfg.weight_decay if cfg.weight_decay is not None else opt.weight_decay,
     )
+    if spec.critic is not None:
+        critic = spec.critic
+        cfg = replace(
+            cfg,
+            disc_channels=cfg.disc_channels if cfg.disc_channels is not None else critic.channels,
+            disc_blocks=cfg.disc_blocks if cfg.disc_blocks is not None else critic.blocks,
+            disc_lr=cfg.disc_lr if cfg.disc_lr is not None else critic.optimizer.lr,
+            disc_betas=tuple(cfg.disc_betas if cfg.disc_betas is not None else critic.optimizer.betas),
+        )
     if colour_stage and cfg.loss is None and cfg.color_loss is None:
-        cfg = replace(cfg, loss=dict(backbone.loss_terms))
+        cfg = replace(cfg, loss=dict(spec.loss))
+    if colour_stage:
+        _check_term_needs(cfg.loss_terms(), spec)
     return cfg
+
+
+def _check_term_needs(terms: Mapping[str, float], spec: BackboneSpec) -> None:
+    """ConfigError for an active term that reads an extra or a critic the backbone does not give."""
+    for name, weight in terms.items():
+        needs = get_term(name).needs
+        if weight <= 0:
+            continue
+        missing = [e for e in needs.extras if e not in spec.extras]
+        if missing:
+            raise ConfigError(
+                f"loss term {name!r} reads the extra outputs {missing}, which backbone {spec.name!r} does "
+                f"not give (its extras: {sorted(spec.extras) or 'none'})"
+            )
+        if needs.critic and spec.critic is None:
+            raise ConfigError(f"loss term {name!r} needs a critic; backbone {spec.name!r} declares none")
 
 
 def _stage_section(recipe: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -202,19 +246,6 @@ def _stage_section(recipe: Mapping[str, Any], name: str) -> dict[str, Any]:
             own.update(recipe_section(recipe, f"train.{table}"))
             own.update(_loss_table(recipe, f"train.{table}"))
     return own
-
-
-def _backbone_for_settings(model: ModelConfig) -> Backbone:
-    """The backbone whose settings (size_multiple, optimizer, loss_terms) the plan reads.
-
-    Built on the meta device (no memory for its weights); a builder that needs real values while
-    building (e.g. `.item()` on a schedule tensor) is built on the CPU instead: the same settings.
-    """
-    try:
-        with torch.device("meta"):
-            return build_backbone(model.backbone, model)
-    except (RuntimeError, NotImplementedError):
-        return build_backbone(model.backbone, model)
 
 
 def _loss_table(recipe: Mapping[str, Any], table: str) -> dict[str, Any]:
@@ -231,6 +262,21 @@ def _loss_table(recipe: Mapping[str, Any], table: str) -> dict[str, Any]:
             f"loss = {{ l1 = 0.1, perceptual = 5.0 }}; got {loss!r}"
         )
     return {"loss": dict(loss)}
+
+
+def _network_weights(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The inline `network_weights = { name = "file" }` of [train], paths relative to the recipe's folder."""
+    node = recipe.get("train", {})
+    table = node.get("network_weights") if isinstance(node, Mapping) else None
+    if table is None:
+        return {}
+    if not isinstance(table, Mapping) or not all(isinstance(v, str) for v in table.values()):
+        raise ConfigError(f'[train] network_weights must be a table of name = "file"; got {table!r}')
+    folder = getattr(recipe, "folder", None)
+    paths = {str(k): Path(v).expanduser() for k, v in table.items()}
+    if folder is not None:
+        paths = {k: p if p.is_absolute() else Path(folder) / p for k, p in paths.items()}
+    return {"network_weights": paths}
 
 
 def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> TrainPlan:
@@ -252,7 +298,9 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
         )
     tables = recipe.get("train", {}) if isinstance(recipe.get("train", {}), Mapping) else {}
     bad_tables = sorted(
-        k for k, v in tables.items() if isinstance(v, Mapping) and k not in STAGE_NAMES and k != "loss"
+        k
+        for k, v in tables.items()
+        if isinstance(v, Mapping) and k not in STAGE_NAMES and k not in ("loss", "network_weights")
     )
     if bad_tables:
         raise ConfigError(f"unknown stage tables [train.{bad_tables[0]}]; stages: {list(STAGE_NAMES)}")
@@ -262,17 +310,14 @@ def build_train_plan(recipe: Mapping[str, Any], flags: Mapping[str, Any]) -> Tra
         raise ConfigError(f"unknown training options {unknown_flags}")
 
     run_recipe = train_section.subset(_RUN_KEYS)
+    run_recipe.update(_network_weights(recipe))
     train = build_config(TrainConfig, run_recipe, {k: v for k, v in flags.items() if k in _RUN_KEYS})
-    model = build_config(
-        ModelConfig, recipe_section(recipe, "model"), {k: flags.get(k) for k in _MODEL_FLAGS}
-    )
+    model = model_config_from_recipe(recipe, {k: flags.get(k) for k in _MODEL_FLAGS})
     check_weight_files(model)
-    backbone = _backbone_for_settings(model)
-    if train.image_size % backbone.size_multiple:
-        raise ConfigError(
-            f"image_size {train.image_size} is not a multiple of {backbone.size_multiple}, "
-            f"which backbone {model.backbone!r} needs"
-        )
+    backbone = spec_of(model.backbone)
+    problem = backbone.input_policy(model.backbone_options).problem(train.image_size, train.image_size)
+    if problem:
+        raise ConfigError(f"image_size {train.image_size}: {problem} for backbone {model.backbone!r}")
     stage_defaults = {k: v for k, v in train_section.items() if k in _STAGE_KEYS}
     stage_defaults.update(_loss_table(recipe, "train"))
     stage_flags = {k: flags.get(k) for k in _STAGE_FLAGS}

@@ -3,7 +3,8 @@
     [train.stage1]
     loss = { l1 = 11.0, perceptual = 5.0, adversarial = 1.0, colorfulness = 0.5 }
 
-Terms (what each needs):
+Terms live in the registry of `aiaic.train.terms` (a backbone adds its own from its own file); this
+module registers the built-in ones (what each needs):
 - "l1", "l2", "huber": on ab_n = ab / 110 against the target's ab_n [B, 2, H, W] (mean over every
   element; huber is smooth L1 with `huber_delta` in ab_n units). Nothing else needed.
 - "perceptual": DDColor's (BasicSR `PerceptualLoss` with `vgg_type: vgg16_bn`, `use_input_norm`,
@@ -11,8 +12,9 @@ Terms (what each needs):
   RGB, at conv1_1, conv2_1, conv3_1, conv4_1, conv5_1 (the conv outputs, before BN) weighted 1/16,
   1/8, 1/4, 1/2, 1. Needs torchvision's `vgg16_bn-6c64b313.pth` (`[train] vgg16_bn_weights` or the
   torch hub cache); without it the term is off and the stage records why (never a random VGG).
-- "adversarial": the generator side of a vanilla GAN, BCE(D(predicted RGB), real), against the patch
-  discriminator of `aiaic.train.discriminator`, which trains alongside (its own optimizer and step).
+- "adversarial": the generator side of the backbone's critic (`BackboneSpec.critic`), which trains
+  alongside (its own optimizer and step, `aiaic.train.discriminator`): for a vanilla GAN (DDColor's
+  patch discriminator) BCE(D(predicted RGB), real); for WGAN-GP -mean D(prediction).
 - "colorfulness": DDColor's colourfulness loss, 1 - M per image with M the Hasler-Suesstrunk
   colourfulness of the predicted RGB in [0, 1] (on |R - G| and |(R + G) / 2 - B|, as DDColor writes
   it), averaged over the batch (DDColor sums over its per-GPU batch of 4: the mean keeps the weight
@@ -38,12 +40,21 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from aiaic.errors import InputError
 from aiaic.lab import lab_from_normalized, lab_to_rgb
-from aiaic.models.pretrained import read_state_dict
+from aiaic.models.backbone_spec import CriticSpec
+from aiaic.models.critics import PATCH_CRITIC
+from aiaic.models.weights import check_state, read_state_dict
+from aiaic.train.terms import (
+    TERMS,
+    CriticHandle,
+    PretrainedNet,
+    TermInputs,
+    TermNeeds,
+    get_term,
+    register_term,
+)
 
 log = logging.getLogger(__name__)
 
-TERM_NAMES = ("l1", "l2", "huber", "perceptual", "adversarial", "colorfulness")
-RGB_TERMS = frozenset({"perceptual", "adversarial", "colorfulness"})
 VGG16_BN_FILE = "vgg16_bn-6c64b313.pth"
 # layer name -> (index in torchvision's vgg16_bn().features, weight): DDColor's layer_weights
 PERCEPTUAL_LAYERS: dict[str, tuple[int, float]] = {
@@ -83,23 +94,27 @@ def colorfulness(rgb: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return std_root + 0.3 * mean_root
 
 
-def locate_vgg16_bn(named: Path | None) -> tuple[Path | None, str]:
-    """(weights file, "") or (None, the reason the perceptual term is off).
+def locate_network(net: PretrainedNet, named: Path | None) -> tuple[Path | None, str]:
+    """(weights file, "") or (None, the reason the terms reading `net` are off).
 
-    A file the recipe names must exist (InputError otherwise); without one, torchvision's file in the
-    torch hub cache (`$TORCH_HOME/hub/checkpoints/`) serves when present.
+    A file the recipe names must exist (InputError otherwise); without one, the file in the torch hub
+    cache (`$TORCH_HOME/hub/checkpoints/<net.file>`) serves when present.
     """
     if named is not None:
         if not Path(named).is_file():
-            raise InputError(named, "VGG16-BN weights file not found ([train] vgg16_bn_weights)")
+            raise InputError(named, f"{net.what} weights file not found ([train] {net.recipe_key})")
         return Path(named), ""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_BN_FILE
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / net.file
     if cached.is_file():
         return cached, ""
     return None, (
-        f"no ImageNet VGG16-BN weights: set [train] vgg16_bn_weights or place {VGG16_BN_FILE} "
-        f"in {cached.parent}"
+        f"no {net.description} weights: set [train] {net.recipe_key} or place {net.file} in {cached.parent}"
     )
+
+
+def locate_vgg16_bn(named: Path | None) -> tuple[Path | None, str]:
+    """`locate_network` for the perceptual term's VGG16-BN."""
+    return locate_network(VGG16_BN, named)
 
 
 class VGGPerceptual(nn.Module):
@@ -133,15 +148,8 @@ class VGGPerceptual(nn.Module):
         state = read_state_dict(path)
         state = {k.removeprefix("module."): v for k, v in state.items()}
         own = net.state_dict()
-        picked = {k: state[k] for k in own if k in state}
-        missing = sorted(set(own) - set(picked))
-        wrong = sorted(k for k in picked if tuple(picked[k].shape) != tuple(own[k].shape))
-        if missing or wrong:
-            raise InputError(
-                path,
-                f"not torchvision's VGG16-BN ({len(missing)} tensors missing, e.g. "
-                f"{missing[:3]}; {len(wrong)} with wrong shapes, e.g. {wrong[:3]})",
-            )
+        picked = {k: state[k] for k in own if k in state}  # the file's later layers are not used
+        check_state(net, picked, path, "torchvision's VGG16-BN")
         net.load_state_dict(picked, strict=True)
         return net
 
@@ -179,11 +187,73 @@ def rgb_of(L_n: torch.Tensor, ab_n: torch.Tensor) -> torch.Tensor:
         return lab_to_rgb(lab_from_normalized(L_n.float(), ab_n.float()))
 
 
+# --- the built-in terms ------------------------------------------------------------------------
+
+VGG16_BN = PretrainedNet(
+    name="vgg16_bn",
+    file=VGG16_BN_FILE,
+    load=VGGPerceptual.from_file,
+    what="VGG16-BN",
+    description="ImageNet VGG16-BN",
+    recipe_key="vgg16_bn_weights",
+)
+
+
+@register_term("l1")
+def _l1(t: TermInputs) -> torch.Tensor:
+    """Mean |pred - target| on ab_n."""
+    return color_loss(t.pred.float(), t.target.float(), "l1")
+
+
+@register_term("l2")
+def _l2(t: TermInputs) -> torch.Tensor:
+    """Mean (pred - target)^2 on ab_n."""
+    return color_loss(t.pred.float(), t.target.float(), "l2")
+
+
+@register_term("huber")
+def _huber(t: TermInputs) -> torch.Tensor:
+    """Smooth L1 on ab_n with threshold `huber_delta`."""
+    return color_loss(t.pred.float(), t.target.float(), "huber", t.huber_delta)
+
+
+@register_term("perceptual", needs=TermNeeds(rgb=True, network=VGG16_BN))
+def _perceptual(t: TermInputs) -> torch.Tensor:
+    """DDColor's perceptual loss on ImageNet VGG16-BN features of the RGB."""
+    assert t.network is not None and t.rgb_fake is not None and t.rgb_real is not None
+    return t.network(t.rgb_fake, t.rgb_real)
+
+
+@register_term("colorfulness", needs=TermNeeds(rgb=True))
+def _colorfulness(t: TermInputs) -> torch.Tensor:
+    """1 - DDColor's colourfulness of the predicted RGB, averaged over the batch."""
+    assert t.rgb_fake is not None
+    return (1.0 - colorfulness(t.rgb_fake)).mean()
+
+
+@register_term("adversarial", needs=TermNeeds(rgb=True, critic=True))
+def _adversarial(t: TermInputs) -> torch.Tensor:
+    """The generator side of the critic's loss on the prediction (vanilla GAN or WGAN-GP)."""
+    assert t.critic is not None and t.rgb_fake is not None
+    fake = critic_input(t.critic.spec, t.L_n, t.pred, t.rgb_fake)
+    with frozen(t.critic.module):
+        scores = t.critic.module(fake).float()
+    if t.critic.spec.loss == "wgan-gp":
+        return -scores.mean()
+    return F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
+
+
+def critic_input(spec: CriticSpec, L_n: torch.Tensor, ab_n: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """What the critic reads of one colouring: its RGB [B, 3, H, W] in [0, 1] ("rgb") or cat(L_n, ab_n)
+    [B, 3, H, W] ("lab": conditioned on L)."""
+    return rgb if spec.input == "rgb" else torch.cat([L_n, ab_n], dim=1)
+
+
 def check_loss_terms(terms: Mapping[str, Any]) -> None:
-    """ValueError unless `terms` maps known term names to weights >= 0, at least one > 0."""
-    unknown = sorted(set(terms) - set(TERM_NAMES))
+    """ValueError unless `terms` maps registered term names to weights >= 0, at least one > 0."""
+    unknown = sorted(set(terms) - set(TERMS))
     if unknown:
-        raise ValueError(f"unknown loss terms {unknown}; known: {list(TERM_NAMES)}")
+        raise ValueError(f"unknown loss terms {unknown}; known: {sorted(TERMS)}")
     for name, w in terms.items():
         if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
             raise ValueError(f"loss term {name}: weight must be a number >= 0, got {w!r}")
@@ -192,18 +262,21 @@ def check_loss_terms(terms: Mapping[str, Any]) -> None:
 
 
 class ColorLoss(nn.Module):
-    """L_c = sum over terms of weight x term (see the module docstring for each term).
+    """L_c = sum over terms of weight x term (each a registered `aiaic.train.terms.LossTerm`).
 
     Args:
         terms: term name -> weight; terms with weight 0 are not computed.
         huber_delta: threshold of "huber", in ab_n units.
-        perceptual: the VGG16-BN network, needed when "perceptual" has a weight.
-        discriminator: the patch discriminator (RGB [B, 3, H, W] in [0, 1] -> logits [B, N]), needed
-            when "adversarial" has a weight. It is trained elsewhere (its own optimizer), so it is not
-            a submodule here: a DDP wrapper around the stage's objective must not own its parameters.
+        networks: the frozen pretrained networks the terms need, by `PretrainedNet.name`.
+        perceptual: the VGG16-BN network (`networks["vgg16_bn"]`), needed by "perceptual".
+        discriminator: the critic (x [B, 3, H, W] -> scores [B, N]), needed by a term that reads it
+            ("adversarial"). It is trained elsewhere (its own optimizer), so it is not a submodule
+            here: a DDP wrapper around the stage's objective must not own its parameters.
+        critic: the critic's spec (its input and loss); DDColor's patch critic when not given.
 
-    forward(pred_ab_n, true_ab_n, L_n) -> {"loss": total, "loss_<term>": each unweighted term,
-    "rgb_fake"/"rgb_real": RGB [B, 3, H, W] when an RGB term needs them}.
+    forward(pred_ab_n, true_ab_n, L_n, extras=None, batch=None) -> {"loss": total, "loss_<term>":
+    each unweighted term, "rgb_fake"/"rgb_real": RGB [B, 3, H, W] when a term needs them, and
+    "lab_fake"/"lab_real" (cat(L_n, ab_n)) for a critic that reads Lab}.
     """
 
     def __init__(
@@ -211,50 +284,72 @@ class ColorLoss(nn.Module):
         terms: Mapping[str, float],
         *,
         huber_delta: float = 0.05,
+        networks: Mapping[str, nn.Module] | None = None,
         perceptual: VGGPerceptual | None = None,
         discriminator: nn.Module | None = None,
+        critic: CriticSpec | None = None,
     ):
         super().__init__()
         check_loss_terms(terms)
         self.terms = {k: float(w) for k, w in terms.items() if w > 0}
-        if "perceptual" in self.terms and perceptual is None:
-            raise ValueError("the perceptual term needs the VGG16-BN network")
-        if "adversarial" in self.terms and discriminator is None:
-            raise ValueError("the adversarial term needs a discriminator")
+        nets = dict(networks or {})
+        if perceptual is not None:
+            nets[VGG16_BN.name] = perceptual
+        for name in self.terms:
+            needs = get_term(name).needs
+            if needs.network is not None and needs.network.name not in nets:
+                raise ValueError(f"the {name} term needs the {needs.network.what} network")
+            if needs.critic and discriminator is None:
+                raise ValueError(f"the {name} term needs a discriminator")
         self.huber_delta = huber_delta
-        self.perceptual = perceptual
+        self.networks = nn.ModuleDict(nets)
+        self.critic_spec = critic or PATCH_CRITIC
         object.__setattr__(self, "discriminator", discriminator)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, L_n: torch.Tensor) -> dict[str, torch.Tensor]:
+    @property
+    def perceptual(self) -> nn.Module | None:
+        """The VGG16-BN of the perceptual term (None when it is not used)."""
+        return self.networks[VGG16_BN.name] if VGG16_BN.name in self.networks else None
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        L_n: torch.Tensor,
+        extras: Mapping[str, torch.Tensor] | None = None,
+        batch: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
+        needs = [get_term(name).needs for name in self.terms]
         fake = real = None
-        if RGB_TERMS & set(self.terms):
+        if any(n.rgb for n in needs):
             fake = rgb_of(L_n, pred)
             real = rgb_of(L_n, target).detach()
             out["rgb_fake"], out["rgb_real"] = fake, real
+        disc = cast(nn.Module | None, self.discriminator)
+        handle = CriticHandle(disc, self.critic_spec) if disc is not None else None
+        if handle is not None and self.critic_spec.input == "lab" and any(n.critic for n in needs):
+            out["lab_fake"] = torch.cat([L_n, pred], dim=1)
+            out["lab_real"] = torch.cat([L_n, target], dim=1).detach()
         total = pred.new_zeros((), dtype=torch.float32)
-        for name, weight in self.terms.items():
-            if name in ("l1", "l2", "huber"):
-                value = color_loss(pred.float(), target.float(), name, self.huber_delta)
-            elif name == "perceptual":
-                assert self.perceptual is not None and fake is not None and real is not None
-                value = self.perceptual(fake, real)
-            elif name == "colorfulness":
-                assert fake is not None
-                value = (1.0 - colorfulness(fake)).mean()
-            else:
-                value = self._adversarial(fake)
+        for (name, weight), need in zip(self.terms.items(), needs, strict=True):
+            inputs = TermInputs(
+                pred,
+                target,
+                L_n,
+                extras or {},
+                batch or {},
+                fake,
+                real,
+                self.networks[need.network.name] if need.network is not None else None,
+                handle,
+                self.huber_delta,
+            )
+            value = get_term(name).fn(inputs)
             out[f"loss_{name}"] = value.detach()
             total = total + weight * value
         out["loss"] = total
         return out
-
-    def _adversarial(self, fake: torch.Tensor | None) -> torch.Tensor:
-        disc = cast(nn.Module | None, self.discriminator)
-        assert disc is not None and fake is not None
-        with frozen(disc):
-            logits = disc(fake).float()
-        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
 def build_color_loss(
@@ -262,30 +357,41 @@ def build_color_loss(
     *,
     huber_delta: float = 0.05,
     vgg16_bn_weights: Path | None = None,
+    network_weights: Mapping[str, Path] | None = None,
     discriminator: nn.Module | None = None,
+    critic: CriticSpec | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[ColorLoss, dict[str, str]]:
     """The stage's ColorLoss, and {term: reason} for terms switched off.
 
-    The perceptual term is switched off (and logged) when no VGG16-BN weights are found; a
-    file named in the recipe that is missing or wrong is an error.
+    A term whose pretrained network is not found (`vgg16_bn_weights` / `network_weights[name]`, else
+    the torch hub cache) is switched off (and logged); a file named in the recipe that is missing or
+    wrong is an error.
     """
     active = {k: w for k, w in terms.items() if w > 0}
+    named = dict(network_weights or {})
+    if vgg16_bn_weights is not None:
+        named[VGG16_BN.name] = Path(vgg16_bn_weights)
     disabled: dict[str, str] = {}
-    perceptual = None
-    if "perceptual" in active:
-        path, reason = locate_vgg16_bn(vgg16_bn_weights)
+    networks: dict[str, nn.Module] = {}
+    for name in list(active):
+        net = get_term(name).needs.network if name in TERMS else None
+        if net is None or net.name in networks:
+            continue
+        path, reason = locate_network(net, named.get(net.name))
         if path is None:
-            disabled["perceptual"] = reason
-            del active["perceptual"]
-            log.warning("colour loss: the perceptual term is off (%s)", reason)
+            disabled[name] = reason
+            del active[name]
+            log.warning("colour loss: the %s term is off (%s)", name, reason)
         else:
-            perceptual = VGGPerceptual.from_file(path).to(device)
-            log.info("colour loss: perceptual term on ImageNet VGG16-BN from %s", path)
+            networks[net.name] = net.load(path).to(device)
+            log.info("colour loss: %s term on %s from %s", name, net.description, path)
     if not active:
         raise InputError(
             vgg16_bn_weights or Path(torch.hub.get_dir()),
             f"the colour loss {dict(terms)} has no term left: {disabled}",
         )
-    loss = ColorLoss(active, huber_delta=huber_delta, perceptual=perceptual, discriminator=discriminator)
+    loss = ColorLoss(
+        active, huber_delta=huber_delta, networks=networks, discriminator=discriminator, critic=critic
+    )
     return loss, disabled

@@ -83,9 +83,9 @@ class StageObjective(nn.Module):
         if feats is None:  # one encoder pass for the colours and, where r comes from the relevance net, r
             feats = self.model.encode_grey(batch["L"])
         c, r = self.guidance_inputs(batch, feats, audio_feat)
-        pred = self.model(batch["L"], c, r, feats=feats)
+        pred = self.model.forward_outputs(batch["L"], c, r, feats=feats)
         assert self.color_loss is not None
-        out = self.color_loss(pred, batch["ab"], batch["L"])
+        out = self.color_loss(pred.ab, batch["ab"], batch["L"], pred.extras, batch)
         out["color_loss"] = out["loss"].detach()
         if self.spec.c != "none":
             out["r_mean"] = r.detach().mean()
@@ -96,7 +96,8 @@ class StageObjective(nn.Module):
         objective's output for the batch); {} when the stage trains no discriminator."""
         if self.adversary is None:
             return {}
-        return self.adversary.step(out["rgb_real"], out["rgb_fake"])
+        kind = self.adversary.spec.input  # "rgb" or "lab": what the critic reads
+        return self.adversary.step(out[f"{kind}_real"], out[f"{kind}_fake"])
 
     def _color_relevance(self, batch: dict) -> dict[str, torch.Tensor]:
         """L_c + BCE (e2e): E_a runs once on the true and the other audio; the relevance heads see

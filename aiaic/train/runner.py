@@ -26,6 +26,7 @@ from torch import nn
 from aiaic.config import config_to_dict, recipe_hash, write_json_atomic
 from aiaic.data.loader import LoaderConfig, SplitSource, make_loader, open_split, read_manifest
 from aiaic.errors import ConfigError, RecipeMismatchError, RunError
+from aiaic.models.backbones.registry import spec_of
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
 from aiaic.models.pretrained import load_audio_encoder, load_backbone_weights, load_relevance_encoders
 from aiaic.runs import checkpoint as ckpt
@@ -47,6 +48,7 @@ from aiaic.train.metrics import MetricsLog, plot_losses, read_metrics
 from aiaic.train.objectives import StageObjective
 from aiaic.train.precision import MixedPrecision
 from aiaic.train.stages import STAGES, StageSpec, apply_stage_modes, trainable_parameters
+from aiaic.train.terms import get_term
 
 log = logging.getLogger(__name__)
 
@@ -255,16 +257,22 @@ def _build_objective(st: _Stage, model: AudioInfusedColorizer, amp: MixedPrecisi
     if not st.spec.colours:
         return StageObjective(model, st.spec, st.cfg)
     terms = st.cfg.loss_terms()
+    critic = spec_of(model.config.backbone).critic
     adversary = None
-    if terms.get("adversarial", 0) > 0:
+    if critic is not None and any(w > 0 and get_term(k).needs.critic for k, w in terms.items()):
+        cfg = st.cfg
+        assert cfg.disc_channels is not None and cfg.disc_blocks is not None  # resolve_stage filled them
+        assert cfg.disc_lr is not None and cfg.disc_betas is not None
         adversary = build_discriminator_trainer(
-            st.cfg.disc_channels, st.cfg.disc_blocks, st.cfg.disc_lr, st.cfg.disc_betas, amp, st.dist_info
+            cfg.disc_channels, cfg.disc_blocks, cfg.disc_lr, cfg.disc_betas, amp, st.dist_info, critic
         )
     color, st.disabled_terms = build_color_loss(
         terms,
         huber_delta=st.cfg.huber_delta,
         vgg16_bn_weights=st.plan.train.vgg16_bn_weights,
+        network_weights=st.plan.train.network_weights,
         discriminator=adversary.module if adversary is not None else None,
+        critic=critic,
         device=st.dist_info.device,
     )
     return StageObjective(model, st.spec, st.cfg, color, adversary)
@@ -361,7 +369,7 @@ def _optimisation(
 ) -> Optimisation:
     """The optimizer, schedule, DDP wrapper and discriminator step of the stage's training step."""
     optimizer = make_optimizer(st.cfg, params)
-    unused = objective.model.backbone.has_unused_parameters
+    unused = spec_of(objective.model.config.backbone).runtime.unused_parameters
     wrapped = wrap_ddp(objective, st.dist_info, find_unused_parameters=unused)
     second = objective.discriminator_step if objective.adversary is not None else None
     return Optimisation(wrapped, optimizer, params, make_scheduler(st.cfg, optimizer, steps), second, amp)

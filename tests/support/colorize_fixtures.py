@@ -20,8 +20,9 @@ from aiaic.data.audio import MelConfig, log_mel
 from support.split_fixtures import write_split_dir
 
 TINY_MODEL = {
-    "base_channels": 4, "depth": 2, "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8, "cond_dim": 8,
-    "guidance_hidden": 8, "a2v_hidden": 8, "relevance_dim": 4, "relevance_hidden": 8,
+    "backbone_options": {"base_channels": 4, "depth": 2},
+    "semantic_channels": [4, 4, 8, 8], "semantic_dim": 8, "cond_dim": 8, "guidance_hidden": 8,
+    "a2v_hidden": 8, "relevance_dim": 4, "relevance_hidden": 8,
 }  # fmt: skip
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiaic.models.config import ModelConfig
 
 SMALL_MODEL = ModelConfig(
-    base_channels=8,
-    depth=3,
+    backbone_options={"base_channels": 8, "depth": 3},
     semantic_channels=(8, 8, 16, 16),
     semantic_dim=16,
     cond_dim=16,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 TINY_MODEL = {
-    "base_channels": 8,
+    "backbone_options": {"base_channels": 8},
     "semantic_channels": [8, 8, 16, 16],
     "semantic_dim": 16,
     "cond_dim": 16,
@@ -38,10 +38,19 @@ def tiny_recipe(**train) -> dict:
 
 
 def write_recipe(path: Path, recipe: dict) -> Path:
+    """The recipe as TOML; a nested dict becomes its own table (`[model.backbone_options]`)."""
     lines = []
-    for table, values in recipe.items():
-        lines.append(f"[{table}]")
+
+    def table(name: str, values: dict) -> None:
+        lines.append(f"[{name}]")
+        nested = {k: v for k, v in values.items() if isinstance(v, dict)}
         for k, v in values.items():
-            lines.append(f"{k} = {json.dumps(v)}")
+            if k not in nested:
+                lines.append(f"{k} = {json.dumps(v)}")
+        for k, v in nested.items():
+            table(f"{name}.{k}", v)
+
+    for name, values in recipe.items():
+        table(name, values)
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -18,25 +18,32 @@ architecture with few channels and layers, for CPU tests and benchmarks; no rele
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 from torch import nn
 
 from aiaic.lab import grey_rgb  # the grey image as RGB in [0, 1]: DDColor's input
-from aiaic.models.backbones.base import Backbone, Features, Guide, OptimizerDefaults
+from aiaic.models.backbone_spec import (
+    BackboneSpec,
+    InputPolicy,
+    OptimizerDefaults,
+    RuntimeFlags,
+    WeightFormat,
+    WeightSet,
+)
+from aiaic.models.backbones.base import Backbone, Features
 from aiaic.models.backbones.convnext import ConvNeXt
 from aiaic.models.backbones.ddcolor_decoder import DDColorDecoder, spectral_conv
 from aiaic.models.backbones.registry import register
+from aiaic.models.critics import PATCH_CRITIC
+from aiaic.models.weights import drop_prefix
 
 if TYPE_CHECKING:
     from aiaic.models.config import ModelConfig
-
-log = logging.getLogger(__name__)
 
 AB_SCALE = 110.0  # ab_n = ab / AB_SCALE (DESIGN section 3)
 CLASSIFIER_PREFIX = "encoder.arch.head_cls."  # a 4-way head some released files still carry
@@ -87,6 +94,11 @@ class _Encoder(nn.Module):
         self.arch = arch
 
 
+# DDColor's L1 weight is 0.1 on ab in Lab units; on ab_n = ab / 110 the same pull is 0.1 * 110 = 11
+LOSS_TERMS: Mapping[str, float] = {"l1": 11.0, "perceptual": 5.0, "adversarial": 1.0, "colorfulness": 0.5}
+OPTIMIZER = OptimizerDefaults(name="adamw", lr=1e-4, betas=(0.9, 0.99), weight_decay=0.01)
+
+
 class DDColor(Backbone):
     """DDColor: L_n [B, 1, H, W] -> ab_n [B, 2, H, W] (H, W multiples of 32); see the module docstring.
 
@@ -101,22 +113,9 @@ class DDColor(Backbone):
     """
 
     insertion_point = "decoder.layers.0"
-    size_multiple = 32
-    # DDColor's L1 weight is 0.1 on ab in Lab units; on ab_n = ab / 110 the same pull is 0.1 * 110 = 11
-    loss_terms: ClassVar[Mapping[str, float]] = {
-        "l1": 11.0,
-        "perceptual": 5.0,
-        "adversarial": 1.0,
-        "colorfulness": 0.5,
-    }
-    # ConvNeXt's final norm serves `pool` (the relevance net) only; the colour loss never reaches it
-    has_unused_parameters: ClassVar[bool] = True
-    optimizer: ClassVar[OptimizerDefaults] = OptimizerDefaults(
-        name="adamw", lr=1e-4, betas=(0.9, 0.99), weight_decay=0.01
-    )
-    # Inference with weights and activations in channels-last layout: ~20-30 % faster on a CPU
-    # (ConvNeXt's depthwise convs and its channel-last Linears need no copies), same values.
-    channels_last_inference: ClassVar[bool] = True
+    input_policy = InputPolicy(size_multiple=32, default_size=512)  # 512: the official pipeline's side
+    loss_terms: ClassVar[Mapping[str, float]] = LOSS_TERMS  # the same as its spec's (`SPECS`)
+    optimizer: ClassVar[OptimizerDefaults] = OPTIMIZER
     mean: torch.Tensor
     std: torch.Tensor
 
@@ -176,10 +175,10 @@ class DDColor(Backbone):
         skips, deepest = self.encoder.arch(x)
         return [x, *skips, deepest]
 
-    def decode_official(self, feats: Features, guide: Guide | None = None) -> torch.Tensor:
-        """C -> ab [B, 2, H, W] in Lab units, `guide` applied to out0 (`decoder.layers.0`)."""
+    def decode_official(self, feats: Features) -> torch.Tensor:
+        """C -> ab [B, 2, H, W] in Lab units."""
         x, skips = feats[0], feats[1:5]
-        queries = self.decoder(skips, guide)
+        queries = self.decoder(skips)
         return self.refine_net(torch.cat([queries, x], dim=1))
 
     # --- the aiaic contract ------------------------------------------------------------------
@@ -188,35 +187,71 @@ class DDColor(Backbone):
         self.check_input(L_n)
         return self.encode_rgb(grey_rgb(L_n))
 
-    def decode(self, feats: Features, guide: Guide | None = None) -> torch.Tensor:
+    def decode(self, feats: Features) -> torch.Tensor:
         """C(feats) -> ab_n [B, 2, H, W] = ab / 110."""
-        return self.decode_official(feats, guide) / AB_SCALE
+        return self.decode_official(feats) / AB_SCALE
 
     def pool(self, feats: Features) -> torch.Tensor:
         """ConvNeXt's own descriptor of the deepest map (LayerNorm of its spatial mean), [B, dims[3]]."""
         return self.encoder.arch.descriptor(feats[-1])
 
-    def load_pretrained(self, path: Path) -> dict[str, Any]:
-        """Load a released DDColor file (`{"params": state_dict}` .pth, or a bare state dict such as
-        Hugging Face's `pytorch_model.bin`), strictly; the classifier keys `encoder.arch.head_cls.*`
-        some files carry are dropped (and logged). InputError naming the file and the keys otherwise."""
-        from aiaic.models.pretrained import load_checked, read_state_dict, strip_prefix
+    def describe(self) -> str:
+        return f"DDColor ({type(self).__name__}, encoder dims {self.spec.dims})"
 
-        p = Path(path)
-        state = strip_prefix(read_state_dict(p), "module.")
-        ignored = sorted(k for k in state if k.startswith(CLASSIFIER_PREFIX))
-        for k in ignored:
-            del state[k]
-        if ignored:
-            log.info(
-                "%s: ignored %d classifier keys the DDColor model does not use: %s",
-                p,
-                len(ignored),
-                ", ".join(ignored),
-            )
-        load_checked(self, state, p, f"DDColor ({type(self).__name__}, encoder dims {self.spec.dims})")
-        log.info("DDColor weights loaded from %s (%d tensors)", p, len(state))
-        return {"file": str(p), "keys": len(state), "ignored": ignored}
+
+@dataclass(frozen=True)
+class DDColorOptions:
+    """DDColor's `[model.backbone_options]`: none yet (its sizes are the registered names; activation
+    checkpointing is `ModelConfig.activation_checkpointing`)."""
+
+
+HF_FILE = "pytorch_model.bin"
+# Released files: `{"params": state_dict}` .pth, or a bare state dict (Hugging Face's
+# pytorch_model.bin); some still carry a 4-way classifier `encoder.arch.head_cls.*`, dropped and logged.
+WEIGHT_FORMAT = WeightFormat(key_filter=drop_prefix(CLASSIFIER_PREFIX), ignored_what="classifier keys")
+
+_BASE = BackboneSpec(
+    name="ddcolor",
+    options=DDColorOptions,
+    input=DDColor.input_policy,
+    weight_format=WEIGHT_FORMAT,
+    optimizer=OPTIMIZER,
+    loss=LOSS_TERMS,
+    critic=PATCH_CRITIC,
+    # ConvNeXt's final norm serves `pool` (the relevance net) only: the colour loss never reaches it.
+    # Inference in channels-last layout: ~20-30 % faster on a CPU (ConvNeXt's depthwise convs and
+    # its channel-last Linears need no copies), same values.
+    runtime=RuntimeFlags(channels_last_inference=True, unused_parameters=True),
+)
+
+
+def _weights(*names: str) -> tuple[WeightSet, ...]:
+    return tuple(
+        WeightSet(
+            name,
+            file=HF_FILE,
+            hf_repo=f"piddnad/{name}",
+            url="https://github.com/piddnad/DDColor/blob/master/MODEL_ZOO.md",
+            description=f"DDColor's released {name}",
+        )
+        for name in names
+    )
+
+
+SPECS = {
+    "ddcolor-tiny": dataclasses.replace(
+        _BASE, name="ddcolor-tiny", weights=_weights("ddcolor_paper_tiny"), description="DDColor-T"
+    ),
+    "ddcolor-large": dataclasses.replace(
+        _BASE,
+        name="ddcolor-large",
+        weights=_weights("ddcolor_paper", "ddcolor_modelscope", "ddcolor_artistic"),
+        description="DDColor-L",
+    ),
+    "ddcolor-mini": dataclasses.replace(
+        _BASE, name="ddcolor-mini", description="DDColor's architecture, small, for CPU tests"
+    ),
+}
 
 
 def build_ddcolor(name: str, cfg: ModelConfig) -> DDColor:
@@ -224,19 +259,19 @@ def build_ddcolor(name: str, cfg: ModelConfig) -> DDColor:
     return DDColor(SIZES[name], activation_checkpointing=cfg.activation_checkpointing)
 
 
-@register("ddcolor-tiny")
-def build_ddcolor_tiny(cfg: ModelConfig) -> DDColor:
+@register(SPECS["ddcolor-tiny"])
+def build_ddcolor_tiny(options: DDColorOptions, cfg: ModelConfig) -> DDColor:
     """DDColor-T: ConvNeXt-T encoder (`ddcolor_paper_tiny`)."""
     return build_ddcolor("ddcolor-tiny", cfg)
 
 
-@register("ddcolor-large")
-def build_ddcolor_large(cfg: ModelConfig) -> DDColor:
+@register(SPECS["ddcolor-large"])
+def build_ddcolor_large(options: DDColorOptions, cfg: ModelConfig) -> DDColor:
     """DDColor-L: ConvNeXt-L encoder (`ddcolor_paper`, `ddcolor_modelscope`, `ddcolor_artistic`)."""
     return build_ddcolor("ddcolor-large", cfg)
 
 
-@register("ddcolor-mini")
-def build_ddcolor_mini(cfg: ModelConfig) -> DDColor:
+@register(SPECS["ddcolor-mini"])
+def build_ddcolor_mini(options: DDColorOptions, cfg: ModelConfig) -> DDColor:
     """The DDColor architecture with few channels and layers, for CPU tests and benchmarks."""
     return build_ddcolor("ddcolor-mini", cfg)

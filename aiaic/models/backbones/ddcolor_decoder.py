@@ -28,8 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aiaic.models.backbones.base import Guide
-
 
 def spectral_conv(ni: int, nf: int, ks: int, bias: bool) -> nn.Conv2d:
     """A ks x ks conv (padding keeps the size) with spectral norm; Kaiming-normal init, zero bias."""
@@ -273,12 +271,11 @@ class DDColorDecoder(nn.Module):
             tuple(outs), hidden_dim, num_queries, nheads, dim_feedforward, dec_layers, color_embed_dim=embed
         )
 
-    def forward(self, skips: list[torch.Tensor], guide: Guide | None = None) -> torch.Tensor:
-        """skips: norm0..norm3 outputs; `guide` maps out0 [B, nf, H/16, W/16] to the same shape and
-        both consumers of out0 (layers.1 and the colour decoder) see its result."""
+    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        """skips: norm0..norm3 outputs -> [B, num_queries, H, W]. out0 = the output of `layers.0`
+        [B, nf, H/16, W/16] feeds both layers.1 and the colour decoder (a forward hook on `layers.0`,
+        the insertion point, changes what both see)."""
         out0 = self.layers[0](skips[3], skips[2])
-        if guide is not None:
-            out0 = guide(out0)
         out1 = self.layers[1](out0, skips[1])
         out2 = self.layers[2](out1, skips[0])
         out3 = self.last_shuf(out2)

@@ -1,43 +1,66 @@
-"""Backbone registry: name -> builder taking the model's `ModelConfig`.
+"""Backbone registry: name -> (its `BackboneSpec`, its builder).
 
-A backbone's file registers its builders (`@register("name")`); `aiaic.models.backbones` imports every
-backbone file, so a new backbone is one file plus one import line there.
+A backbone's file registers each of its names with a spec and a builder taking the parsed options
+and the model's `ModelConfig`::
+
+    @register(BackboneSpec(name="unet", options=UNetOptions, ...))
+    def build_unet(options: UNetOptions, cfg: ModelConfig) -> UNetColorizer: ...
+
+`aiaic.models.backbones` imports every backbone file, so a new backbone is one file plus one import
+line there (a test may register a throwaway backbone from its own file: nothing else changes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiaic.errors import ConfigError
+from aiaic.models.backbone_spec import BackboneSpec
 from aiaic.models.backbones.base import Backbone
 
 if TYPE_CHECKING:
     from aiaic.models.config import ModelConfig
 
-Builder = Callable[["ModelConfig"], Backbone]
-_BUILDERS: dict[str, Builder] = {}
+Builder = Callable[[Any, "ModelConfig"], Backbone]
+_REGISTRY: dict[str, tuple[BackboneSpec, Builder]] = {}
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: make `builder(cfg: ModelConfig) -> Backbone` available as `name`."""
+def register(spec: BackboneSpec) -> Callable[[Builder], Builder]:
+    """Decorator: make `builder(options, cfg: ModelConfig) -> Backbone` available as `spec.name`."""
 
     def deco(builder: Builder) -> Builder:
-        if name in _BUILDERS:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _BUILDERS[name] = builder
+        if spec.name in _REGISTRY:
+            raise ValueError(f"backbone {spec.name!r} is already registered")
+        _REGISTRY[spec.name] = (spec, builder)
         return builder
 
     return deco
 
 
+def unregister(name: str) -> None:
+    """Remove `name` (for tests that register a throwaway backbone)."""
+    _REGISTRY.pop(name, None)
+
+
 def available() -> list[str]:
     """Registered backbone names, sorted."""
-    return sorted(_BUILDERS)
+    return sorted(_REGISTRY)
+
+
+def spec_of(name: str) -> BackboneSpec:
+    """The spec registered as `name`; ConfigError for an unknown name."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown backbone {name!r}; available: {available()}")
+    return _REGISTRY[name][0]
 
 
 def build_backbone(name: str, cfg: ModelConfig) -> Backbone:
-    """Build the backbone `name` (random weights) from `cfg`; ConfigError for an unknown name."""
-    if name not in _BUILDERS:
-        raise ConfigError(f"unknown backbone {name!r}; available: {available()}")
-    return _BUILDERS[name](cfg)
+    """Build the backbone `name` (random weights) from `cfg` (its `backbone_options` parsed by the
+    spec's options dataclass); ConfigError for an unknown name or bad options."""
+    spec = spec_of(name)
+    options = spec.parse_options(cfg.backbone_options if cfg.backbone == name else None)
+    net = _REGISTRY[name][1](options, cfg)
+    net.backbone_spec = spec
+    net.backbone_options = options
+    return net

@@ -15,14 +15,17 @@ min(2**level, 4).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aiaic.models.backbones.base import Backbone, Features, Guide
+from aiaic.models.backbone_spec import BackboneSpec, InputPolicy
+from aiaic.models.backbones.base import Backbone, Features
 from aiaic.models.backbones.registry import register
+from aiaic.models.critics import PATCH_CRITIC
 
 if TYPE_CHECKING:
     from aiaic.models.config import ModelConfig
@@ -73,12 +76,12 @@ class UNetEncoder(nn.Module):
 
 
 class ColorGenerator(nn.Module):
-    """C: encoder features -> ab_n [B, 2, H, W], with the guide applied after one of its blocks.
+    """C: encoder features -> ab_n [B, 2, H, W]; the guide goes on the output of one of its blocks.
 
     `guide_at` = 0 (the default) puts the insertion point after `bottleneck` (H / 2**depth, named
     "generator.bottleneck"), at the start of C; k in 1..depth after the k-th up block
-    ("generator.ups.<k-1>", at H / 2**(depth - k)); -1 after the last up block, at full resolution,
-    right before the 1x1 head (the mean colour then ignores the picture at r = 1).
+    ("generator.ups.<k-1>.block", at H / 2**(depth - k)); -1 after the last up block, at full
+    resolution, right before the 1x1 head (the mean colour then ignores the picture at r = 1).
     """
 
     def __init__(self, widths: list[int], norm: str = "batch", guide_at: int = 0):
@@ -88,7 +91,9 @@ class ColorGenerator(nn.Module):
             raise ValueError(f"guide_at must be in -1..{depth}, got {guide_at}")
         guide_at = depth if guide_at == -1 else guide_at
         self.guide_at = guide_at
-        self.insertion_point = "generator.bottleneck" if guide_at == 0 else f"generator.ups.{guide_at - 1}"
+        self.insertion_point = (
+            "generator.bottleneck" if guide_at == 0 else f"generator.ups.{guide_at - 1}.block"
+        )
         self.insertion_channels = widths[depth - guide_at]
         self.bottleneck = conv_block(widths[-1], widths[-1], norm)
         ups = []
@@ -104,16 +109,12 @@ class ColorGenerator(nn.Module):
         self.ups = nn.ModuleList(ups)
         self.head = nn.Conv2d(widths[0], 2, 1)
 
-    def forward(self, feats: list[torch.Tensor], guide: Guide | None = None) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         h = self.bottleneck(feats[-1])
-        if guide is not None and self.guide_at == 0:
-            h = guide(h)
-        for k, (up, skip) in enumerate(zip(self.ups, reversed(feats[:-1]), strict=True), start=1):
+        for up, skip in zip(self.ups, reversed(feats[:-1]), strict=True):
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             up = cast(nn.ModuleDict, up)
             h = up["block"](torch.cat([up["reduce"](h), skip], dim=1))
-            if guide is not None and self.guide_at == k:
-                h = guide(h)
         return self.head(h)
 
 
@@ -136,16 +137,16 @@ class UNetColorizer(Backbone):
         self.insertion_point = self.generator.insertion_point
         self.insertion_channels = self.generator.insertion_channels
         self.feature_dim = 2 * widths[-1]  # length of `pool(feats)`
-        self.size_multiple = 2**depth
+        self.input_policy = InputPolicy(size_multiple=2**depth)
 
     def encode(self, L_n: torch.Tensor) -> Features:
         """E(L_n): the encoder's features at H, H/2, ..., H/2**depth (what `decode` takes)."""
         self.check_input(L_n)
         return self.encoder(L_n)
 
-    def decode(self, feats: Features, guide: Guide | None = None) -> torch.Tensor:
+    def decode(self, feats: Features) -> torch.Tensor:
         """C(feats) -> ab_n [B, 2, H, W] (the U-Net predicts ab_n directly)."""
-        return self.generator(feats, guide)
+        return self.generator(feats)
 
     def pool(self, feats: Features) -> torch.Tensor:
         """The deepest of `encode`'s features, pooled: per-channel spatial mean and std, [B, feature_dim]."""
@@ -153,9 +154,46 @@ class UNetColorizer(Backbone):
         return torch.cat([h.mean(dim=(2, 3)), h.std(dim=(2, 3), unbiased=False)], dim=1)
 
 
-@register("unet")
-def build_unet(cfg: ModelConfig) -> UNetColorizer:
-    """The default compact U-Net, sized by `cfg.base_channels`, `cfg.depth`, `cfg.norm`, `cfg.guide_at`."""
+@dataclass(frozen=True)
+class UNetOptions:
+    """The U-Net's `[model.backbone_options]`.
+
+    base_channels: width at full resolution (doubles per level, capped at 4x).
+    depth: number of 2x downsamplings (image sides must be multiples of 2**depth).
+    norm: normalisation after each conv: "batch", "group" or "none".
+    guide_at: the insertion point in C: 0 = at the start of its decoder, after the bottleneck block
+        (H / 2**depth; the default, early in C as the paper places DSG), k = after its k-th upsampling
+        block (H / 2**(depth - k)), -1 = after its last block, just before the 1x1 output layer
+        (there, at r = 1, the audio alone sets the image's mean colour).
+    """
+
+    base_channels: int = 32
+    depth: int = 3
+    norm: Literal["batch", "group", "none"] = "batch"
+    guide_at: int = 0
+
+    def __post_init__(self) -> None:
+        if self.base_channels < 4:
+            raise ValueError(f"base_channels must be >= 4, got {self.base_channels}")
+        if not 1 <= self.depth <= 6:
+            raise ValueError(f"depth must be in 1..6, got {self.depth}")
+        if not -1 <= self.guide_at <= self.depth:
+            raise ValueError(f"guide_at must be in -1..depth={self.depth}, got {self.guide_at}")
+
+
+SPEC = BackboneSpec(
+    name="unet",
+    options=UNetOptions,
+    input_for=lambda o: InputPolicy(size_multiple=2**o.depth, default_size=256),
+    loss={"huber": 1.0},
+    critic=PATCH_CRITIC,  # for a recipe that adds an adversarial term
+    description="compact U-Net that trains on a CPU (no released weights)",
+)
+
+
+@register(SPEC)
+def build_unet(options: UNetOptions, cfg: ModelConfig) -> UNetColorizer:
+    """The compact U-Net, sized by its options."""
     return UNetColorizer(
-        base_channels=cfg.base_channels, depth=cfg.depth, norm=cfg.norm, guide_at=cfg.guide_at
+        base_channels=options.base_channels, depth=options.depth, norm=options.norm, guide_at=options.guide_at
     )
