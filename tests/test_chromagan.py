@@ -17,9 +17,10 @@ from torch import nn
 
 from aiaic.errors import InputError
 from aiaic.lab import normalize_ab, normalize_l, rgb_to_lab
+from aiaic.models.backbones import build_backbone, spec_of
+from aiaic.models.backbones.chromagan import MSE_WEIGHT_ON_AB_N, ChromaGAN, ChromaGANLabCritic, convert_h5
 from aiaic.models.backbones.chromagan_arch import (
     SIZES,
-    ChromaGANCritic,
     ChromaGANGenerator,
     KerasConv2d,
     keras_param_count,
@@ -33,14 +34,12 @@ from aiaic.models.backbones.chromagan_io import (
     generator_input,
     l01_from_L_n,
 )
+from aiaic.models.colorizer import build_colorizer
+from aiaic.models.config import ModelConfig
+from aiaic.models.guidance import DynamicSemanticGuidance
 from aiaic.models.keras_h5 import load_chromagan_h5, read_keras_h5
-from aiaic.train.chromagan_loss import (
-    MSE_WEIGHT_ON_AB_N,
-    CriticTrainer,
-    gradient_penalty,
-    keras_kld,
-    wasserstein_generator_term,
-)
+from aiaic.models.pretrained import load_backbone_weights
+from aiaic.train.chromagan_loss import VGG16Teacher, class_kl_term, keras_kld
 from tests.support.chromagan_h5 import LAYER_ORDER, tf_keras_name, write_chromagan_h5
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (the dev extra) is needed")
@@ -294,47 +293,173 @@ def test_full_size_h5_round_trips(full, tmp_path):
 # ---- the objective ------------------------------------------------------------------------------
 
 
-def test_keras_kld_and_mse_weight():
+def test_keras_kld_and_the_mse_weight_on_ab_n():
     t = torch.tensor([[0.7, 0.2, 0.1, 0.0]])
     p = torch.tensor([[0.5, 0.25, 0.25, 0.0]])
     tc, pc = t.clamp(1e-7, 1), p.clamp(1e-7, 1)
     assert torch.isclose(keras_kld(t, p), (tc * (tc / pc).log()).sum())
+    assert keras_kld(t, t) == 0
     ab_n, ab_n2 = torch.rand(2, 2, 4, 4), torch.rand(2, 2, 4, 4)
     mse01 = ((ab01_from_ab_n(ab_n) - ab01_from_ab_n(ab_n2)) ** 2).mean()
     assert torch.isclose(mse01, MSE_WEIGHT_ON_AB_N * ((ab_n - ab_n2) ** 2).mean())
 
 
-class _LinearCritic(nn.Module):
-    """C(L, ab) = sum(w * ab) per sample: its gradient norm is ||w|| everywhere."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.full((1, 2, 4, 4), 0.1))
-
-    def forward(self, L01: torch.Tensor, ab01: torch.Tensor) -> torch.Tensor:
-        return (self.w * ab01).flatten(1).sum(1, keepdim=True)
-
-
-def test_gradient_penalty_and_wasserstein_sign():
-    c = _LinearCritic()
-    L01, real, fake = torch.rand(3, 1, 4, 4), torch.rand(3, 2, 4, 4), torch.rand(3, 2, 4, 4)
-    norm = c.w.detach().norm()
-    assert torch.isclose(gradient_penalty(c, L01, real, fake), (1 - norm) ** 2)
-    ab_n = torch.zeros(3, 2, 4, 4, requires_grad=True)
-    wasserstein_generator_term(c, L01 * 2 - 1, ab_n).backward()
-    assert c.w.grad is None  # the critic is not trained by the generator's term
-    assert (ab_n.grad < 0).all()  # descending it raises the critic's score
-
-
-def test_critic_learns_to_score_real_above_fake():
+def test_class_kl_reads_the_teacher_on_the_tiled_grey_input():
     torch.manual_seed(0)
-    trainer = CriticTrainer(ChromaGANCritic(width=8), lr=2e-3)
+    teacher = VGG16Teacher()  # random weights: the arithmetic, not ImageNet
+    L_n = torch.rand(2, 1, 32, 32) * 2 - 1
+    logits = torch.randn(2, 1000)
+    grey = ((L_n + 1) / 2).repeat(1, 3, 1, 1)  # L8 / 255 tiled, as np.tile in ChromaGAN.py
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        t = torch.softmax(teacher.net((grey - mean) / std), -1).clamp(1e-7, 1).numpy().astype(np.float64)
+    p = torch.softmax(logits, -1).clamp(1e-7, 1).numpy().astype(np.float64)
+    expected = (t * np.log(t / p)).sum(-1).mean()
+    got = class_kl_term(teacher, logits, L_n)
+    assert abs(float(got) - expected) < 1e-4 * max(1.0, expected)
+    rgb = torch.rand(2, 3, 32, 32)
+    assert not torch.isclose(class_kl_term(teacher, logits, L_n, rgb, "color"), got)
+
+
+def _critic_trainer(lr: float):
+    from aiaic.train.discriminator import build_discriminator_trainer
+    from aiaic.train.distributed import DistInfo
+    from aiaic.train.precision import MixedPrecision
+
+    spec = spec_of("chromagan-mini").critic
+    assert spec is not None
+    amp = MixedPrecision("fp32", torch.device("cpu"))
+    dist = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    return build_discriminator_trainer(8, spec.blocks, lr, spec.optimizer.betas, amp, dist, spec)
+
+
+def test_critic_is_chromagans_patchgan_on_its_own_units():
+    critic = ChromaGANLabCritic(64, 3)
+    assert sum(p.numel() for p in critic.parameters()) == _reference()["discriminator"]["params"]
+    L_n, ab_n = torch.rand(2, 1, 224, 224) * 2 - 1, torch.rand(2, 2, 224, 224) * 2 - 1
+    with torch.no_grad():
+        scores = critic(torch.cat([L_n, ab_n], 1))
+        direct = critic.critic(l01_from_L_n(L_n), ab01_from_ab_n(ab_n))
+    assert scores.shape == (2, 28 * 28) and torch.equal(scores, direct.flatten(1))
+
+
+def test_critic_learns_to_score_real_above_fake_with_wgan_gp():
+    torch.manual_seed(0)
+    trainer = _critic_trainer(lr=2e-3)
     L_n = torch.rand(4, 1, 8, 8) * 2 - 1
-    real = torch.full((4, 2, 8, 8), 1.0)  # colourful truth
-    fake = torch.full((4, 2, 8, 8), -1.0)  # the opposite colour predicted
-    first = trainer.step(L_n, real, fake)
+    real = torch.cat([L_n, torch.full((4, 2, 8, 8), 1.0)], 1)  # colourful truth
+    fake = torch.cat([L_n, torch.full((4, 2, 8, 8), -1.0)], 1)  # the opposite colour predicted
+    first = trainer.step(real, fake)
     for _ in range(25):
-        last = trainer.step(L_n, real, fake)
-    assert abs(float(first["c_real"] - first["c_fake"])) < 0.1
-    assert last["c_real"] - last["c_fake"] > 1.0
-    assert last["c_loss"] < first["c_loss"]
+        last = trainer.step(real, fake)
+    assert "d_gp" in first and abs(float(first["d_real"] - first["d_fake"])) < 0.1
+    assert last["d_real"] - last["d_fake"] > 1.0
+    assert last["d_loss"] < first["d_loss"]
+
+
+# ---- the backbone ------------------------------------------------------------------------------
+
+
+def test_spec_declares_chromagans_recipe():
+    spec = spec_of("chromagan")
+    assert spec.input_policy().fixed_size == 224 and spec_of("chromagan-mini").input_policy().fixed_size == 64
+    assert (
+        spec.optimizer.lr == 2e-5 and spec.optimizer.betas == (0.5, 0.999) and spec.optimizer.name == "adam"
+    )
+    assert dict(spec.loss) == {"l2": MSE_WEIGHT_ON_AB_N, "class_kl": 0.003, "adversarial": 0.1}
+    assert spec.critic is not None and spec.critic.loss == "wgan-gp" and spec.critic.input == "lab"
+    assert spec.critic.gp_weight == 10.0 and spec.critic.optimizer.lr == 2e-5
+    assert set(spec.extras) == {"class_logits"}
+    assert spec.weight_set("chromagan_imagenet").file == "my_model_colorization.h5"
+
+
+def _backbone(name: str = "chromagan-mini", seed: int = 0) -> ChromaGAN:
+    torch.manual_seed(seed)
+    net = build_backbone(name, ModelConfig(backbone=name))
+    assert isinstance(net, ChromaGAN)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def test_backbone_is_the_generator_in_aiaic_units_and_refuses_other_sizes():
+    net = _backbone()
+    L_n = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        out = net.forward_outputs(L_n)
+        ab01, logits = net.forward_official(generator_input(l01_from_L_n(L_n)))
+    assert torch.equal(out.ab, ab_n_from_ab01(ab01)) and torch.equal(out.extras["class_logits"], logits)
+    with pytest.raises(ValueError, match="64 x 64"):
+        net(torch.zeros(1, 1, 96, 96))
+
+
+def test_guide_none_and_dsg_r0_are_plain_chromagan_bit_for_bit():
+    net = _backbone()
+    L_n = torch.rand(2, 1, 64, 64) * 2 - 1
+    dsg = DynamicSemanticGuidance(net.insertion_channels, cond_dim=8, hidden=8)
+    seen = []
+    with torch.no_grad():
+        for p in dsg.parameters():
+            p.normal_()
+        c = torch.randn(2, 8)
+        plain = net(L_n)
+
+        def guide(h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            seen.append(h.shape)
+            return dsg(h, c, r)
+
+        r0 = net(L_n, guide=lambda h: guide(h, torch.zeros(2)))
+        r1 = net(L_n, guide=lambda h: guide(h, torch.tensor([0.0, 1.0])))
+    assert torch.equal(r0, plain) and torch.equal(r1[0], plain[0])
+    assert (r1[1] - plain[1]).abs().mean() > 0.01 * plain[1].abs().mean()
+    assert seen[0] == (2, net.insertion_channels, 8, 8)  # conv2d_13's output at 64: S / 8
+
+
+def test_backbone_weights_h5_and_safetensors_copy(tmp_path):
+    source = _backbone(seed=3)
+    h5 = write_chromagan_h5(source, tmp_path / "my_model_colorization.h5")
+    model = build_colorizer(ModelConfig(backbone="chromagan-mini", backbone_weights=h5))
+    assert load_backbone_weights(model) is not None
+    for k, t in source.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[k], t), k
+    copy = convert_h5(h5, tmp_path / "chromagan-mini.safetensors")
+    other = _backbone(seed=9)
+    assert other.load_pretrained(copy)["keys"] == 86
+    L_n = torch.rand(1, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(other(L_n), source(L_n))
+    with pytest.raises(InputError, match="my_model_colorization.h5"):
+        _backbone("chromagan").load_pretrained(h5)  # a mini file is not the released model
+    bad = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), bad)
+    with pytest.raises(InputError, match="Keras .h5"):
+        other.load_pretrained(bad)
+
+
+def test_cli_colorizes_with_chromagan_alone_keeping_size_and_l(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from aiaic.cli.colorize import app
+
+    h5 = write_chromagan_h5(_backbone(seed=4), tmp_path / "my_model_colorization.h5")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_random_rgb(5, (90, 70))).save(photo)
+    out = tmp_path / "out"
+    args = [str(photo), "--backbone", "chromagan-mini", "--backbone-weights", str(h5), "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rgb_in = np.asarray(Image.open(photo).convert("RGB"))
+    rgb_out = np.asarray(Image.open(out / "photo.png").convert("RGB"))
+    assert rgb_out.shape == rgb_in.shape
+    from skimage.color import rgb2lab
+
+    dL = np.abs(rgb2lab(rgb_out)[..., 0] - rgb2lab(rgb_in)[..., 0])
+    assert dL.max() < 1.0
+    summary = json.loads((out / "colorize-summary.json").read_text())
+    assert summary["model"]["image_size"] == 64 and summary["model"]["backbone"] == "chromagan-mini"
+    r = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "o2"), "--image-size", "96"])
+    assert r.exit_code == 2 and "64 x 64" in " ".join(r.output.split())

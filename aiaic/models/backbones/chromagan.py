@@ -1,39 +1,53 @@
 """ChromaGAN (Vitoria et al., WACV 2020) as an aiaic backbone, from its released Keras file.
 
-    L_n [B, 1, H, W] -> (resized to S x S where H, W differ) -> L/255 tiled [B, 3, S, S]
-    trunk = VGG16 to block4_conv3, global map = the global path's convs        E
-    ab01 = mid-level + fusion + colouring path (DSG on the output of `conv2d_13`)  C
-    ab_n = (255 ab01 - 128) / 110, resized back to H x W where it was resized
+    L_n [B, 1, S, S] -> L/255 tiled [B, 3, S, S]
+    trunk = VGG16 to block4_conv3, global map = the global path's convs              E
+    ab01 = mid-level + fusion + colouring path (DSG on the output of `conv2d_13`)    C
+    ab_n = (255 ab01 - 128) / 110;  extra: class_logits [B, 1000] of the class head
 
-The released generator takes exactly S = 224 (its Dense layers fix it; `chromagan-mini`: 64);
-pictures of any size follow the official path: resize to S, predict ab, resize ab onto the
-picture's own L (`aiaic-colorize` keeps the full-resolution L). The module names are the Keras
-layer names of `my_model_colorization.h5` (`aiaic.models.backbones.chromagan_arch`), so the
-insertion point is `conv2d_13` ([B, 128, 28, 28] at 224: the input of the first UpSampling2D, the
-"seventh from the end" of the colouring network; the other readings are in the README) and
-`class_logits` (the 1000-way class head, trained with a KL term) is an extra output.
+The released generator takes exactly S = 224 (its Dense layers fix it; `chromagan-mini`: 64): the
+input policy is that fixed size, so pictures of any size follow the official path: `aiaic-colorize`
+resizes to S, predicts ab, and resizes ab onto the picture's own full-resolution L. The module
+names are the Keras layer names of `my_model_colorization.h5` (`chromagan_arch`), so the insertion
+point is `conv2d_13` ([B, 128, 28, 28] at 224: the input of the first UpSampling2D, the "seventh
+from the end" of the colouring network; the other readings are in the README) and `class_logits`
+(the 1000-way class head, trained with a KL term) is an extra output.
 
-Weights: `load_pretrained` reads the Keras h5 (Keras 2.2.4 as released, or a tf.keras save of the
-same model) with h5py, or a safetensors copy written by `convert_h5` (same keys, no conversion).
+Weights: the "chromagan-h5" reader reads the Keras h5 (Keras 2.2.4 as released, or a tf.keras save
+of the same model) with h5py, never TensorFlow; a `.safetensors` copy written by `convert_h5` (the
+same keys) loads without the conversion. Training: ChromaGAN's loss (`l2` on ab_n weighted as its
+MSE on ab01, `class_kl` 0.003 on the class head against a frozen ImageNet VGG16, `adversarial` 0.1
+against its WGAN-GP PatchGAN critic conditioned on L) and its Adam (2e-5, betas (0.5, 0.999));
+the terms and the critic's adapter are in this file, their maths in `aiaic.train.chromagan_loss`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from aiaic.errors import InputError
-from aiaic.models.backbones.base import Backbone, Features, Guide, OptimizerDefaults
-from aiaic.models.backbones.chromagan_arch import SIZES, ChromaGANGenerator, ChromaGANSize
-from aiaic.models.backbones.chromagan_io import ab_n_from_ab01, generator_input, l01_from_L_n
+from aiaic.models.backbone_spec import (
+    BackboneSpec,
+    CriticSpec,
+    InputPolicy,
+    OptimizerDefaults,
+    WeightFormat,
+    WeightSet,
+)
+from aiaic.models.backbones.base import Backbone, BackboneOutput, Features
+from aiaic.models.backbones.chromagan_arch import SIZES, ChromaGANCritic, ChromaGANGenerator, ChromaGANSize
+from aiaic.models.backbones.chromagan_io import ab01_from_ab_n, ab_n_from_ab01, generator_input, l01_from_L_n
 from aiaic.models.backbones.registry import register
+from aiaic.models.weights import register_reader
+from aiaic.train.terms import PretrainedNet, TermInputs, TermNeeds, register_term
 
 if TYPE_CHECKING:
+    from aiaic.models.backbone_spec import NoOptions
     from aiaic.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -41,85 +55,66 @@ log = logging.getLogger(__name__)
 H5_SUFFIXES = (".h5", ".hdf5")
 MSE_WEIGHT_ON_AB_N = (110.0 / 255.0) ** 2  # ChromaGAN's mse (weight 1) on ab01, expressed on ab_n
 ADAM = OptimizerDefaults(name="adam", lr=2e-5, betas=(0.5, 0.999), weight_decay=0.0)
+EXTRAS = {"class_logits": "[B, 1000] the class head's logits (softmax = the released model's class output)"}
 
 
 class ChromaGAN(ChromaGANGenerator, Backbone):
     """ChromaGAN's generator behind the aiaic contract (module docstring). `forward_official(x)` is
     the released model's own call: L/255 tiled [B, 3, S, S] -> (ab01, class logits).
 
-    `encode` returns [trunk [B, vgg[3], S/8, S/8], global map [B, global_width, S/32, S/32], L_n]
-    (L_n only for its size: `decode` resizes ab back to it).
+    `encode` returns [trunk [B, vgg[3], S/8, S/8], global map [B, global_width, S/32, S/32]].
     """
 
     insertion_point = "conv2d_13"
-    size_multiple = 1  # any size: resized to the fixed side inside
-    # MSE on ab only until the spec's term registry carries the class head's KL and the WGAN-GP term
-    loss_terms: ClassVar[Mapping[str, float]] = {"l2": MSE_WEIGHT_ON_AB_N}
-    optimizer: ClassVar[OptimizerDefaults] = ADAM
-    forward = Backbone.forward  # type: ignore[assignment]  # the aiaic contract; the Keras call: forward_official
+    forward = Backbone.forward  # type: ignore[assignment]  # the aiaic contract; Keras's: forward_official
 
     def __init__(self, size: ChromaGANSize):
         ChromaGANGenerator.__init__(self, size)
+        self.input_policy = InputPolicy(fixed_size=size.image_size)
         self.insertion_channels = size.colour[1]
         self.feature_dim = 2 * size.vgg[3]  # length of `pool(feats)`
 
     def encode(self, L_n: torch.Tensor) -> Features:
-        """E(L_n): L_n [B, 1, H, W] -> [trunk, global map, L_n] (class docstring)."""
-        Backbone.check_input(self, L_n)
-        s = self.size.image_size
-        x = L_n
-        if tuple(x.shape[-2:]) != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        trunk = self.trunk_features(generator_input(l01_from_L_n(x).clamp(0.0, 1.0)))
-        return [trunk, self.global_map(trunk), L_n]
+        """E(L_n): L_n [B, 1, S, S] -> [trunk, global map]."""
+        self.check_input(L_n)
+        trunk = self.trunk_features(generator_input(l01_from_L_n(L_n).clamp(0.0, 1.0)))
+        return [trunk, self.global_map(trunk)]
 
-    def decode(self, feats: Features, guide: Guide | None = None) -> torch.Tensor:
-        """C(feats) -> ab_n [B, 2, H, W] = ab / 110 at the size of the L_n given to `encode`."""
-        ab_n = ab_n_from_ab01(self.colour(feats[0], feats[1], guide))
-        size = tuple(feats[2].shape[-2:])
-        if tuple(ab_n.shape[-2:]) != size:
-            ab_n = F.interpolate(ab_n, size=size, mode="bilinear", align_corners=False)
-        return ab_n
+    def decode(self, feats: Features) -> torch.Tensor:
+        """C(feats) -> ab_n [B, 2, S, S] = ab / 110 (the class head does not run)."""
+        return ab_n_from_ab01(self.colour(feats[0], feats[1]))
 
-    def class_logits_of(self, feats: Features) -> torch.Tensor:
-        """The class head's logits [B, num_classes] (softmax = the released model's class output)."""
-        return self.class_logits(feats[1])
+    def decode_outputs(self, feats: Features) -> BackboneOutput:
+        """ab_n and the extra `class_logits` [B, num_classes]."""
+        return BackboneOutput(self.decode(feats), {"class_logits": self.class_logits(feats[1])})
 
     def pool(self, feats: Features) -> torch.Tensor:
         """Per-channel spatial mean and std of the VGG trunk's output, [B, 2 * vgg[3]]."""
         h = feats[0]
         return torch.cat([h.mean(dim=(2, 3)), h.std(dim=(2, 3), unbiased=False)], dim=1)
 
-    def load_pretrained(self, path: Path) -> dict[str, Any]:
-        """Load the released Keras h5 (read with h5py) or a safetensors copy of it, strictly.
-        InputError naming the file and the layers or shapes that do not match otherwise."""
-        from aiaic.models.keras_h5 import load_chromagan_h5
+    def describe(self) -> str:
+        return f"ChromaGAN ({self.size.image_size} x {self.size.image_size} input)"
 
-        p = Path(path)
-        if p.suffix.lower() in H5_SUFFIXES:
-            info = load_chromagan_h5(self, p)
-        elif p.suffix.lower() == ".safetensors":
-            info = self._load_safetensors(p)
-        else:
-            raise InputError(p, "ChromaGAN weights are a Keras .h5 file or its .safetensors copy")
-        log.info("ChromaGAN weights loaded from %s (%d tensors)", p, info["keys"])
-        return {"file": str(p), "keys": info["keys"], "ignored": []}
 
-    def _load_safetensors(self, path: Path) -> dict[str, Any]:
+@register_reader("chromagan-h5")
+def read_chromagan_weights(path: Path) -> dict[str, torch.Tensor]:
+    """ChromaGAN's generator weights: a Keras `.h5` / `.hdf5` read with h5py, or a `.safetensors` copy."""
+    p = Path(path)
+    if p.suffix.lower() in H5_SUFFIXES:
+        from aiaic.models.keras_h5 import read_chromagan_h5
+
+        return read_chromagan_h5(p)
+    if p.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
-        from aiaic.models.keras_h5 import check_shapes
-        from aiaic.models.pretrained import load_checked
-
-        state = load_file(str(path))
-        check_shapes(state, self, path, "a ChromaGAN generator of this size")
-        load_checked(self, state, path, f"ChromaGAN ({self.size.image_size} px)")
-        return {"keys": len(state)}
+        return load_file(str(p))
+    raise InputError(p, "ChromaGAN weights are a Keras .h5 file or its .safetensors copy (aiaic-convert)")
 
 
 def convert_h5(h5_path: Path, out: Path) -> Path:
-    """Write the generator of a ChromaGAN Keras h5 as safetensors (the same keys `load_pretrained`
-    reads), so later loads skip the h5 conversion. Returns `out`."""
+    """Write the generator of a ChromaGAN Keras h5 as safetensors (the same keys the reader gives),
+    so later loads skip the h5 conversion. Returns `out`."""
     from safetensors.torch import save_file
 
     from aiaic.models.keras_h5 import read_chromagan_h5
@@ -129,18 +124,97 @@ def convert_h5(h5_path: Path, out: Path) -> Path:
     return out
 
 
-def build_chromagan(name: str, cfg: ModelConfig) -> ChromaGAN:
-    """The ChromaGAN `name` ("chromagan", "chromagan-mini"), random weights."""
-    return ChromaGAN(SIZES[name])
+class ChromaGANLabCritic(nn.Module):
+    """ChromaGAN's PatchGAN critic on what the shared critic trainer gives ("lab" input):
+    x = cat(L_n, ab_n) [B, 3, H, W] -> scores [B, (H/8) * (W/8)], read in ChromaGAN's own units
+    (L01 = L / 100, ab01 = OpenCV 8-bit a, b / 255). `blocks` is unused (the critic's depth is fixed)."""
+
+    def __init__(self, channels: int = 64, blocks: int = 3):
+        super().__init__()
+        self.critic = ChromaGANCritic(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(l01_from_L_n(x[:, :1]), ab01_from_ab_n(x[:, 1:])).flatten(1)
 
 
-@register("chromagan")
-def build_chromagan_full(cfg: ModelConfig) -> ChromaGAN:
-    """The released generator (224 x 224, 171,171,722 parameters with BatchNorm statistics)."""
-    return build_chromagan("chromagan", cfg)
+WGAN_GP_CRITIC = CriticSpec(
+    build=ChromaGANLabCritic,
+    input="lab",
+    loss="wgan-gp",
+    channels=64,
+    blocks=3,
+    optimizer=ADAM,
+    gp_weight=10.0,
+)
 
 
-@register("chromagan-mini")
-def build_chromagan_mini(cfg: ModelConfig) -> ChromaGAN:
+def _load_vgg16_teacher(path: Path) -> nn.Module:
+    from aiaic.train.chromagan_loss import VGG16Teacher
+
+    return VGG16Teacher.from_file(path)
+
+
+VGG16_TEACHER = PretrainedNet(
+    name="vgg16",
+    file="vgg16-397923af.pth",
+    load=_load_vgg16_teacher,
+    what="VGG16",
+    description="ImageNet VGG16 with its classifier (torchvision)",
+    recipe_key="network_weights.vgg16",
+)
+
+
+@register_term("class_kl", needs=TermNeeds(network=VGG16_TEACHER, extras=("class_logits",)))
+def class_kl(t: TermInputs) -> torch.Tensor:
+    """ChromaGAN's class term: Keras kld from a frozen VGG16's softmax on the grey L/255 tiled to 3
+    channels (what ChromaGAN.py feeds it) to the class head's softmax."""
+    from aiaic.train.chromagan_loss import class_kl_term
+
+    assert t.network is not None
+    return class_kl_term(t.network, t.extras["class_logits"], t.L_n, teacher_input="grey")
+
+
+@register_term("class_kl_color", needs=TermNeeds(rgb=True, network=VGG16_TEACHER, extras=("class_logits",)))
+def class_kl_color(t: TermInputs) -> torch.Tensor:
+    """The class term with the teacher reading the true colour image (the paper's wording)."""
+    from aiaic.train.chromagan_loss import class_kl_term
+
+    assert t.network is not None
+    return class_kl_term(t.network, t.extras["class_logits"], t.L_n, t.rgb_real, "color")
+
+
+def _spec(name: str, description: str) -> BackboneSpec:
+    size = SIZES[name]
+    weights: tuple[WeightSet, ...] = ()
+    if name == "chromagan":
+        weights = (
+            WeightSet(
+                "chromagan_imagenet",
+                file="my_model_colorization.h5",
+                url="http://gpi.upf.edu/chromagan/my_model_colorization.h5",
+                description="the released generator (ImageNet), Keras 2.2.4 full-model h5",
+            ),
+        )
+    return BackboneSpec(
+        name=name,
+        input=InputPolicy(fixed_size=size.image_size),
+        weights=weights,
+        weight_format=WeightFormat(reader="chromagan-h5"),
+        optimizer=ADAM,
+        loss={"l2": MSE_WEIGHT_ON_AB_N, "class_kl": 0.003, "adversarial": 0.1},
+        critic=WGAN_GP_CRITIC,
+        extras=EXTRAS,
+        description=description,
+    )
+
+
+@register(_spec("chromagan", "ChromaGAN's released generator (224 x 224, 171,171,722 parameters)"))
+def build_chromagan(options: NoOptions, cfg: ModelConfig) -> ChromaGAN:
+    """The released generator at 224 x 224."""
+    return ChromaGAN(SIZES["chromagan"])
+
+
+@register(_spec("chromagan-mini", "the ChromaGAN graph, narrow, at a fixed 64 x 64 (CPU tests)"))
+def build_chromagan_mini(options: NoOptions, cfg: ModelConfig) -> ChromaGAN:
     """The same graph, narrow, at a fixed 64 x 64: for CPU tests and benchmarks."""
-    return build_chromagan("chromagan-mini", cfg)
+    return ChromaGAN(SIZES["chromagan-mini"])
