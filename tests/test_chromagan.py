@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from support.chromagan_h5 import LAYER_ORDER, tf_keras_name, write_chromagan_h5
 from torch import nn
 
 from aiaic.errors import InputError
@@ -40,7 +41,6 @@ from aiaic.models.guidance import DynamicSemanticGuidance
 from aiaic.models.keras_h5 import load_chromagan_h5, read_keras_h5
 from aiaic.models.pretrained import load_backbone_weights
 from aiaic.train.chromagan_loss import VGG16Teacher, class_kl_term, keras_kld
-from tests.support.chromagan_h5 import LAYER_ORDER, tf_keras_name, write_chromagan_h5
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (the dev extra) is needed")
 
@@ -425,7 +425,14 @@ def test_backbone_weights_h5_and_safetensors_copy(tmp_path):
     assert load_backbone_weights(model) is not None
     for k, t in source.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[k], t), k
-    copy = convert_h5(h5, tmp_path / "chromagan-mini.safetensors")
+    from typer.testing import CliRunner
+
+    from aiaic.cli.convert import app as convert_app
+
+    copy = tmp_path / "chromagan-mini.safetensors"
+    res = CliRunner().invoke(convert_app, [str(h5), "-o", str(copy)])
+    assert res.exit_code == 0, res.output
+    assert convert_h5(h5, tmp_path / "again.safetensors").read_bytes() == copy.read_bytes()
     other = _backbone(seed=9)
     assert other.load_pretrained(copy)["keys"] == 86
     L_n = torch.rand(1, 1, 64, 64) * 2 - 1
@@ -463,3 +470,110 @@ def test_cli_colorizes_with_chromagan_alone_keeping_size_and_l(tmp_path):
     assert summary["model"]["image_size"] == 64 and summary["model"]["backbone"] == "chromagan-mini"
     r = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "o2"), "--image-size", "96"])
     assert r.exit_code == 2 and "64 x 64" in " ".join(r.output.split())
+
+
+def test_app_serves_chromagan_alone_as_colorize_writes(tmp_path):
+    """`aiaic-app --backbone chromagan-mini --backbone-weights FILE.h5`: the PNG equals `aiaic-colorize`'s."""
+    requests = pytest.importorskip("requests", reason="the app tests need requests")
+    pytest.importorskip("fastapi", reason='aiaic-app needs its extra: pip install "aiaic[app]"')
+    from PIL import Image
+    from support.app_fixtures import AppServer
+    from typer.testing import CliRunner
+
+    from aiaic.cli.colorize import app as colorize_app
+
+    h5 = write_chromagan_h5(_backbone(seed=8), tmp_path / "my_model_colorization.h5")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_random_rgb(6, (80, 120))).save(photo)
+    flags = ("--backbone", "chromagan-mini", "--backbone-weights", str(h5))
+    ref = tmp_path / "ref.png"
+    res = CliRunner().invoke(colorize_app, [str(photo), *flags, "-o", str(ref), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    srv = AppServer(None, tmp_path / "app.log", *flags)
+    try:
+        with open(photo, "rb") as f:
+            resp = requests.post(srv.url + "api/colorize", files={"image": ("photo.png", f)}, timeout=300)
+        info = requests.get(srv.url + "api/info", timeout=10).json()
+    finally:
+        srv.stop()
+    assert resp.status_code == 200, resp.text
+    assert resp.content == ref.read_bytes() and "chromagan-mini" in json.dumps(info)
+
+
+# ---- training every stage -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_stage_trains_on_chromagan_mini_and_eval_reports_it(tmp_path):
+    """`aiaic-train --backbone chromagan-mini --stage all` (the main chain and both ablations) on the CPU,
+    from an h5 in the released layout, with ChromaGAN's loss, optimizer and WGAN-GP critic; then
+    `aiaic-eval` scores every variant."""
+    from support.split_fixtures import write_split_dir
+    from support.train_fixtures import ALL_STAGES, write_recipe
+    from typer.testing import CliRunner
+
+    from aiaic.cli.eval import app as eval_app
+    from aiaic.cli.train import app as train_app
+
+    weights = write_chromagan_h5(_backbone(seed=7), tmp_path / "my_model_colorization.h5")
+    split = write_split_dir(
+        tmp_path / "split",
+        classes=3,
+        videos_per_class=3,
+        seconds=2,
+        size=72,
+        shards_per_split=1,
+        ood_classes=1,
+    )
+    model = {
+        "backbone_weights": str(weights),
+        "semantic_channels": [4, 4, 8, 8],
+        "semantic_dim": 8,
+        "cond_dim": 8,
+        "guidance_hidden": 8,
+        "a2v_hidden": 8,
+        "relevance_dim": 4,
+        "relevance_hidden": 8,
+    }
+    train = {"epochs": 1, "batch_size": 4, "image_size": 64, "ablations": ["no_r", "e2e"], "disc_channels": 8}
+    recipe = write_recipe(tmp_path / "recipe.toml", {"model": model, "train": train})
+    run = tmp_path / "run"
+    args = [
+        "--shards",
+        str(split),
+        "--out",
+        str(run),
+        "--config",
+        str(recipe),
+        "--backbone",
+        "chromagan-mini",
+    ]
+    res = CliRunner().invoke(train_app, [*args, "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    for stage in ALL_STAGES:
+        cfg = json.loads((run / stage / "config.json").read_text())
+        assert cfg["complete"] and cfg["model"]["backbone"] == "chromagan-mini", stage
+        if stage in ("baseline", "stage1", "stage3", "e2e"):  # ChromaGAN's own loss, optimizer and critic
+            assert set(cfg["loss_terms"]) == {"l2", "adversarial"}, stage
+            assert "class_kl" in cfg["disabled_terms"]  # no ImageNet VGG16 here: off, and said so
+            t = cfg["train"]
+            assert t["optimizer"] == "adam" and t["lr"] == 2e-5 and list(t["betas"]) == [0.5, 0.999]
+            assert t["disc_lr"] == 2e-5 and list(t["disc_betas"]) == [0.5, 0.999]
+    log = (run / "baseline" / "metrics.jsonl").read_text()
+    assert "d_gp" in log  # the critic trained with the gradient penalty
+    out = tmp_path / "eval"
+    args = ["--run", str(run), "--shards", str(split), "--out", str(out), "--split", "val"]
+    res = CliRunner().invoke(eval_app, [*args, "--device", "cpu", "--offline"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["val"]) >= {
+        "baseline",
+        "full",
+        "full_missing_audio",
+        "no_r",
+        "no_r_missing_audio",
+        "e2e",
+    }
+    for scores in metrics["val"].values():
+        assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
+    assert "chromagan-mini" in (out / "report.md").read_text()

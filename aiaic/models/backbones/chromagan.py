@@ -120,7 +120,9 @@ def convert_h5(h5_path: Path, out: Path) -> Path:
     from aiaic.models.keras_h5 import read_chromagan_h5
 
     state = read_chromagan_h5(h5_path)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    tmp = out.with_name(out.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(out)  # complete or absent
     return out
 
 
