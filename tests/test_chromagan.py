@@ -42,7 +42,10 @@ from aiaic.models.keras_h5 import load_chromagan_h5, read_keras_h5
 from aiaic.models.pretrained import load_backbone_weights
 from aiaic.train.chromagan_loss import VGG16Teacher, class_kl_term, keras_kld
 
-cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (the dev extra) is needed")
+
+def _cv2():
+    return pytest.importorskip("cv2", reason="opencv-python-headless (the dev extra) is needed")
+
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("AIAIC_SHARED_DATA", ROOT.parent / "shared" / "data")).parent / "reference"
@@ -190,6 +193,7 @@ def _random_rgb(seed: int = 0, shape: tuple[int, int] = (48, 40)) -> np.ndarray:
 
 
 def test_conventions_match_opencv_8bit_lab():
+    cv2 = _cv2()
     rgb = _random_rgb()
     lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
     lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float()[None] / 255.0)
@@ -213,6 +217,7 @@ def test_generator_input_is_l_tiled(mini):
 
 
 def test_official_picture_path_keeps_size_and_l(mini):
+    cv2 = _cv2()
     bgr = cv2.cvtColor(_random_rgb(1, (75, 101)), cv2.COLOR_RGB2BGR)
     out = colorize_bgr(mini, bgr)
     assert out.shape == bgr.shape and out.dtype == np.uint8

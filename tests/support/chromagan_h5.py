@@ -125,7 +125,7 @@ def model_config(size: ChromaGANSize, rename: Any = str) -> dict[str, Any]:
         config = {"name": rename(name), "trainable": True, **cfg}
         if cls == "Model":
             config = {**_trunk_config(size), "name": rename(name)}
-        node = [[rename(i), 1 if i == "model_2" else 0, 0, {}] for i in inbound]
+        node = [[rename(i), 0, 0, {}] for i in inbound]  # Keras renumbers the nodes it keeps from 0
         layers.append({"name": rename(name), "class_name": cls, "config": config,
                        "inbound_nodes": [node] if node else []})  # fmt: skip
     return {"class_name": "Model", "config": {"name": rename("model_3"), "layers": layers,

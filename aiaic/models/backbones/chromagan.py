@@ -36,6 +36,7 @@ from aiaic.models.backbone_spec import (
     CriticSpec,
     InputPolicy,
     OptimizerDefaults,
+    RuntimeFlags,
     WeightFormat,
     WeightSet,
 )
@@ -205,6 +206,8 @@ def _spec(name: str, description: str) -> BackboneSpec:
         optimizer=ADAM,
         loss={"l2": MSE_WEIGHT_ON_AB_N, "class_kl": 0.003, "adversarial": 0.1},
         critic=WGAN_GP_CRITIC,
+        # the class head (dense_4..6) serves class_kl only: without that term it gets no gradient
+        runtime=RuntimeFlags(unused_parameters=True),
         extras=EXTRAS,
         description=description,
     )
