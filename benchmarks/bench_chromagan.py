@@ -130,9 +130,6 @@ def _keras_rows(path: Path, x: np.ndarray, ab_ours: np.ndarray, ours_s: float) -
 
 
 def run() -> list[dict]:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from aiaic.models.keras_h5 import load_chromagan_h5
     from tests.support.chromagan_h5 import write_chromagan_h5
 
