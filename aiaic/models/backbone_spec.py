@@ -34,7 +34,7 @@ from torch import nn
 
 from aiaic.config import build_config
 from aiaic.errors import ConfigError
-from aiaic.models.weights import KeyFilter, Reader
+from aiaic.models.weights import WeightFormat, WeightSet
 
 
 @dataclass(frozen=True)
@@ -43,20 +43,25 @@ class InputPolicy:
 
     size_multiple: H and W must be multiples of this. fixed_size: when set, H = W = fixed_size exactly
     (ChromaGAN: 224). default_size: the side `aiaic-colorize` predicts at when none is given (its
-    authors' inference size; ab is then upsampled to the full-resolution L).
+    authors' inference size; ab is then upsampled to the full-resolution L): by default the fixed size,
+    else 256; it must itself be allowed (ValueError otherwise).
     """
 
     size_multiple: int = 1
     fixed_size: int | None = None
-    default_size: int = 256
+    default_size: int = 0  # 0 = the fixed size, else 256
 
     def __post_init__(self) -> None:
         if self.size_multiple < 1:
             raise ValueError(f"size_multiple must be >= 1, got {self.size_multiple}")
         if self.fixed_size is not None and self.fixed_size % self.size_multiple:
             raise ValueError(f"fixed_size {self.fixed_size} is not a multiple of {self.size_multiple}")
-        if self.fixed_size is not None and self.default_size != self.fixed_size:
-            object.__setattr__(self, "default_size", self.fixed_size)
+        if self.default_size == 0:
+            object.__setattr__(self, "default_size", self.fixed_size or 256)
+        if self.problem(self.default_size, self.default_size):
+            raise ValueError(
+                f"default_size {self.default_size}: {self.problem(self.default_size, self.default_size)}"
+            )
 
     def problem(self, height: int, width: int) -> str | None:
         """Why H x W is refused ("must be a multiple of 32", "must be 224 x 224"), None when it fits."""
@@ -67,44 +72,6 @@ class InputPolicy:
         if height % self.size_multiple or width % self.size_multiple:
             return f"must be a multiple of {self.size_multiple}"
         return None
-
-
-@dataclass(frozen=True)
-class WeightFormat:
-    """How a weight file becomes the module's state dict.
-
-    reader: a name in `aiaic.models.weights.READERS` ("torch": weights-only torch.load, unwrapping
-        `params`/`state_dict`/`model_state_dict`/`model`) or a callable `path -> {key: tensor}` (a
-        Keras `.h5` reader built on h5py plugs in here).
-    key_filter: maps the file's keys onto the module's (drop a head, rename); what it drops is
-        reported and logged as `ignored_what` ("classifier keys").
-    """
-
-    reader: str | Reader = "torch"
-    key_filter: KeyFilter | None = None
-    ignored_what: str = "keys"
-
-
-@dataclass(frozen=True)
-class WeightSet:
-    """One released set of weights (torchvision's `Weights`).
-
-    name: how a recipe names it (`backbone_weights = "ddcolor_paper_tiny"`).
-    file: the file name as released (also the file fetched from `hf_repo`).
-    hf_repo: the Hugging Face repo holding `file` ("piddnad/ddcolor_paper_tiny"), if any.
-    url: where else it is published (documentation only: nothing downloads from it).
-    sha256: the file's hash where known (checked after a download and when loading by name).
-    format: how to read it (None = the spec's `weight_format`).
-    description: one line for `--help` and logs.
-    """
-
-    name: str
-    file: str
-    hf_repo: str | None = None
-    url: str | None = None
-    sha256: str | None = None
-    format: WeightFormat | None = None
-    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from aiaic.config import build_config, config_to_dict, recipe_section
 from aiaic.data.spectrogram import SpecConfig
+from aiaic.errors import ConfigError
 from aiaic.models.backbones.registry import available, spec_of
 
 
@@ -131,12 +132,32 @@ class ModelConfig:
         return tuple(sorted({self.audio_input, self.relevance_audio_input}))
 
 
+# the U-Net's sizes were [model] keys before they became its options (runs saved then still load)
+LEGACY_UNET_KEYS = ("base_channels", "depth", "norm", "guide_at")
+
+
+def model_config_from_dict(saved: Mapping[str, Any]) -> ModelConfig:
+    """`ModelConfig` from a saved config.json's "model" (`config_to_dict`); a run saved before the U-Net's
+    sizes moved to `backbone_options` has them at the top level: they are moved there (same network)."""
+    d = dict(saved)
+    legacy = {k: d.pop(k) for k in LEGACY_UNET_KEYS if k in d}
+    if legacy and d.get("backbone", "unet") == "unet":
+        d["backbone_options"] = {**legacy, **dict(d.get("backbone_options") or {})}
+    return build_config(ModelConfig, d)
+
+
 def model_config_from_recipe(
     recipe: Mapping[str, Any], flags: Mapping[str, Any] | None = None
 ) -> ModelConfig:
     """`ModelConfig` from the recipe's [model] table and its [model.backbone_options] table, then flags
     (None = not given). ConfigError for an unknown key or a bad value in either table."""
     section = recipe_section(recipe, "model")
+    moved = sorted(k for k in LEGACY_UNET_KEYS if k in section)
+    if moved:
+        raise ConfigError(
+            f"[model] {', '.join(moved)}: the U-Net's options moved to their own table; write them under "
+            "[model.backbone_options]"
+        )
     options = recipe_section(recipe, "model.backbone_options")
     if options:
         section["backbone_options"] = dict(options)

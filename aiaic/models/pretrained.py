@@ -163,7 +163,7 @@ def resolve_weights(value: str | Path, model: AudioInfusedColorizer | None = Non
     weight set of the model's backbone by name, or a Hugging Face repo id (fetched with
     `huggingface_hub`). ConfigError when it cannot be fetched, InputError for a missing file."""
     spec = model.backbone.backbone_spec if model is not None else None
-    return find_weights(value, spec)[0]
+    return find_weights(value, spec.weights if spec is not None else ())[0]
 
 
 def load_backbone_weights(model: AudioInfusedColorizer) -> str | None:
@@ -175,7 +175,7 @@ def load_backbone_weights(model: AudioInfusedColorizer) -> str | None:
         return None
     backbone = model.backbone
     spec = backbone.backbone_spec
-    path, weight_set = find_weights(value, spec)
+    path, weight_set = find_weights(value, spec.weights if spec is not None else ())
     fmt = spec.format_of(weight_set) if spec is not None else None
     info = backbone.load_pretrained(path, fmt)
     line = f"backbone {model.config.backbone}: released weights from {path} ({info.get('keys')} tensors)"

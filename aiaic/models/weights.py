@@ -20,18 +20,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from aiaic.errors import ConfigError, InputError
-
-if TYPE_CHECKING:
-    from aiaic.models.backbone_spec import BackboneSpec, WeightSet
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +85,44 @@ def read_state_dict(path: str | Path) -> StateDict:
     if not state:
         raise InputError(p, "holds no tensors")
     return state
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """How a weight file becomes the module's state dict.
+
+    reader: a name in `READERS` ("torch": weights-only torch.load, unwrapping
+        `params`/`state_dict`/`model_state_dict`/`model`) or a callable `path -> {key: tensor}` (a
+        Keras `.h5` reader built on h5py plugs in here).
+    key_filter: maps the file's keys onto the module's (drop a head, rename); what it drops is
+        reported and logged as `ignored_what` ("classifier keys").
+    """
+
+    reader: str | Reader = "torch"
+    key_filter: KeyFilter | None = None
+    ignored_what: str = "keys"
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    """One released set of weights (torchvision's `Weights`).
+
+    name: how a recipe names it (`backbone_weights = "ddcolor_paper_tiny"`).
+    file: the file name as released (also the file fetched from `hf_repo`).
+    hf_repo: the Hugging Face repo holding `file` ("piddnad/ddcolor_paper_tiny"), if any.
+    url: where else it is published (documentation only: nothing downloads from it).
+    sha256: the file's hash where known (checked after a download and when loading by name).
+    format: how to read it (None = the spec's `weight_format`).
+    description: one line for `--help` and logs.
+    """
+
+    name: str
+    file: str
+    hf_repo: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    format: WeightFormat | None = None
+    description: str = ""
 
 
 # --- key filters ------------------------------------------------------------------------------
@@ -246,10 +280,10 @@ def hf_download(repo: str, filename: str) -> Path:
 DEFAULT_HF_FILE = "pytorch_model.bin"  # what a bare Hugging Face repo id fetches
 
 
-def find_weights(value: str | Path, spec: BackboneSpec | None = None) -> tuple[Path, WeightSet | None]:
-    """The local file of a weights setting, and the weight set it is (None when not one of `spec`'s).
+def find_weights(value: str | Path, weight_sets: Sequence[WeightSet] = ()) -> tuple[Path, WeightSet | None]:
+    """The local file of a weights setting, and the weight set it is (None when not one of `weight_sets`).
 
-    In order: an existing path as is; the name (or Hugging Face repo) of one of `spec`'s weight sets,
+    In order: an existing path as is; the name (or Hugging Face repo) of one of `weight_sets`,
     fetched from its repo with `huggingface_hub` into the usual cache and checked against its sha256;
     any other Hugging Face repo id ("owner/name"), its `pytorch_model.bin`. ConfigError when a
     download is impossible, InputError for a missing file.
@@ -258,7 +292,7 @@ def find_weights(value: str | Path, spec: BackboneSpec | None = None) -> tuple[P
     if p.exists():
         return p, None
     text = str(value)
-    ws = spec.weight_set(text) if spec is not None else None
+    ws = next((w for w in weight_sets if text in (w.name, w.hf_repo)), None)
     if ws is not None:
         if ws.hf_repo is None:
             where = f" ({ws.url})" if ws.url else ""

@@ -33,7 +33,7 @@ from aiaic.data.loader import normalize_mel
 from aiaic.data.spectrogram import vggsound_spectrogram
 from aiaic.errors import RunError
 from aiaic.models.colorizer import AudioInfusedColorizer, build_colorizer
-from aiaic.models.config import ModelConfig
+from aiaic.models.config import ModelConfig, model_config_from_dict
 from aiaic.runs import checkpoint as ckpt
 from aiaic.runs.device import resolve_device
 from aiaic.runs.variants import canonical_name, guidance, variant
@@ -238,7 +238,7 @@ def load_inference(run_dir: Path, name: str, device: str | torch.device = "cpu")
             "finish it with aiaic-train --resume"
         )
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    model_cfg = build_config(ModelConfig, cfg["model"])
+    model_cfg = model_config_from_dict(cfg["model"])
     model = build_colorizer(model_cfg)
     ckpt.load_weights(stage_dir / ckpt.WEIGHTS, model)
     model.to(dev).eval()

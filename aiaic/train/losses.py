@@ -375,7 +375,7 @@ def build_color_loss(
     disabled: dict[str, str] = {}
     networks: dict[str, nn.Module] = {}
     for name in list(active):
-        net = get_term(name).needs.network if name in TERMS else None
+        net = get_term(name).needs.network
         if net is None or net.name in networks:
             continue
         path, reason = locate_network(net, named.get(net.name))

@@ -14,6 +14,9 @@ shape for shape (buffers included: BatchNorm statistics, spectral-norm `weight_u
 Builders: "ddcolor-tiny" (ConvNeXt-T, `ddcolor_paper_tiny`), "ddcolor-large" (ConvNeXt-L,
 `ddcolor_paper`, `ddcolor_modelscope`, `ddcolor_artistic`) and "ddcolor-mini" (the same
 architecture with few channels and layers, for CPU tests and benchmarks; no released weights).
+Their specs (`SPECS`) name those weight sets (Hugging Face `piddnad/<name>`, `pytorch_model.bin`), so
+`backbone_weights = "ddcolor_paper_tiny"` fetches the file with `huggingface_hub` where installed; the
+4-way classifier `encoder.arch.head_cls.*` some files carry is dropped by the key filter and logged.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 import torch
 from torch import nn
@@ -38,12 +41,9 @@ from aiaic.models.backbone_spec import (
 from aiaic.models.backbones.base import Backbone, Features
 from aiaic.models.backbones.convnext import ConvNeXt
 from aiaic.models.backbones.ddcolor_decoder import DDColorDecoder, spectral_conv
-from aiaic.models.backbones.registry import register
+from aiaic.models.backbones.registry import BackboneSettings, register
 from aiaic.models.critics import PATCH_CRITIC
 from aiaic.models.weights import drop_prefix
-
-if TYPE_CHECKING:
-    from aiaic.models.config import ModelConfig
 
 AB_SCALE = 110.0  # ab_n = ab / AB_SCALE (DESIGN section 3)
 CLASSIFIER_PREFIX = "encoder.arch.head_cls."  # a 4-way head some released files still carry
@@ -254,24 +254,24 @@ SPECS = {
 }
 
 
-def build_ddcolor(name: str, cfg: ModelConfig) -> DDColor:
+def build_ddcolor(name: str, cfg: BackboneSettings) -> DDColor:
     """The DDColor `name` ("ddcolor-tiny", "ddcolor-large", "ddcolor-mini"), random weights."""
     return DDColor(SIZES[name], activation_checkpointing=cfg.activation_checkpointing)
 
 
 @register(SPECS["ddcolor-tiny"])
-def build_ddcolor_tiny(options: DDColorOptions, cfg: ModelConfig) -> DDColor:
+def build_ddcolor_tiny(options: DDColorOptions, cfg: BackboneSettings) -> DDColor:
     """DDColor-T: ConvNeXt-T encoder (`ddcolor_paper_tiny`)."""
     return build_ddcolor("ddcolor-tiny", cfg)
 
 
 @register(SPECS["ddcolor-large"])
-def build_ddcolor_large(options: DDColorOptions, cfg: ModelConfig) -> DDColor:
+def build_ddcolor_large(options: DDColorOptions, cfg: BackboneSettings) -> DDColor:
     """DDColor-L: ConvNeXt-L encoder (`ddcolor_paper`, `ddcolor_modelscope`, `ddcolor_artistic`)."""
     return build_ddcolor("ddcolor-large", cfg)
 
 
 @register(SPECS["ddcolor-mini"])
-def build_ddcolor_mini(options: DDColorOptions, cfg: ModelConfig) -> DDColor:
+def build_ddcolor_mini(options: DDColorOptions, cfg: BackboneSettings) -> DDColor:
     """The DDColor architecture with few channels and layers, for CPU tests and benchmarks."""
     return build_ddcolor("ddcolor-mini", cfg)

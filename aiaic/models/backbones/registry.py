@@ -4,7 +4,7 @@ A backbone's file registers each of its names with a spec and a builder taking t
 and the model's `ModelConfig`::
 
     @register(BackboneSpec(name="unet", options=UNetOptions, ...))
-    def build_unet(options: UNetOptions, cfg: ModelConfig) -> UNetColorizer: ...
+    def build_unet(options: UNetOptions, cfg: BackboneSettings) -> UNetColorizer: ...
 
 `aiaic.models.backbones` imports every backbone file, so a new backbone is one file plus one import
 line there (a test may register a throwaway backbone from its own file: nothing else changes).
@@ -12,22 +12,35 @@ line there (a test may register a throwaway backbone from its own file: nothing 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from aiaic.errors import ConfigError
 from aiaic.models.backbone_spec import BackboneSpec
 from aiaic.models.backbones.base import Backbone
 
-if TYPE_CHECKING:
-    from aiaic.models.config import ModelConfig
 
-Builder = Callable[[Any, "ModelConfig"], Backbone]
+class BackboneSettings(Protocol):
+    """What a builder reads of the model's config (`aiaic.models.config.ModelConfig` has it); the
+    backbones never import the model config, which imports them."""
+
+    @property
+    def backbone(self) -> str: ...
+
+    @property
+    def backbone_options(self) -> Mapping[str, Any]: ...
+
+    @property
+    def activation_checkpointing(self) -> bool: ...
+
+
+Builder = Callable[[Any, BackboneSettings], Backbone]
 _REGISTRY: dict[str, tuple[BackboneSpec, Builder]] = {}
 
 
 def register(spec: BackboneSpec) -> Callable[[Builder], Builder]:
-    """Decorator: make `builder(options, cfg: ModelConfig) -> Backbone` available as `spec.name`."""
+    """Decorator: make `builder(options, cfg: BackboneSettings) -> Backbone` available as `spec.name`
+    (`cfg` is the model's `ModelConfig`)."""
 
     def deco(builder: Builder) -> Builder:
         if spec.name in _REGISTRY:
@@ -55,7 +68,7 @@ def spec_of(name: str) -> BackboneSpec:
     return _REGISTRY[name][0]
 
 
-def build_backbone(name: str, cfg: ModelConfig) -> Backbone:
+def build_backbone(name: str, cfg: BackboneSettings) -> Backbone:
     """Build the backbone `name` (random weights) from `cfg` (its `backbone_options` parsed by the
     spec's options dataclass); ConfigError for an unknown name or bad options."""
     spec = spec_of(name)

@@ -16,7 +16,7 @@ min(2**level, 4).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +24,8 @@ from torch import nn
 
 from aiaic.models.backbone_spec import BackboneSpec, InputPolicy
 from aiaic.models.backbones.base import Backbone, Features
-from aiaic.models.backbones.registry import register
+from aiaic.models.backbones.registry import BackboneSettings, register
 from aiaic.models.critics import PATCH_CRITIC
-
-if TYPE_CHECKING:
-    from aiaic.models.config import ModelConfig
-
 
 NORMS = ("batch", "group", "none")
 
@@ -192,7 +188,7 @@ SPEC = BackboneSpec(
 
 
 @register(SPEC)
-def build_unet(options: UNetOptions, cfg: ModelConfig) -> UNetColorizer:
+def build_unet(options: UNetOptions, cfg: BackboneSettings) -> UNetColorizer:
     """The compact U-Net, sized by its options."""
     return UNetColorizer(
         base_channels=options.base_channels, depth=options.depth, norm=options.norm, guide_at=options.guide_at
