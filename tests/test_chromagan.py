@@ -445,9 +445,9 @@ def test_backbone_weights_h5_and_safetensors_copy(tmp_path):
         assert torch.equal(other(L_n), source(L_n))
     with pytest.raises(InputError, match="my_model_colorization.h5"):
         _backbone("chromagan").load_pretrained(h5)  # a mini file is not the released model
-    bad = tmp_path / "weights.pth"
-    torch.save(source.state_dict(), bad)
-    with pytest.raises(InputError, match="Keras .h5"):
+    bad = tmp_path / "weights.h5"
+    bad.write_bytes(b"a photo, not HDF5")
+    with pytest.raises(InputError, match="weights.h5: not an HDF5 file"):
         other.load_pretrained(bad)
 
 

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from aiaic.errors import InputError
 from aiaic.models.backbone_spec import (
     BackboneSpec,
     CriticSpec,
@@ -43,13 +42,12 @@ from aiaic.models.backbone_spec import (
 from aiaic.models.backbones.base import Backbone, BackboneOutput, Features
 from aiaic.models.backbones.chromagan_arch import SIZES, ChromaGANCritic, ChromaGANGenerator, ChromaGANSize
 from aiaic.models.backbones.chromagan_io import ab01_from_ab_n, ab_n_from_ab01, generator_input, l01_from_L_n
-from aiaic.models.backbones.registry import register
-from aiaic.models.weights import register_reader
+from aiaic.models.backbones.registry import BackboneSettings, register
+from aiaic.models.weights import read_state_dict, register_reader
 from aiaic.train.terms import PretrainedNet, TermInputs, TermNeeds, register_term
 
 if TYPE_CHECKING:
     from aiaic.models.backbone_spec import NoOptions
-    from aiaic.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +98,8 @@ class ChromaGAN(ChromaGANGenerator, Backbone):
 
 @register_reader("chromagan-h5")
 def read_chromagan_weights(path: Path) -> dict[str, torch.Tensor]:
-    """ChromaGAN's generator weights: a Keras `.h5` / `.hdf5` read with h5py, or a `.safetensors` copy."""
+    """ChromaGAN's generator weights: a Keras `.h5` / `.hdf5` read with h5py, a `.safetensors` copy,
+    or any other file as a PyTorch state dict (weights-only `torch.load`: this port's own keys)."""
     p = Path(path)
     if p.suffix.lower() in H5_SUFFIXES:
         from aiaic.models.keras_h5 import read_chromagan_h5
@@ -110,7 +109,7 @@ def read_chromagan_weights(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(p))
-    raise InputError(p, "ChromaGAN weights are a Keras .h5 file or its .safetensors copy (aiaic-convert)")
+    return read_state_dict(p)
 
 
 def convert_h5(h5_path: Path, out: Path) -> Path:
@@ -214,12 +213,12 @@ def _spec(name: str, description: str) -> BackboneSpec:
 
 
 @register(_spec("chromagan", "ChromaGAN's released generator (224 x 224, 171,171,722 parameters)"))
-def build_chromagan(options: NoOptions, cfg: ModelConfig) -> ChromaGAN:
+def build_chromagan(options: NoOptions, cfg: BackboneSettings) -> ChromaGAN:
     """The released generator at 224 x 224."""
     return ChromaGAN(SIZES["chromagan"])
 
 
 @register(_spec("chromagan-mini", "the ChromaGAN graph, narrow, at a fixed 64 x 64 (CPU tests)"))
-def build_chromagan_mini(options: NoOptions, cfg: ModelConfig) -> ChromaGAN:
+def build_chromagan_mini(options: NoOptions, cfg: BackboneSettings) -> ChromaGAN:
     """The same graph, narrow, at a fixed 64 x 64: for CPU tests and benchmarks."""
     return ChromaGAN(SIZES["chromagan-mini"])
