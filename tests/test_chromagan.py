@@ -173,16 +173,23 @@ def test_batch_norm_follows_the_relu_with_keras_epsilon(mini):
 
 
 def test_dense_layers_read_the_flatten_in_nhwc_order(mini):
-    g = torch.zeros(1, mini.size.global_width, 2, 2)
+    C = mini.size.global_width
+    g = torch.zeros(1, C, 2, 2)
     g[0, 0, 0, 1] = 1.0  # channel 0 at (h=0, w=1): Keras's flat index (0 * 2 + 1) * C + 0 = C
+    outs = {}
+    hooks = [
+        getattr(mini, n).register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o[0]))
+        for n in ("dense_1", "dense_4")
+    ]
     with torch.no_grad():
-        expected = mini.dense_4.weight[:, mini.size.global_width] + mini.dense_4.bias
-        flat_out = mini.dense_4(g.permute(0, 2, 3, 1).flatten(1))
-        head_in = []
-        hook = mini.dense_4.register_forward_hook(lambda m, i, o: head_in.append(o))
         mini.class_logits(g)
-        hook.remove()
-    assert torch.allclose(head_in[0][0], expected) and torch.allclose(flat_out[0], expected)
+        mini.colour(torch.zeros(1, mini.size.vgg[3], 8, 8), g)
+    for h in hooks:
+        h.remove()
+    for name in ("dense_1", "dense_4"):
+        dense = getattr(mini, name)
+        assert torch.allclose(outs[name], dense.weight[:, C] + dense.bias), name
+        assert not torch.allclose(outs[name], dense.weight[:, 1] + dense.bias)  # PyTorch's NCHW order
 
 
 # ---- OpenCV's 8-bit Lab -------------------------------------------------------------------------
