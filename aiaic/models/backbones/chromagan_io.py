@@ -50,7 +50,7 @@ def generator_input(l01: torch.Tensor) -> torch.Tensor:
 
 def colorize_bgr(net: ChromaGANGenerator, bgr: np.ndarray) -> np.ndarray:
     """The official picture path: uint8 BGR [H, W, 3] of any size -> uint8 BGR [H, W, 3] that keeps
-    the picture's own L8. `net` is a `ChromaGANGenerator` in eval mode (its side `net.size.image_size`)."""
+    the picture's own L8. `net`: a `ChromaGANGenerator` (or the `ChromaGAN` backbone) in eval mode."""
     import cv2
 
     if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
@@ -60,8 +60,8 @@ def colorize_bgr(net: ChromaGANGenerator, bgr: np.ndarray) -> np.ndarray:
     small = cv2.cvtColor(cv2.resize(bgr, (side, side)), cv2.COLOR_BGR2Lab)
     x = torch.from_numpy(small[:, :, :1].astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     with torch.no_grad():
-        ab01 = net(generator_input(x))[0][0].permute(1, 2, 0).cpu().numpy()
-    ab8 = np.clip(ab01 * 255.0, 0, 255).astype(np.uint8)  # deprocess: scale and truncate, as the official
-    ab8 = cv2.resize(ab8, (w, h))
+        ab01 = net.forward_official(generator_input(x))[0][0].permute(1, 2, 0).cpu().numpy()
+    small_ab8 = np.clip(ab01 * 255.0, 0, 255).astype(np.uint8)  # deprocess: scale, truncate (official)
+    ab8 = cv2.resize(small_ab8, (w, h))
     L8 = cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab)[:, :, :1]
     return cv2.cvtColor(np.concatenate([L8, ab8], axis=2), cv2.COLOR_Lab2BGR)
