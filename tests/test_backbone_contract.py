@@ -482,7 +482,12 @@ def test_u_net_sizes_live_in_its_options_table_and_old_runs_still_load():
         model_config_from_recipe({"model": {"base_channels": 16}})
     with pytest.raises(ConfigError, match="unet.*unknown.*widht"):
         model_config_from_recipe({"model": {"backbone_options": {"widht": 3}}})
+    # the table is the recipe's backbone's: --backbone naming another one starts from that one's defaults
+    other = model_config_from_recipe(recipe, {"backbone": "ddcolor-mini"})
+    assert other.backbone == "ddcolor-mini" and other.backbone_options == {}
+    assert model_config_from_recipe(recipe, {"backbone": "unet"}) == cfg
     # a config.json saved before the move (sizes at the top of "model") rebuilds the same network
+
     saved = config_to_dict(cfg)
     old = {k: v for k, v in saved.items() if k != "backbone_options"}
     old.update(base_channels=16, depth=3, norm="batch", guide_at=-1)

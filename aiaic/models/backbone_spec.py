@@ -36,6 +36,17 @@ from aiaic.config import build_config
 from aiaic.errors import ConfigError
 from aiaic.models.weights import WeightFormat, WeightSet
 
+__all__ = [
+    "BackboneSpec",
+    "CriticSpec",
+    "InputPolicy",
+    "NoOptions",
+    "OptimizerDefaults",
+    "RuntimeFlags",
+    "WeightFormat",  # defined in aiaic.models.weights, where files are read
+    "WeightSet",
+]
+
 
 @dataclass(frozen=True)
 class InputPolicy:

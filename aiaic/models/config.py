@@ -6,6 +6,7 @@ saves it (as JSON) beside every set of weights, so a run can be rebuilt exactly.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from aiaic.config import build_config, config_to_dict, recipe_section
 from aiaic.data.spectrogram import SpecConfig
 from aiaic.errors import ConfigError
 from aiaic.models.backbones.registry import available, spec_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,8 @@ def model_config_from_recipe(
     recipe: Mapping[str, Any], flags: Mapping[str, Any] | None = None
 ) -> ModelConfig:
     """`ModelConfig` from the recipe's [model] table and its [model.backbone_options] table, then flags
-    (None = not given). ConfigError for an unknown key or a bad value in either table."""
+    (None = not given). The options table belongs to the recipe's backbone: a `backbone` flag naming
+    another one leaves it out (and says so). ConfigError for an unknown key or a bad value."""
     section = recipe_section(recipe, "model")
     moved = sorted(k for k in LEGACY_UNET_KEYS if k in section)
     if moved:
@@ -159,6 +163,16 @@ def model_config_from_recipe(
             "[model.backbone_options]"
         )
     options = recipe_section(recipe, "model.backbone_options")
-    if options:
+    flag = (flags or {}).get("backbone")
+    recipe_backbone = section.get("backbone", "unet")
+    if options and flag is not None and flag != recipe_backbone:
+        # the table is the recipe's backbone's; another backbone chosen by flag starts from its defaults
+        log.warning(
+            "--backbone %s replaces the recipe's %s: its [model.backbone_options] (%s) do not apply",
+            flag,
+            recipe_backbone,
+            ", ".join(sorted(options)),
+        )
+    elif options:
         section["backbone_options"] = dict(options)
     return build_config(ModelConfig, section, flags or {})
