@@ -19,7 +19,7 @@ A new backbone is one file that subclasses `Backbone` and registers its builders
 
 from __future__ import annotations
 
-from aiaic.models.backbones import ddcolor, disco, unet  # noqa: F401  (register "ddcolor-*", "disco*", "unet")
+from aiaic.models.backbones import chromagan, ddcolor, disco, unet  # noqa: F401  (register each backbone)
 from aiaic.models.backbones.base import Backbone, BackboneOutput, Features, Guide, OptimizerDefaults
 from aiaic.models.backbones.registry import available, build_backbone, register, spec_of
 from aiaic.models.backbones.unet import UNetColorizer
