@@ -11,7 +11,8 @@ tests/support/disco_official.py) gets the same tensors. Speed does not depend on
 Inputs: frames of the Chaplin film (../shared/data) resized to 256 x 256 as the official inference
 script resizes, given as L_n [1, 1, 256, 256]; random smooth images where the film is absent.
 - one frame at a time: the official call `model(L_n, ab, True, 0)` under `torch.no_grad` (its
-  inference script's), against ours `outputs(encode(L_n))` under `torch.inference_mode`;
+  inference script's), against ours `outputs(encode(L_n))` under `torch.inference_mode`, in
+  channels-last layout as `aiaic-colorize` runs it (the spec's `channels_last_inference`);
 - film: FRAMES frames, the official one at a time, ours in batches of FILM_BATCH.
 The model's forward only (no decoding, resizing or Lab conversion, which both pipelines share). Runs
 alternate and the best of REPEATS is kept (the machine is shared). ratio = official time / ours.
@@ -74,7 +75,8 @@ def _ours(weights: Path):
 
     net = build_disco("disco")
     net.load_pretrained(weights)
-    return net.eval()
+    # as aiaic-colorize runs it: channels-last layout (its spec's runtime flag), inference mode
+    return net.eval().to(memory_format=torch.channels_last)
 
 
 def run() -> list[dict]:

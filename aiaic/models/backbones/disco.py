@@ -169,8 +169,9 @@ _BASE = BackboneSpec(
     weight_format=WeightFormat(reader=read_disco_checkpoint),
     optimizer=OPTIMIZER,
     loss=LOSS_TERMS,
-    # the frozen superpixel net never has a gradient; the palette head has none without its loss term
-    runtime=RuntimeFlags(channels_last_inference=False, unused_parameters=True),
+    # the frozen superpixel net never has a gradient; the palette head has none without its loss term.
+    # Inference in channels-last layout: its 3 x 3 convs run ~25 % faster on a CPU (repnet measured).
+    runtime=RuntimeFlags(channels_last_inference=True, unused_parameters=True),
     extras=EXTRAS,
 )
 SPECS = {
