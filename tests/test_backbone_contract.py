@@ -55,6 +55,7 @@ TOO_BIG = {
     "ddcolor-tiny": "ConvNeXt-T DDColor, ~55M parameters",
     "ddcolor-large": "ConvNeXt-L, ~230M",
     "chromagan": "ChromaGAN's released generator, 171M parameters (its Dense layers at 224)",
+    "disco": "DISCO-beta, 43M parameters; a CPU step at its 256 px default takes minutes",
 }
 SMALL_OPTIONS: dict[str, dict] = {"unet": {"base_channels": 8}}  # small sizes for the CPU checks
 BUILT_IN = sorted(n for n in available() if not n.startswith("test-"))
