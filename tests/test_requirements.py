@@ -110,3 +110,27 @@ def test_a_requires_list_and_recipes_that_require_nothing(tmp_path, monkeypatch)
     bad = write_recipe(tmp_path / "bad.toml", {"requires": {"files_typo": []}, **tiny_recipe()})
     with pytest.raises(ConfigError, match="unknown \\[requires\\] settings"):
         build_train_plan(load_recipe(bad), {"shards": "s", "out": "o"})
+
+
+@pytest.mark.parametrize(
+    ("recipe", "files"),
+    [
+        ("vggsound-disco.toml", ("disco-beta.pth.tar", "H.pth.tar", "vgg19-dcbb9e9d.pth")),
+        (
+            "vggsound-chromagan.toml",
+            ("my_model_colorization.h5", "H.pth.tar", "vgg19-dcbb9e9d.pth", "vgg16-397923af.pth"),
+        ),
+    ],
+)
+def test_the_discolor_and_chromagan_recipes_run_the_papers_setting_or_stop(
+    recipe, files, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "pipelines").mkdir()
+    shutil.copy(PIPELINES / recipe, tmp_path / "pipelines")
+    with pytest.raises(ConfigError) as err:
+        build_train_plan(load_recipe(tmp_path / "pipelines" / recipe), {"shards": "s", "out": "o"})
+    text = str(err.value)
+    assert "nothing was started" in text
+    for name in files:
+        assert name in text, name
