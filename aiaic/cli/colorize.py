@@ -59,6 +59,13 @@ def colorize(
     image_size: int = typer.Option(
         None, "--image-size", help="Side (px) the model colours at (backbone alone: default 512)."
     ),
+    max_pixels: int = typer.Option(
+        None, "--max-pixels", help="Largest picture accepted, width x height (default 250000000)."
+    ),
+    engine: str = typer.Option(None, "--engine", help="torch | onnxruntime (the model exported to ONNX)."),
+    precision: str = typer.Option(
+        None, "--precision", help="fp32 | int8 (onnxruntime: quantized weights; its cost printed)."
+    ),
     config: Path = typer.Option(
         None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[colorize] table."
     ),
@@ -86,6 +93,9 @@ def colorize(
             "backbone": backbone,
             "backbone_weights": backbone_weights,
             "image_size": image_size,
+            "max_pixels": max_pixels,
+            "engine": engine,
+            "precision": precision,
         }
         cfg = build_config(ColorizeConfig, recipe_section(load_recipe(config), "colorize"), flags)
         run_colorize(cfg)

@@ -31,7 +31,10 @@ class ColorizeConfig:
       `backbone_weights` is ignored (with a note).
     image_size: the side (pixels) the model colours at (default: the run's training size; 512, the
       official DDColor pipeline's, for a backbone alone).
-    batch_size: video frames per forward pass.
+    batch_size: video frames per forward pass (at most; fewer for big frames, see `frame_batch`).
+    max_pixels: the largest picture accepted (width x height); a bigger one is refused.
+    engine: "torch" or "onnxruntime" (the model exported to ONNX and run by ONNX Runtime, `aiaic.engine`).
+    precision: "fp32", or "int8" (onnxruntime only: dynamically quantized weights; its cost printed).
     """
 
     inputs: tuple[Path, ...] = ()
@@ -53,6 +56,9 @@ class ColorizeConfig:
     backbone: str | None = None
     backbone_weights: Path | None = None
     image_size: int | None = None
+    max_pixels: int = 250_000_000
+    engine: str = "torch"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -73,5 +79,13 @@ class ColorizeConfig:
             raise ValueError(
                 "--audio needs --run (a model trained with audio); --backbone alone colours without audio"
             )
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+        if self.engine not in ("torch", "onnxruntime"):
+            raise ValueError(f"engine must be torch or onnxruntime, got {self.engine!r}")
+        if self.precision not in ("fp32", "int8"):
+            raise ValueError(f"precision must be fp32 or int8, got {self.precision!r}")
+        if self.precision == "int8" and self.engine != "onnxruntime":
+            raise ValueError("--precision int8 needs --engine onnxruntime")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in [0, 51], got {self.crf}")

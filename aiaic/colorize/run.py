@@ -207,7 +207,7 @@ def _run_jobs(
         if images:
             task = progress.add_task("images", total=len(images), unit="images", rate="")
             for j in images:
-                summary.images.append(colorize_image(j.src, j.dst, model, guidance, device))
+                summary.images.append(colorize_image(j.src, j.dst, model, guidance, device, cfg.max_pixels))
                 progress.advance(task)
         for j in (j for j in jobs if j.kind == "video"):
             task = progress.add_task(j.src.name, total=None, unit="frames", rate="")

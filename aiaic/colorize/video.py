@@ -35,6 +35,7 @@ from aiaic.colorize.compose import luminance_uint8, model_input
 from aiaic.colorize.config import ColorizeConfig
 from aiaic.colorize.guided import Guidance, colorize_guided, no_guidance
 from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
+from aiaic.colorize.strips import frame_batch
 from aiaic.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -387,6 +388,7 @@ def _decode_and_write(
     """Decode every frame (up to max_seconds) into batches for `writer`; (first, last) frame time."""
     first_t, last_t = None, 0.0
     batch: list[tuple[av.VideoFrame, float]] = []
+    batch_size = frame_batch(cfg.batch_size, writer.line.width, writer.line.height)
 
     def flush() -> None:
         writer.write(batch)
@@ -402,7 +404,7 @@ def _decode_and_write(
         first_t = t if first_t is None else first_t
         last_t = t
         batch.append((frame, t))
-        if len(batch) >= cfg.batch_size:
+        if len(batch) >= batch_size:
             flush()
     flush()
     writer.finish()
