@@ -29,7 +29,7 @@ def _install(session: nox.Session, extras: str = "dev") -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (uses ../shared/data where present; tests that need it skip with a reason).
     The app's browser tests drive /usr/bin/chromium (`.ci/run` installs it) and skip without it."""
-    session.install(*CONSTRAINTS, "-e", ".[dev,app]", "playwright", "requests")
+    session.install(*CONSTRAINTS, "-e", ".[dev,app,onnx]", "playwright", "requests")
     session.run("pytest", *session.posargs, env={"OMP_NUM_THREADS": "2"})
 
 
@@ -44,14 +44,14 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy over the library (settings in pyproject.toml)."""
-    _install(session)
+    _install(session, "dev,onnx")
     session.run("mypy", "aiaic")
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks; writes benchmarks/results/latest.json and latest.md. Never fails for being slow."""
-    _install(session)
+    _install(session, "dev,app,onnx")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 

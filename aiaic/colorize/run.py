@@ -254,6 +254,11 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
     device = resolve_device(cfg.device)
     if model is None:
         model = load_model(cfg, device)
+        if cfg.engine == "onnxruntime":
+            from aiaic.engine.select import onnx_engine, sample_frames
+
+            frames = sample_frames([j.src for j in jobs], max_pixels=cfg.max_pixels)
+            model = onnx_engine(model, cfg.precision, frames)
     guidance, video_fixed = fixed_guidance(cfg, model)
     if any(j.kind == "image" for j in jobs) and not guidance.has_audio:
         log.info("no audio for the images: the visual backbone alone colours them (r = 0)")

@@ -34,6 +34,7 @@ from aiaic.colorize.audio import Soundtrack, open_first_stream
 from aiaic.colorize.compose import luminance_uint8, model_input
 from aiaic.colorize.config import ColorizeConfig
 from aiaic.colorize.guided import Guidance, colorize_guided, no_guidance
+from aiaic.colorize.prefetch import prefetch
 from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
 from aiaic.colorize.strips import frame_batch
 from aiaic.errors import InputError
@@ -396,16 +397,18 @@ def _decode_and_write(
             on_frames(len(batch))
         batch.clear()
 
-    for frame in ic.decode(in_v):
-        t = frame.time if frame.time is not None else writer.frames_done / float(writer.line.rate)
-        t = float(t) - writer.line.origin
-        if cfg.max_seconds is not None and t >= cfg.max_seconds:
-            break
-        first_t = t if first_t is None else first_t
-        last_t = t
-        batch.append((frame, t))
-        if len(batch) >= batch_size:
-            flush()
+    # decoding runs on a thread while the model computes; closed (thread joined) on any exit
+    with contextlib.closing(prefetch(ic.decode(in_v), 2 * batch_size)) as frames:
+        for frame in frames:
+            t = frame.time if frame.time is not None else writer.frames_done / float(writer.line.rate)
+            t = float(t) - writer.line.origin
+            if cfg.max_seconds is not None and t >= cfg.max_seconds:
+                break
+            first_t = t if first_t is None else first_t
+            last_t = t
+            batch.append((frame, t))
+            if len(batch) >= batch_size:
+                flush()
     flush()
     writer.finish()
     return first_t, last_t

@@ -37,6 +37,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,8 @@ class _ColorGraph(nn.Module):
 
 
 class _GuidanceGraph(nn.Module):
+    model: Any  # the AudioInfusedColorizer
+
     def __init__(self, model: nn.Module, r_source: str, fields: tuple[str, ...]):
         super().__init__()
         self.model, self.r_source, self.fields = model, r_source, fields
@@ -145,7 +148,7 @@ def _to_onnx(module: nn.Module, args: tuple, names: list[str], outputs: list[str
         torch.onnx.export(
             module,
             args,
-            buf,
+            buf,  # type: ignore[arg-type]
             input_names=names,
             output_names=outputs,
             dynamic_axes=dynamic,
@@ -179,7 +182,9 @@ def _export_graphs(model, folder: Path, meta: dict) -> list[str]:
         names, dyn = ["L_n", "c", "r"], {"L_n": img_axes, "c": {0: "batch"}, "r": {0: "batch"}}
     else:
         args, names, dyn = (L,), ["L_n"], {"L_n": img_axes}
-    data = _to_onnx(_ColorGraph(torch_model, meta["guided"]).eval(), args, names, ["ab_n"], {**dyn, "ab_n": img_axes})
+    data = _to_onnx(
+        _ColorGraph(torch_model, meta["guided"]).eval(), args, names, ["ab_n"], {**dyn, "ab_n": img_axes}
+    )
     onnx.save(_with_metadata(data, meta, "color"), str(folder / COLOR_FILE))
     files = [COLOR_FILE]
     if meta["guided"]:
@@ -193,7 +198,9 @@ def _export_graphs(model, folder: Path, meta: dict) -> list[str]:
     return files
 
 
-def check_against_torch(engine, model, frames: np.ndarray, pcm: np.ndarray | None = None) -> tuple[float, float]:
+def check_against_torch(
+    engine, model, frames: np.ndarray, pcm: np.ndarray | None = None
+) -> tuple[float, float]:
     """(max, mean) |ab_n(ONNX) - ab_n(PyTorch)| over uint8 frames [N, H, W, 3] at the model's size,
     through `predict` with silence and, where given, one second of real audio `pcm` (the model's rate)."""
     L_n = model_input_strips(frames, int(model.image_size))
@@ -236,7 +243,9 @@ def export_onnx(
         files = _export_graphs(model, tmp, meta)
         engine = load_onnx(tmp, expect_checksum=meta["checksum"])
         max_diff, mean_diff = check_against_torch(engine, model, frames, pcm)
-        log.info("ONNX vs PyTorch on %d frames: max |d ab_n| %.3g, mean %.3g", len(frames), max_diff, mean_diff)
+        log.info(
+            "ONNX vs PyTorch on %d frames: max |d ab_n| %.3g, mean %.3g", len(frames), max_diff, mean_diff
+        )
         if not max_diff <= tolerance:
             raise ExportError(
                 f"the ONNX model's colours differ from PyTorch's by up to {max_diff:.3g} in ab / 110 "

@@ -55,7 +55,9 @@ def session(path: Path, threads: int | None = None):
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers())
     except Exception as e:  # onnxruntime raises its own (pybind) types for every kind of bad file
         if type(e).__module__.startswith("onnxruntime") or isinstance(e, RuntimeError | ValueError):
-            raise InputError(path, f"not an ONNX model ONNX Runtime can run ({str(e).splitlines()[0]})") from e
+            raise InputError(
+                path, f"not an ONNX model ONNX Runtime can run ({str(e).splitlines()[0]})"
+            ) from e
         raise
 
 
