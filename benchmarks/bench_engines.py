@@ -72,8 +72,8 @@ def model_flops(net: Callable, L_n: torch.Tensor) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():  # (inference_mode breaks the counter's module hooks)
-        net(L_n)
+    with counter:  # with autograd on: no_grad / inference_mode break the counter's module hooks
+        net(L_n.clone())
     return float(counter.get_total_flops())
 
 

@@ -75,3 +75,29 @@ def test_frame_batch_sized_from_the_frame():
     assert frame_batch(8, 7680, 4320) == 1  # 8K: one frame at a time (the pixels of 8 x 1080p / 16)
     assert frame_batch(8, 3840, 2160) == 2
     assert frame_batch(4, 320, 240) == 4
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_colorize_image_in_strips_equals_the_whole_picture_path(shared_data, tmp_path, suffix):
+    """`colorize_image` (strips from the decoded picture, PNG written strip by strip) against
+    `colorize_batch` (the whole picture as float arrays, `compose.join_full_resolution`), same model:
+    within one uint8 level (see `aiaic.colorize.strips`), lossless for PNG."""
+    from aiaic.colorize.guided import colorize_batch, no_guidance
+    from aiaic.colorize.image import colorize_image
+    from aiaic.runs.inference import load_backbone
+
+    torch.manual_seed(0)
+    model = load_backbone("ddcolor-mini", None, 64, "cpu")
+    src = shared_data / "images" / "bw" / "deoldify" / "1895BikeMaidens.jpg"
+    guide = no_guidance(model, "disabled")
+    res = colorize_image(src, tmp_path / f"out{suffix}", model, guide, torch.device("cpu"))
+    whole, _ = colorize_batch(model, read_image(src)[None], [guide], torch.device("cpu"))
+    with Image.open(tmp_path / f"out{suffix}") as im:
+        got = np.asarray(im.convert("RGB"))
+    assert (res.width, res.height) == (640, 895) and got.shape == whole[0].shape
+    diff = np.abs(got.astype(np.int16) - whole[0].astype(np.int16))
+    if suffix == ".png":
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+    else:  # JPEG's own loss on top
+        assert diff.mean() < 2.0
+    assert np.abs(got.astype(np.int16) - read_image(src).astype(np.int16)).max() > 0  # it did colour

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numba
@@ -62,14 +63,25 @@ def model_input_strips(frames: np.ndarray, size: int, rows: int | None = None) -
     if (h, w) == (size, size):
         return normalize_l(luminance_uint8(arr).clamp(0.0, 100.0))
     rows = rows or strip_rows(w)
-    out = []
-    for k in range(b):
-        parts = []
-        for y0 in range(0, h, rows):
-            L = luminance_uint8(arr[k : k + 1, y0 : y0 + rows])
-            parts.append(_resize(L, (L.shape[-2], size)))
-        out.append(_resize(torch.cat(parts, dim=-2), (size, size)))
-    return normalize_l(torch.cat(out).clamp(0.0, 100.0))
+    return torch.cat(
+        [
+            model_input_from_strips((arr[k, y0 : y0 + rows] for y0 in range(0, h, rows)), size)
+            for k in range(b)
+        ]
+    )
+
+
+def model_input_from_strips(strips: Iterable[np.ndarray], size: int) -> torch.Tensor:
+    """One picture given as its strips of rows, top to bottom (uint8 RGB [r, W, 3] or grey [r, W]) ->
+    L_n [1, 1, size, size]; as `model_input_strips` (for a picture never held whole as an array)."""
+    parts = []
+    for strip in strips:
+        L = luminance_uint8(strip[None])
+        parts.append(_resize(L, (L.shape[-2], size)))
+    stacked = torch.cat(parts, dim=-2)
+    if stacked.shape[-2:] == (size, size):
+        return normalize_l(stacked.clamp(0.0, 100.0))
+    return normalize_l(_resize(stacked, (size, size)).clamp(0.0, 100.0))
 
 
 def _resize(L: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -134,35 +146,42 @@ def join_into(
     """
     arr = as_uint8_frames(frames)
     b, h, w, _ = arr.shape
-    ab = np.ascontiguousarray(ab_n.detach().to("cpu", torch.float32).numpy())
+    ab = ab_n.detach().to("cpu", torch.float32).numpy()
     if ab.shape[:2] != (b, 2):
         raise ValueError(f"ab_n must be [{b}, 2, h, w], got {list(ab.shape)}")
     if out is None:
         out = np.empty_like(arr)
-    ri0, ri1, rlam = _linear_weights(ab.shape[2], h)
-    ci0, ci1, clam = _linear_weights(ab.shape[3], w)
     rows = rows or strip_rows(w)
     for k in range(b):
+        joiner = RowJoiner(ab[k], h, w)
         for y0 in range(0, h, rows):
-            y1 = min(h, y0 + rows)
-            _join_strip_kernel(
-                arr[k, y0:y1],
-                ab[k],
-                ri0[y0:y1],
-                ri1[y0:y1],
-                rlam[y0:y1],
-                ci0,
-                ci1,
-                clam,
-                _LINEAR_LUT,
-                _Y_WEIGHTS,
-                _RGB_FROM_XYZ_NP,
-                _WHITE,
-                _ENCODE_THR,
-                _ENCODE_START,
-                out[k, y0:y1],
-            )
+            joiner(arr[k, y0 : y0 + rows], y0, out[k, y0 : y0 + rows])
     return out
+
+
+class RowJoiner:
+    """Joins strips of rows of one picture (height x width) with its ab_n [2, h, w] (float32 numpy or
+    tensor): `joiner(strip uint8 [r, W, 3], y0, out=None) -> uint8 [r, W, 3]` (the strip's rows y0..y0+r)."""
+
+    def __init__(self, ab_n, height: int, width: int):
+        ab = ab_n.detach().to("cpu", torch.float32).numpy() if isinstance(ab_n, torch.Tensor) else ab_n
+        self.ab = np.ascontiguousarray(ab, dtype=np.float32)
+        if self.ab.ndim != 3 or self.ab.shape[0] != 2:
+            raise ValueError(f"ab_n must be [2, h, w], got {list(self.ab.shape)}")
+        self.rows = _linear_weights(self.ab.shape[1], height)
+        self.cols = _linear_weights(self.ab.shape[2], width)
+
+    def __call__(self, strip: np.ndarray, y0: int, out: np.ndarray | None = None) -> np.ndarray:
+        rgb = strip if strip.ndim == 3 else np.repeat(strip[..., None], 3, axis=-1)
+        out = np.empty(rgb.shape, np.uint8) if out is None else out
+        y1 = y0 + rgb.shape[0]
+        ri0, ri1, rlam = (x[y0:y1] for x in self.rows)
+        ci0, ci1, clam = self.cols
+        _join_strip_kernel(
+            rgb, self.ab, ri0, ri1, rlam, ci0, ci1, clam, _LINEAR_LUT, _Y_WEIGHTS, _RGB_FROM_XYZ_NP,
+            _WHITE, _ENCODE_THR, _ENCODE_START, out,
+        )  # fmt: skip
+        return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -195,19 +214,33 @@ def write_png(path: Path, rgb: np.ndarray, level: int = 6, rows: int | None = No
         raise ValueError(f"expected uint8 [H, W, 3], got {arr.dtype} {arr.shape}")
     h, w, _ = arr.shape
     rows = rows or strip_rows(w)
+    write_png_strips(path, w, h, (arr[y0 : y0 + rows] for y0 in range(0, h, rows)), level)
+
+
+def write_png_strips(
+    path: Path, width: int, height: int, strips: Iterable[np.ndarray], level: int = 6
+) -> None:
+    """Write an 8-bit RGB PNG from its strips of rows (uint8 [r, width, 3], top to bottom, `height` rows
+    in all), each compressed as it comes: the picture is never held whole."""
+    w, h, done = width, height, 0
     comp = zlib.compressobj(level)
     prev = np.zeros(3 * w, np.uint8)
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n")
         _chunk(f, b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-        for y0 in range(0, h, rows):
-            strip = np.ascontiguousarray(arr[y0 : y0 + rows]).reshape(-1, 3 * w)
+        for rgb_strip in strips:
+            if rgb_strip.shape[1:] != (w, 3):
+                raise ValueError(f"a strip of {list(rgb_strip.shape)} in a {w}-pixel-wide RGB picture")
+            done += rgb_strip.shape[0]
+            strip = np.ascontiguousarray(rgb_strip).reshape(-1, 3 * w)
             filtered = np.empty((strip.shape[0], 3 * w + 1), np.uint8)
             _paeth_rows(strip, prev, filtered)
             prev = strip[-1].copy()
             data = comp.compress(filtered.tobytes())
             if data:
                 _chunk(f, b"IDAT", data)
+        if done != h:
+            raise ValueError(f"{done} rows given for a picture of {h}")
         _chunk(f, b"IDAT", comp.flush())
         _chunk(f, b"IEND", b"")
 
