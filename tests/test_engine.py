@@ -172,3 +172,29 @@ def test_cli_onnxruntime_colours_the_chaplin_film_with_its_soundtrack(
     summary = json.loads((tmp_path / "colorize-summary.json").read_text())
     assert summary["config"]["engine"] == "torch"  # the last run's; the film's r per second below
     assert summary["videos"][0]["guided_seconds"] > 0
+
+
+def test_cli_export_backbone_fp32_and_int8(shared_data, tmp_path):
+    from aiaic.cli.export import app as export_app
+    from aiaic.models.backbones import build_backbone
+    from aiaic.models.config import ModelConfig
+
+    torch.manual_seed(0)
+    net = build_backbone("ddcolor-mini", ModelConfig(backbone="ddcolor-mini"))
+    weights = tmp_path / "mini.pth"
+    torch.save({"params": net.state_dict()}, weights)
+    photo = shared_data / "images" / "bw" / "deoldify" / PHOTOS[0]
+    base = ["--backbone", "ddcolor-mini", "--backbone-weights", str(weights), "--image-size", "64"]
+    result = runner.invoke(export_app, [*base, "-o", str(tmp_path / "fp32"), "--frames", str(photo)])
+    assert result.exit_code == 0, result.output
+    assert "ONNX vs PyTorch on 1 frames: max |d ab_n|" in " ".join(result.output.split())
+    meta = json.loads(load_onnx(tmp_path / "fp32").graphs.color.get_modelmeta().custom_metadata_map["aiaic"])
+    assert meta["backbone"] == "ddcolor-mini" and meta["variant"] == "baseline" and meta["image_size"] == 64
+    again = runner.invoke(export_app, [*base, "-o", str(tmp_path / "fp32"), "--frames", str(photo)])
+    assert again.exit_code == 2 and "exists and is not empty; pass --overwrite" in " ".join(
+        again.output.split()
+    )
+    result = runner.invoke(export_app, [*base, "-o", str(tmp_path / "int8"), "--precision", "int8"])
+    assert result.exit_code == 0, result.output
+    assert "int8 vs fp32 on 1 frames: PSNR" in " ".join(result.output.split())  # the built-in picture
+    assert (tmp_path / "int8" / "color.onnx").is_file()
