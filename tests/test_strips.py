@@ -55,7 +55,8 @@ def test_png_written_in_strips_reads_back_exactly(tmp_path):
 def test_picture_above_the_pixel_limit_refused_before_decoding(tmp_path):
     path = tmp_path / "big.png"
     Image.new("L", (300, 200), 128).save(path)
-    with pytest.raises(InputError, match=r"big.png: picture of 300 x 200 = 0 megapixels is above the limit"):
+    message = r"big.png: picture of 300 x 200 = 60,000 pixels is above the limit of 59,999 pixels"
+    with pytest.raises(InputError, match=message):
         read_image(path, max_pixels=59_999)
     grey = read_image(path, max_pixels=60_000)
     assert grey.shape == (200, 300, 3) and (grey == 128).all()
@@ -101,3 +102,14 @@ def test_colorize_image_in_strips_equals_the_whole_picture_path(shared_data, tmp
     else:  # JPEG's own loss on top
         assert diff.mean() < 2.0
     assert np.abs(got.astype(np.int16) - read_image(src).astype(np.int16)).max() > 0  # it did colour
+
+
+def test_app_refuses_an_upload_above_the_pixel_limit_naming_the_users_file(tmp_path):
+    from aiaic.app.uploads import inspect_media
+
+    path = tmp_path / "upload.bin"
+    Image.new("L", (300, 200), 128).save(path, format="PNG")
+    with pytest.raises(InputError, match=r"^scan.png: picture of 300 x 200 = 60,000 pixels is above"):
+        inspect_media(path, "scan.png", max_pixels=59_999)
+    media = inspect_media(path, "scan.png", max_pixels=60_000)
+    assert (media.kind, media.width, media.height) == ("image", 300, 200)

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 from PIL import Image, UnidentifiedImageError
 
-from aiaic.colorize.image import MAX_PIXELS, pixel_limit
+from aiaic.colorize.image import MAX_PIXELS, open_checked
 from aiaic.errors import InputError
 
 # Pillow format -> a suffix `aiaic-colorize` accepts (it reads images by content; the suffix only routes)
@@ -50,15 +50,9 @@ _BIG_CHECK = threading.Lock()
 
 def _as_image(path: Path, name: str, max_pixels: int) -> Media | None:
     try:
-        with pixel_limit(max_pixels), Image.open(path) as im:
+        with open_checked(path, max_pixels, name) as im:  # InputError above the limit (--max-pixels)
             fmt = im.format or ""
             width, height = im.size
-            if width * height > max_pixels:
-                raise InputError(
-                    name,
-                    f"picture of {width} x {height} = {width * height / 1e6:.0f} megapixels is above "
-                    f"this server's limit of {max_pixels / 1e6:.0f} megapixels (aiaic-app --max-pixels)",
-                )
             # a truncated or damaged image fails here, not in the worker; big ones one at a time
             with _BIG_CHECK if width * height > BIG_PIXELS else contextlib.nullcontext():
                 im.load()

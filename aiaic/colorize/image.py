@@ -7,8 +7,7 @@ as PNG (lossless, so the output's L equals the input's up to uint8 rounding).
 
 from __future__ import annotations
 
-import contextlib
-import warnings
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,39 +89,41 @@ def open_picture(path: Path, max_pixels: int | None = MAX_PIXELS) -> Picture:
     """Decode an image file into a `Picture`; InputError for an unreadable file or one of more than
     `max_pixels` pixels (checked from its header, before decoding)."""
     try:
-        with pixel_limit(max_pixels):
-            opened = Image.open(path)
-            w, h = opened.size
-            if max_pixels is not None and w * h > max_pixels:
-                opened.close()
-                raise InputError(
-                    path,
-                    f"picture of {w} x {h} = {w * h / 1e6:.0f} megapixels is above the limit of "
-                    f"{max_pixels / 1e6:.0f} megapixels (--max-pixels)",
-                )
-            try:
-                opened.load()
-                im = ImageOps.exif_transpose(opened, in_place=True) or opened
-            except BaseException:
-                opened.close()
-                raise
-            return Picture(im, Path(path))
+        opened = open_checked(path, max_pixels)
+        try:
+            opened.load()
+            im = ImageOps.exif_transpose(opened, in_place=True) or opened
+        except BaseException:
+            opened.close()
+            raise
+        return Picture(im, Path(path))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(path, f"cannot read as an image ({e})") from e
 
 
-@contextlib.contextmanager
-def pixel_limit(max_pixels: int | None):
-    """Pillow's own bomb check (an error above 2 x MAX_IMAGE_PIXELS) set to our limit while we read;
-    our check above gives the clear message first."""
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+_OPEN_LOCK = threading.Lock()
+
+
+def open_checked(path: Path, max_pixels: int | None, name: str | Path | None = None) -> Image.Image:
+    """`Image.open(path)` (the header only) with our pixel limit instead of Pillow's bomb check, so a
+    picture above `max_pixels` gets our message (InputError naming `name`, default the path), not
+    Pillow's. Pillow's limit is a module global: it is lifted only while the header is read, under a
+    lock, so threads do not see each other's value."""
+    with _OPEN_LOCK:
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            opened = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+    w, h = opened.size
+    if max_pixels is not None and w * h > max_pixels:
+        opened.close()
+        raise InputError(
+            name or path,
+            f"picture of {w} x {h} = {w * h:,} pixels is above the limit of {max_pixels:,} pixels "
+            "(--max-pixels)",
+        )
+    return opened
 
 
 def colorize_image(
