@@ -13,6 +13,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import torch
 
 from aiaic.errors import InputError
 
@@ -97,6 +98,9 @@ def onnx_engine(model, precision: str = "fp32", frames: list[np.ndarray] | None 
     from aiaic.engine.ort import load_onnx
     from aiaic.engine.quantize import int8_cost, quantize_export
 
+    if model.device.type != "cpu":  # exported and checked on the CPU; ORT picks its own provider
+        model.model.to("cpu")
+        model.device = torch.device("cpu")
     meta = export_metadata(model)
     key = f"{meta['checksum'].split(':')[-1][:20]}-{meta['variant']}-{meta['image_size']}"
     fp32_dir = cache_dir() / key / "fp32"
