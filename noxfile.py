@@ -29,7 +29,7 @@ def _install(session: nox.Session, extras: str = "dev") -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (uses ../shared/data where present; tests that need it skip with a reason).
     The app's browser tests drive /usr/bin/chromium (`.ci/run` installs it) and skip without it."""
-    session.install(*CONSTRAINTS, "-e", ".[dev,app]", "playwright", "requests")
+    session.install(*CONSTRAINTS, "-e", ".[dev,app,onnx]", "playwright", "requests")
     session.run("pytest", *session.posargs, env={"OMP_NUM_THREADS": "2"})
 
 
@@ -43,16 +43,16 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy over the library (settings in pyproject.toml), with the app's extra so aiaic.app is checked
-    against FastAPI's own types."""
-    _install(session, "dev,app")
+    """mypy over the library (settings in pyproject.toml), with the app's and the onnx extras so aiaic.app
+    and aiaic.engine are checked against FastAPI's and ONNX Runtime's own types."""
+    _install(session, "dev,app,onnx")
     session.run("mypy", "aiaic")
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks; writes benchmarks/results/latest.json and latest.md. Never fails for being slow."""
-    _install(session)
+    _install(session, "dev,app,onnx")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 

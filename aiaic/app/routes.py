@@ -17,7 +17,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from aiaic.app.jobs import Job, JobQueue
-from aiaic.app.uploads import inspect_media, inspect_sound, safe_name
+from aiaic.app.uploads import BIG_PIXELS, inspect_media, inspect_sound, safe_name
+from aiaic.colorize.image import MAX_PIXELS
 from aiaic.errors import InputError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -54,7 +55,8 @@ def _build_job(queue: JobQueue, media: UploadFile, audio: UploadFile | None, use
         name = safe_name(media.filename, "upload")
         raw = folder / "upload.bin"
         _store(media, raw)
-        info = inspect_media(raw, name)
+        base = getattr(queue.work, "base", None)  # the JobColorizer's ColorizeConfig
+        info = inspect_media(raw, name, getattr(base, "max_pixels", MAX_PIXELS))
         source = raw.rename(folder / f"input{info.suffix}")
         audio_path, audio_name = None, None
         if audio is not None:
@@ -65,7 +67,11 @@ def _build_job(queue: JobQueue, media: UploadFile, audio: UploadFile | None, use
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    big = info.kind == "image" and info.width * info.height > BIG_PIXELS
     return Job(
+        message=f"a big picture ({info.width * info.height / 1e6:.0f} megapixels): jobs run one at a time"
+        if big
+        else "",
         kind=info.kind,
         folder=folder,
         source=source,

@@ -147,6 +147,10 @@ def serve(app_cfg: AppConfig, colorize_cfg: ColorizeConfig, on_ready: Callable[[
 
     device = resolve_device(colorize_cfg.device)
     model = load_model(colorize_cfg, device)
+    if colorize_cfg.engine == "onnxruntime":
+        from aiaic.engine.select import onnx_engine
+
+        model = onnx_engine(model, colorize_cfg.precision)  # checked on a built-in test picture
     model_info = {
         "variant": getattr(model, "variant", None),
         "backbone": model.model.config.backbone,

@@ -7,13 +7,16 @@ and the reason (not an image or a video; a film without a video stream; a sound 
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 from PIL import Image, UnidentifiedImageError
 
+from aiaic.colorize.image import MAX_PIXELS, open_checked
 from aiaic.errors import InputError
 
 # Pillow format -> a suffix `aiaic-colorize` accepts (it reads images by content; the suffix only routes)
@@ -41,12 +44,18 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or type(e).__name__
 
 
-def _as_image(path: Path, name: str) -> Media | None:
+BIG_PIXELS = 16_000_000  # a picture above this is checked (decoded) by one upload at a time
+_BIG_CHECK = threading.Lock()
+
+
+def _as_image(path: Path, name: str, max_pixels: int) -> Media | None:
     try:
-        with Image.open(path) as im:
+        with open_checked(path, max_pixels, name) as im:  # InputError above the limit (--max-pixels)
             fmt = im.format or ""
             width, height = im.size
-            im.load()  # a truncated or damaged image fails here, not in the worker
+            # a truncated or damaged image fails here, not in the worker; big ones one at a time
+            with _BIG_CHECK if width * height > BIG_PIXELS else contextlib.nullcontext():
+                im.load()
     except Image.DecompressionBombError as e:
         raise InputError(name, f"image has too many pixels to colourize ({e})") from e
     except (UnidentifiedImageError, OSError, ValueError):
@@ -54,11 +63,12 @@ def _as_image(path: Path, name: str) -> Media | None:
     return Media("image", IMAGE_FORMAT_SUFFIX.get(fmt, ".png"), width, height, 1)
 
 
-def inspect_media(path: Path, name: str) -> Media:
-    """Is the upload at `path` (the user called it `name`) a photo or a film? InputError if neither."""
+def inspect_media(path: Path, name: str, max_pixels: int = MAX_PIXELS) -> Media:
+    """Is the upload at `path` (the user called it `name`) a photo or a film? InputError if neither,
+    or for a photo of more than `max_pixels` pixels."""
     if path.stat().st_size == 0:
         raise InputError(name, "is empty")
-    image = _as_image(path, name)
+    image = _as_image(path, name, max_pixels)
     if image is not None:
         return image
     try:

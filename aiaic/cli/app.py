@@ -34,6 +34,13 @@ def serve(
     seed: int = typer.Option(None, "--seed", help="Seed of the backbone's random choices (DISCO's anchors)."),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda."),
     batch_size: int = typer.Option(None, "--batch-size", help="Film frames per forward pass (default 8)."),
+    max_pixels: int = typer.Option(
+        None, "--max-pixels", help="Largest picture accepted, width x height (default 250000000)."
+    ),
+    engine: str = typer.Option(None, "--engine", help="torch | onnxruntime (the model exported to ONNX)."),
+    precision: str = typer.Option(
+        None, "--precision", help="fp32 | int8 (onnxruntime: quantized weights; its cost printed)."
+    ),
     host: str = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1: this machine)."),
     port: int = typer.Option(None, "--port", help="Port (default 7860; 0 = any free port)."),
     max_upload_mb: float = typer.Option(None, "--max-upload-mb", help="Largest upload in MiB (default 512)."),
@@ -62,6 +69,9 @@ def serve(
             "backbone_weights": backbone_weights,
             "image_size": image_size,
             "seed": seed,
+            "max_pixels": max_pixels,
+            "engine": engine,
+            "precision": precision,
         }
         colorize_cfg = build_config(ColorizeConfig, recipe_section(recipe, "colorize"), flags)
         app_flags = {"host": host, "port": port, "max_upload_mb": max_upload_mb}

@@ -72,6 +72,13 @@ def colorize(
     seed: int = typer.Option(
         None, "--seed", help="Seed of the backbone's random choices (DISCO's anchors; default 130)."
     ),
+    max_pixels: int = typer.Option(
+        None, "--max-pixels", help="Largest picture accepted, width x height (default 250000000)."
+    ),
+    engine: str = typer.Option(None, "--engine", help="torch | onnxruntime (the model exported to ONNX)."),
+    precision: str = typer.Option(
+        None, "--precision", help="fp32 | int8 (onnxruntime: quantized weights; its cost printed)."
+    ),
     config: Path = typer.Option(
         None, "--config", help="Recipe TOML (pipelines/*.toml); its \\[colorize] table."
     ),
@@ -101,6 +108,9 @@ def colorize(
             "backbone_weights": backbone_weights,
             "image_size": image_size,
             "seed": seed,
+            "max_pixels": max_pixels,
+            "engine": engine,
+            "precision": precision,
         }
         cfg = build_config(ColorizeConfig, recipe_section(load_recipe(config), "colorize"), flags)
         run_colorize(cfg)

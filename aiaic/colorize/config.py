@@ -30,14 +30,17 @@ class ColorizeConfig:
       With `run`, the run's own backbone and weights are used: a different `backbone` is refused,
       `backbone_weights` is ignored (with a note).
     image_size: the side (pixels) the model colours at (default: the run's training size; for a
-      backbone alone its authors' inference size: 512 for DDColor, 256 for DISCO).
+      backbone alone its authors' inference size: 512 for DDColor, 256 for DISCO, 224 for ChromaGAN).
     seed: seeds a backbone's own random choices (DISCO's k-means anchors; default: the backbone's own,
       130 for DISCO as its official inference script); a backbone without any ignores it (logged).
-    batch_size: video frames per forward pass.
     temporal: "stable" (default) colours a film as one film: the guidance cross-fades continuously
       from one second's centre to the next (smooth_seconds is taken as 1) and the output's ab is
       stabilised along the optical flow, reset at shot cuts (`aiaic.colorize.temporal`); "none" colours
       each frame on its own (today's output, for comparison). Still images are unaffected.
+    batch_size: video frames per forward pass (at most; fewer for big frames, see `frame_batch`).
+    max_pixels: the largest picture accepted (width x height); a bigger one is refused.
+    engine: "torch" or "onnxruntime" (the model exported to ONNX and run by ONNX Runtime, `aiaic.engine`).
+    precision: "fp32", or "int8" (onnxruntime only: dynamically quantized weights; its cost printed).
     """
 
     inputs: tuple[Path, ...] = ()
@@ -61,6 +64,9 @@ class ColorizeConfig:
     image_size: int | None = None
     temporal: str = "stable"
     seed: int | None = None
+    max_pixels: int = 250_000_000
+    engine: str = "torch"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -83,5 +89,13 @@ class ColorizeConfig:
             )
         if self.temporal not in ("none", "stable"):
             raise ValueError(f"temporal must be none or stable, got {self.temporal!r}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+        if self.engine not in ("torch", "onnxruntime"):
+            raise ValueError(f"engine must be torch or onnxruntime, got {self.engine!r}")
+        if self.precision not in ("fp32", "int8"):
+            raise ValueError(f"precision must be fp32 or int8, got {self.precision!r}")
+        if self.precision == "int8" and self.engine != "onnxruntime":
+            raise ValueError("--precision int8 needs --engine onnxruntime")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in [0, 51], got {self.crf}")

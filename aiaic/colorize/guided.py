@@ -18,6 +18,7 @@ import torch
 
 from aiaic.colorize.audio import is_silent
 from aiaic.colorize.compose import join_full_resolution, luminance_uint8, model_input
+from aiaic.colorize.strips import join_into, model_input_strips
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ def colorize_guided(
     model, frames: np.ndarray, c: torch.Tensor | None, r: torch.Tensor, device: torch.device
 ) -> np.ndarray:
     """Colorize uint8 frames [B, H, W, 3] with given guidance c [B, cond_dim] (or None) and r [B]
-    (`InferenceModel.predict_guided`); returns uint8 RGB [B, H, W, 3] with the input's L."""
-    L_full = luminance_uint8(frames, device)
-    L_n = model_input(L_full, model.image_size)
+    (`InferenceModel.predict_guided`); returns uint8 RGB [B, H, W, 3] with the input's L, joined strip
+    by strip (`aiaic.colorize.strips`: no full-size float arrays)."""
+    L_n = model_input_strips(frames, model.image_size).to(device)
     ab_n = model.predict_guided(L_n, None if c is None else c.to(device), r.to(device))
-    return join_full_resolution(L_full, ab_n.float())
+    return join_into(frames, ab_n.float())

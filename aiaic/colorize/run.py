@@ -210,7 +210,7 @@ def _run_jobs(
         if images:
             task = progress.add_task("images", total=len(images), unit="images", rate="")
             for j in images:
-                summary.images.append(colorize_image(j.src, j.dst, model, guidance, device))
+                summary.images.append(colorize_image(j.src, j.dst, model, guidance, device, cfg.max_pixels))
                 progress.advance(task)
         for j in (j for j in jobs if j.kind == "video"):
             task = progress.add_task(j.src.name, total=None, unit="frames", rate="")
@@ -257,6 +257,11 @@ def colorize(cfg: ColorizeConfig, model=None) -> ColorizeSummary:
     device = resolve_device(cfg.device)
     if model is None:
         model = load_model(cfg, device)
+        if cfg.engine == "onnxruntime":
+            from aiaic.engine.select import onnx_engine, sample_frames
+
+            frames = sample_frames([j.src for j in jobs], max_pixels=cfg.max_pixels)
+            model = onnx_engine(model, cfg.precision, frames)
     guidance, video_fixed = fixed_guidance(cfg, model)
     if any(j.kind == "image" for j in jobs) and not guidance.has_audio:
         log.info("no audio for the images: the visual backbone alone colours them (r = 0)")

@@ -36,7 +36,9 @@ from aiaic.colorize.audio import Soundtrack
 from aiaic.colorize.config import ColorizeConfig
 from aiaic.colorize.guided import AudioInput, colorize_guided, no_guidance
 from aiaic.colorize.keyframes import KeyFrames, open_video
+from aiaic.colorize.prefetch import prefetch
 from aiaic.colorize.seconds import SecondGuide, frame_weights, mix_guidance
+from aiaic.colorize.strips import frame_batch
 from aiaic.colorize.temporal import Stabiliser, colorize_guided_stable
 from aiaic.errors import InputError
 
@@ -344,6 +346,7 @@ def _decode_and_write(
     """Decode every frame (up to max_seconds) into batches for `writer`; (first, last) frame time."""
     first_t, last_t = None, 0.0
     batch: list[tuple[av.VideoFrame, float]] = []
+    batch_size = frame_batch(cfg.batch_size, writer.line.width, writer.line.height)
 
     def flush() -> None:
         writer.write(batch)
@@ -351,16 +354,18 @@ def _decode_and_write(
             on_frames(len(batch))
         batch.clear()
 
-    for frame in ic.decode(in_v):
-        t = frame.time if frame.time is not None else writer.frames_done / float(writer.line.rate)
-        t = float(t) - writer.line.origin
-        if cfg.max_seconds is not None and t >= cfg.max_seconds:
-            break
-        first_t = t if first_t is None else first_t
-        last_t = t
-        batch.append((frame, t))
-        if len(batch) >= cfg.batch_size:
-            flush()
+    # decoding runs on a thread while the model computes; closed (thread joined) on any exit
+    with contextlib.closing(prefetch(ic.decode(in_v), 2 * batch_size)) as frames:
+        for frame in frames:
+            t = frame.time if frame.time is not None else writer.frames_done / float(writer.line.rate)
+            t = float(t) - writer.line.origin
+            if cfg.max_seconds is not None and t >= cfg.max_seconds:
+                break
+            first_t = t if first_t is None else first_t
+            last_t = t
+            batch.append((frame, t))
+            if len(batch) >= batch_size:
+                flush()
     flush()
     writer.finish()
     return first_t, last_t
