@@ -46,6 +46,7 @@ from torch import nn
 import aiaic
 from aiaic.colorize.strips import model_input_strips
 from aiaic.config import config_to_dict
+from aiaic.engine.layout import COLOR_FILE, GUIDANCE_FILE, METADATA_KEY
 from aiaic.errors import AiaicError
 from aiaic.runs import checkpoint as ckpt
 from aiaic.runs.variants import variant
@@ -53,9 +54,6 @@ from aiaic.runs.variants import variant
 log = logging.getLogger(__name__)
 
 OPSET = 20  # the TorchScript exporter's newest opset; ONNX Runtime 1.32 runs opsets up to 23
-METADATA_KEY = "aiaic"
-COLOR_FILE = "color.onnx"
-GUIDANCE_FILE = "guidance.onnx"
 TOLERANCE = 1e-3  # max |ab_n difference| (ab / 110 units) allowed between ONNX Runtime and PyTorch
 
 

@@ -23,7 +23,7 @@ import torch
 
 from aiaic.config import build_config
 from aiaic.data.audio import MelConfig
-from aiaic.engine.export import COLOR_FILE, GUIDANCE_FILE, METADATA_KEY
+from aiaic.engine.layout import COLOR_FILE, GUIDANCE_FILE, METADATA_KEY
 from aiaic.errors import ConfigError, InputError
 from aiaic.models.config import ModelConfig
 from aiaic.runs.inference import InferenceModel

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from aiaic.colorize.strips import join_into, model_input_strips
-from aiaic.engine.export import COLOR_FILE, GUIDANCE_FILE, METADATA_KEY
+from aiaic.engine.layout import COLOR_FILE, GUIDANCE_FILE, METADATA_KEY
 from aiaic.eval.metrics import hasler_colorfulness, psnr
 
 QUANTIZED_OPS = (
