@@ -23,9 +23,6 @@ from aiaic.errors import AiaicError
 
 log = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
-
-
 class JobCancelled(Exception):
     """Raised inside a running job when the user cancelled it."""
 
