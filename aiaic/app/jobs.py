@@ -23,6 +23,7 @@ from aiaic.errors import AiaicError
 
 log = logging.getLogger(__name__)
 
+
 class JobCancelled(Exception):
     """Raised inside a running job when the user cancelled it."""
 
