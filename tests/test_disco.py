@@ -17,7 +17,7 @@ from support.disco_official import build_official, official_checkout, official_f
 
 from aiaic.errors import InputError
 from aiaic.models.backbones import build_backbone, disco_colors
-from aiaic.models.backbones.disco import Disco, read_disco_checkpoint
+from aiaic.models.backbones.disco import Disco
 from aiaic.models.backbones.disco_arch import anchor_mask, kmeans_assign
 from aiaic.models.backbones.disco_loss import VGG19Perceptual, rebalanced_ce
 from aiaic.models.config import ModelConfig
@@ -177,8 +177,8 @@ def test_a_wrong_file_is_refused_naming_it_and_the_keys(tmp_path):
     with pytest.raises(InputError, match=r"bad.pth.tar.*1 missing.*enhanceNet.outConv.bias.*head.weight"):
         _build("disco-mini").load_pretrained(tmp_path / "bad.pth.tar")
     torch.save([1, 2], tmp_path / "list.pth.tar")
-    with pytest.raises(InputError, match="list.pth.tar.*not a DISCO checkpoint"):
-        read_disco_checkpoint(tmp_path / "list.pth.tar")
+    with pytest.raises(InputError, match="list.pth.tar.*holds no state dict"):
+        _build("disco-mini").load_pretrained(tmp_path / "list.pth.tar")
 
 
 # ---- the loss -----------------------------------------------------------------------------------

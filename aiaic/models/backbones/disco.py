@@ -25,11 +25,9 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from aiaic.errors import InputError
 from aiaic.models.backbone_spec import (
     BackboneSpec,
     InputPolicy,
@@ -70,27 +68,6 @@ EXTRAS = {
     "ref_logits": "[B, 313, H/16, W/16] reference (anchor-conditioned) colour-class logits",
     "affinity": "[B, 9, H, W] each pixel's affinity to its 3 x 3 neighbouring superpixels",
 }
-
-
-def read_disco_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The weights of a DISCO checkpoint: `torch.load(weights_only=True)` of a dict holding them under
-    "state_dict" (the release and DISCO's training save `epoch`, `state_dict`, `best_loss`,
-    `optimizer`), or a bare state dict. A DataParallel "module." prefix is removed. InputError naming
-    the file otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "DISCO weights file not found")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise InputError(
-            p, f"cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}"
-        ) from e
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InputError(p, "is not a DISCO checkpoint (expected a dict with the weights under 'state_dict')")
-    return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
 @dataclass(frozen=True)
@@ -166,7 +143,9 @@ _BASE = BackboneSpec(
     name="disco",
     options=DiscoOptions,
     input=Disco.input_policy,
-    weight_format=WeightFormat(reader=read_disco_checkpoint),
+    # the release (and DISCO's training) saves {"epoch", "state_dict", "best_loss", "optimizer"}: the
+    # generic weights-only reader unwraps "state_dict"
+    weight_format=WeightFormat(reader="torch"),
     optimizer=OPTIMIZER,
     loss=LOSS_TERMS,
     # the frozen superpixel net never has a gradient; the palette head has none without its loss term.
