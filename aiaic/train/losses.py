@@ -126,41 +126,38 @@ def locate_vgg16_bn(named: Path | None) -> tuple[Path | None, str]:
     return locate_network(VGG16_BN, named)
 
 
-class VGGPerceptual(nn.Module):
-    """DDColor's perceptual loss on ImageNet VGG16-BN features (frozen, always in eval mode).
-
-    forward(pred_rgb, true_rgb) with RGB [B, 3, H, W] in [0, 1] -> scalar: sum over PERCEPTUAL_LAYERS
-    of weight x mean |phi(pred) - phi(true)|. The ImageNet mean/std is applied inside.
-    """
+class VGGFeatureDistance(nn.Module):
+    """A perceptual loss on frozen ImageNet VGG features (always in eval mode): forward(pred_rgb, true_rgb)
+    with RGB [B, 3, H, W] in [0, 1] -> scalar, the sum over `taps` {layer index in torchvision's
+    `vgg*.features`: weight} of weight x mean |phi(pred) - phi(true)|. The ImageNet mean/std is applied
+    inside. `config` is torchvision's VGG config letter ("D": VGG16, "E": VGG19); `what` names the
+    weights file a subclass loads in error messages."""
 
     mean: torch.Tensor
     std: torch.Tensor
+    what = "torchvision's VGG"
 
-    def __init__(self) -> None:
+    def __init__(self, config: str, batch_norm: bool, taps: Mapping[int, float]) -> None:
         super().__init__()
-        last = max(i for i, _ in PERCEPTUAL_LAYERS.values())
-        # torchvision's vgg16_bn().features (config "D" with batch norm), without building its classifier
-        self.features = make_layers(cfgs["D"], batch_norm=True)[: last + 1]
+        # torchvision's vgg*().features, without building its classifier
+        self.features = make_layers(cfgs[config], batch_norm=batch_norm)[: max(taps) + 1]
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self._weights = {i: w for i, w in PERCEPTUAL_LAYERS.values()}
+        self._weights = dict(taps)
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> VGGPerceptual:
+    def train(self, mode: bool = True) -> VGGFeatureDistance:
         return super().train(False)  # ImageNet BatchNorm statistics stay fixed
 
-    @classmethod
-    def from_file(cls, path: Path) -> VGGPerceptual:
-        """Load the `features.*` tensors of torchvision's vgg16_bn state dict (weights-only), checked."""
-        net = cls()
+    def load_file(self, path: Path) -> VGGFeatureDistance:
+        """Load the `features.*` tensors of torchvision's state dict (weights-only), checked."""
         state = read_state_dict(path)
         state = {k.removeprefix("module."): v for k, v in state.items()}
-        own = net.state_dict()
-        picked = {k: state[k] for k in own if k in state}  # the file's later layers are not used
-        check_state(net, picked, path, "torchvision's VGG16-BN")
-        net.load_state_dict(picked, strict=True)
-        return net
+        picked = {k: state[k] for k in self.state_dict() if k in state}  # the file's later layers unused
+        check_state(self, picked, path, self.what)
+        self.load_state_dict(picked, strict=True)
+        return self
 
     def _taps(self, x: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
         x = (x - self.mean) / self.std
@@ -176,6 +173,20 @@ class VGGPerceptual(nn.Module):
         for (w, p), t in zip(self._taps(pred_rgb), targets, strict=True):
             total = total + w * F.l1_loss(p.float(), t.float())
         return total
+
+
+class VGGPerceptual(VGGFeatureDistance):
+    """DDColor's perceptual loss on ImageNet VGG16-BN features at PERCEPTUAL_LAYERS (see the base)."""
+
+    what = "torchvision's VGG16-BN"
+
+    def __init__(self) -> None:
+        super().__init__("D", True, {i: w for i, w in PERCEPTUAL_LAYERS.values()})
+
+    @classmethod
+    def from_file(cls, path: Path) -> VGGFeatureDistance:
+        """Load the `features.*` tensors of torchvision's vgg16_bn state dict (weights-only), checked."""
+        return cls().load_file(path)
 
 
 @contextmanager

@@ -25,20 +25,16 @@ The terms read DISCO's extras: "pal_logits", "ref_logits" [B, 313, H/16, W/16] a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
-from aiaic.errors import InputError
 from aiaic.models.backbones import disco_colors
 from aiaic.models.backbones.disco_arch import superpixel_pool
-from aiaic.models.weights import read_state_dict, strip_prefix
+from aiaic.train.losses import VGGFeatureDistance
 from aiaic.train.terms import PretrainedNet, TermInputs, TermNeeds, register_term
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
@@ -76,56 +72,18 @@ def superpixel_labels(target_ab: torch.Tensor, affinity: torch.Tensor, table: to
         return disco_colors.nearest_bin(superpixel_pool(target_ab.float(), affinity.float())[0], table)
 
 
-class VGG19Perceptual(nn.Module):
-    """DISCO's perceptual loss on ImageNet VGG-19 features (frozen, always in eval mode).
+class VGG19Perceptual(VGGFeatureDistance):
+    """DISCO's perceptual loss on ImageNet VGG-19 features at VGG19_TAPS (`VGGFeatureDistance`)."""
 
-    forward(pred_rgb, true_rgb), RGB [B, 3, H, W] in [0, 1] -> scalar: sum over VGG19_TAPS of weight x
-    mean |phi(pred) - phi(true)|."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
+    what = "torchvision's VGG-19"
 
     def __init__(self) -> None:
-        super().__init__()
-        self.features = make_layers(cfgs["E"], batch_norm=False)[: max(VGG19_TAPS) + 1]
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> VGG19Perceptual:
-        return super().train(False)
+        super().__init__("E", False, VGG19_TAPS)
 
     @classmethod
-    def from_file(cls, path: Path) -> VGG19Perceptual:
+    def from_file(cls, path: Path) -> VGGFeatureDistance:
         """The `features.*` tensors of torchvision's vgg19 state dict (weights-only), checked."""
-        net = cls()
-        state = strip_prefix(read_state_dict(path), "module.")
-        own = net.state_dict()
-        missing = sorted(k for k in own if k not in state)
-        wrong = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
-        if missing or wrong:
-            raise InputError(
-                path, f"not torchvision's VGG-19 ({len(missing)} tensors missing, e.g. {missing[:3]}; "
-                f"{len(wrong)} with wrong shapes, e.g. {wrong[:3]})",
-            )  # fmt: skip
-        net.load_state_dict({k: state[k] for k in own}, strict=True)
-        return net
-
-    def _taps(self, x: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
-        x = (x - self.mean) / self.std
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in VGG19_TAPS:
-                yield VGG19_TAPS[i], x
-
-    def forward(self, pred_rgb: torch.Tensor, true_rgb: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            targets = [t for _, t in self._taps(true_rgb)]
-        total = pred_rgb.new_zeros((), dtype=torch.float32)
-        for (w, p), t in zip(self._taps(pred_rgb), targets, strict=True):
-            total = total + w * F.l1_loss(p.float(), t.float())
-        return total
+        return cls().load_file(path)
 
 
 VGG19 = PretrainedNet(
