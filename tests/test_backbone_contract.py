@@ -293,10 +293,28 @@ def train_one_step(name: str, stage: str, batch: dict[str, torch.Tensor]) -> dic
     return out
 
 
+def _random_vgg19() -> tuple[nn.Module, str]:
+    from aiaic.models.backbones.disco_loss import VGG19_FILE, VGG19Perceptual
+
+    return VGG19Perceptual(), VGG19_FILE
+
+
+# the pretrained networks a backbone's guided stages cannot train without (DISCO's colour-class terms sit
+# upstream of the insertion point: its guidance learns from its VGG-19 perceptual term alone); the other
+# terms reading a network are off here (no file in the test's hub cache), as a user without them sees
+NEEDED_NETWORKS = {"disco-mini": ("vgg19",)}
+_RANDOM_NETWORKS = {"vgg19": _random_vgg19}
+
+
 @pytest.mark.slow  # ~15-20 s per backbone (nine stages)
 @pytest.mark.parametrize("name", SMALL)
 def test_one_training_step_of_every_stage_with_its_own_losses(name, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    for net_name in NEEDED_NETWORKS.get(name, ()):
+        # random weights in torchvision's layout, where the test's torch hub cache looks for them
+        module, file = _RANDOM_NETWORKS[net_name]()
+        (tmp_path / "hub" / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+        torch.save(module.state_dict(), tmp_path / "hub" / "hub" / "checkpoints" / file)
     side = _side(_build(name))
     batch = _batch(side)
     for stage in STAGES:
