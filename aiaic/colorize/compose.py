@@ -76,28 +76,33 @@ def _encode(v, thr, start):  # linear v in [0, 1] -> sRGB code 0..255, exact (se
 
 
 @numba.njit(cache=True, nogil=True)
+def _lab_pixel(lum, a, b, m, white, thr, start, clip, d, px):  # one Lab pixel -> sRGB codes px u8 [3]
+    fy = (lum + 16.0) / 116.0
+    x = _finv(a / 500.0 + fy) * white[0]
+    y = _finv(fy) * white[1]
+    z = _finv(max(fy - b / 200.0, 0.0)) * white[2]
+    if clip:  # per channel, as skimage lab2rgb
+        for c in range(3):
+            v = m[c, 0] * x + m[c, 1] * y + m[c, 2] * z
+            px[c] = _encode(min(max(v, 0.0), 1.0), thr, start)
+        return
+    t = 1.0  # largest mix with the grey (y, y, y) that stays inside [0, 1]^3
+    for c in range(3):  # d [3]: scratch space of the caller's loop
+        d[c] = m[c, 0] * x + m[c, 1] * y + m[c, 2] * z - y
+        if d[c] > 1e-12:
+            t = min(t, (1.0 - y) / d[c])
+        elif d[c] < -1e-12:
+            t = min(t, y / -d[c])
+    t = max(t, 0.0)
+    for c in range(3):
+        px[c] = _encode(min(max(y + t * d[c], 0.0), 1.0), thr, start)
+
+
+@numba.njit(cache=True, nogil=True)
 def _join_kernel(lab_l, lab_a, lab_b, m, white, thr, start, clip, out):  # L, a, b f32 [N]; out u8 [N, 3]
     d = np.empty(3)
     for k in range(lab_l.shape[0]):
-        fy = (lab_l[k] + 16.0) / 116.0
-        x = _finv(lab_a[k] / 500.0 + fy) * white[0]
-        y = _finv(fy) * white[1]
-        z = _finv(max(fy - lab_b[k] / 200.0, 0.0)) * white[2]
-        if clip:  # per channel, as skimage lab2rgb
-            for c in range(3):
-                v = m[c, 0] * x + m[c, 1] * y + m[c, 2] * z
-                out[k, c] = _encode(min(max(v, 0.0), 1.0), thr, start)
-            continue
-        t = 1.0  # largest mix with the grey (y, y, y) that stays inside [0, 1]^3
-        for c in range(3):
-            d[c] = m[c, 0] * x + m[c, 1] * y + m[c, 2] * z - y
-            if d[c] > 1e-12:
-                t = min(t, (1.0 - y) / d[c])
-            elif d[c] < -1e-12:
-                t = min(t, y / -d[c])
-        t = max(t, 0.0)
-        for c in range(3):
-            out[k, c] = _encode(min(max(y + t * d[c], 0.0), 1.0), thr, start)
+        _lab_pixel(lab_l[k], lab_a[k], lab_b[k], m, white, thr, start, clip, d, out[k])
 
 
 def luminance_uint8(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -38,8 +38,7 @@ from aiaic.colorize.compose import (
     _RGB_FROM_XYZ_NP,
     _WHITE,
     _Y_WEIGHTS,
-    _encode,
-    _finv,
+    _lab_pixel,
     as_uint8_frames,
     luminance_uint8,
 )
@@ -119,20 +118,7 @@ def _join_strip_kernel(rgb, ab, ri0, ri1, rlam, ci0, ci1, clam, lut, yw, m, whit
             yy = lut[rgb[y, x, 0]] * yw[0] + lut[rgb[y, x, 1]] * yw[1] + lut[rgb[y, x, 2]] * yw[2]
             f = yy ** (1.0 / 3.0) if yy > 0.008856 else 7.787 * yy + 16.0 / 116.0
             lum = np.float32(116.0 * f - 16.0)
-            fy = (lum + 16.0) / 116.0
-            px = _finv(lab[0] / 500.0 + fy) * white[0]
-            py = _finv(fy) * white[1]
-            pz = _finv(max(fy - lab[1] / 200.0, 0.0)) * white[2]
-            t = 1.0  # largest mix with the grey (py, py, py) inside [0, 1]^3 (as compose._join_kernel)
-            for c in range(3):
-                d[c] = m[c, 0] * px + m[c, 1] * py + m[c, 2] * pz - py
-                if d[c] > 1e-12:
-                    t = min(t, (1.0 - py) / d[c])
-                elif d[c] < -1e-12:
-                    t = min(t, py / -d[c])
-            t = max(t, 0.0)
-            for c in range(3):
-                out[y, x, c] = _encode(min(max(py + t * d[c], 0.0), 1.0), thr, start)
+            _lab_pixel(lum, lab[0], lab[1], m, white, thr, start, False, d, out[y, x])  # grey-mixed gamut
 
 
 def join_into(
