@@ -521,10 +521,9 @@ def test_every_stage_trains_on_chromagan_mini_and_eval_reports_it(tmp_path):
     from an h5 in the released layout, with ChromaGAN's loss, optimizer and WGAN-GP critic; then
     `aiaic-eval` scores every variant."""
     from support.split_fixtures import write_split_dir
-    from support.train_fixtures import ALL_STAGES, write_recipe
+    from support.train_fixtures import ALL_STAGES, assert_eval_reports_every_variant, write_recipe
     from typer.testing import CliRunner
 
-    from aiaic.cli.eval import app as eval_app
     from aiaic.cli.train import app as train_app
 
     weights = write_chromagan_h5(_backbone(seed=7), tmp_path / "my_model_colorization.h5")
@@ -573,19 +572,4 @@ def test_every_stage_trains_on_chromagan_mini_and_eval_reports_it(tmp_path):
             assert t["disc_lr"] == 2e-5 and list(t["disc_betas"]) == [0.5, 0.999]
     log = (run / "baseline" / "metrics.jsonl").read_text()
     assert "d_gp" in log  # the critic trained with the gradient penalty
-    out = tmp_path / "eval"
-    args = ["--run", str(run), "--shards", str(split), "--out", str(out), "--split", "val"]
-    res = CliRunner().invoke(eval_app, [*args, "--device", "cpu", "--offline"])
-    assert res.exit_code == 0, res.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["val"]) >= {
-        "baseline",
-        "full",
-        "full_missing_audio",
-        "no_r",
-        "no_r_missing_audio",
-        "e2e",
-    }
-    for scores in metrics["val"].values():
-        assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
-    assert "chromagan-mini" in (out / "report.md").read_text()
+    assert_eval_reports_every_variant(run, split, tmp_path / "eval", "chromagan-mini")

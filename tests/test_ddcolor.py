@@ -457,9 +457,8 @@ def test_building_blocks_match_their_definitions():
 def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
     """`aiaic-train --backbone ddcolor-mini --stage all` (the main chain and both ablations) on the CPU,
     from released-format weights with DDColor's own loss terms, then `aiaic-eval` scores every variant."""
-    from support.train_fixtures import ALL_STAGES, write_recipe
+    from support.train_fixtures import ALL_STAGES, assert_eval_reports_every_variant, write_recipe
 
-    from aiaic.cli.eval import app as eval_app
     from aiaic.cli.train import app as train_app
 
     _, split, model = _mini_training_inputs(tmp_path)
@@ -496,33 +495,4 @@ def test_every_stage_trains_on_ddcolor_mini_and_eval_reports_it(tmp_path):
             assert set(cfg["loss_terms"]) >= {"l1", "adversarial", "colorfulness"}
             assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["lr"] == 1e-4
             assert "perceptual" in cfg["disabled_terms"]  # no VGG16-BN weights here: off, and said so
-    out = tmp_path / "eval"
-    res = CliRunner().invoke(
-        eval_app,
-        [
-            "--run",
-            str(run),
-            "--shards",
-            str(split),
-            "--out",
-            str(out),
-            "--split",
-            "val",
-            "--device",
-            "cpu",
-            "--offline",
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["val"]) >= {
-        "baseline",
-        "full",
-        "full_missing_audio",
-        "no_r",
-        "no_r_missing_audio",
-        "e2e",
-    }
-    for scores in metrics["val"].values():
-        assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
-    assert "ddcolor-mini" in (out / "report.md").read_text()
+    assert_eval_reports_every_variant(run, split, tmp_path / "eval", "ddcolor-mini")

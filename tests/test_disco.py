@@ -375,10 +375,9 @@ def test_every_stage_trains_on_disco_mini_and_eval_reports_it(tmp_path):
     """`aiaic-train --backbone disco-mini --stage all` (main chain and both ablations) from a
     released-format checkpoint with DISCO's loss and optimizer, then `aiaic-eval` scores every variant."""
     from support.split_fixtures import write_split_dir
-    from support.train_fixtures import ALL_STAGES, write_recipe
+    from support.train_fixtures import ALL_STAGES, assert_eval_reports_every_variant, write_recipe
     from typer.testing import CliRunner
 
-    from aiaic.cli.eval import app as eval_app
     from aiaic.cli.train import app as train_app
 
     # a VGG-19 in torchvision's layout (random values: nothing downloads in tests); DISCO's guidance
@@ -409,16 +408,7 @@ def test_every_stage_trains_on_disco_mini_and_eval_reports_it(tmp_path):
             assert set(cfg["loss_terms"]) == {"disco_palette", "disco_reference", "disco_perceptual"}
             assert cfg["train"]["optimizer"] == "adam" and cfg["train"]["lr"] == 2e-4
             assert not cfg.get("disabled_terms"), stage
-    out = tmp_path / "eval"
-    args = ["--run", str(run), "--shards", str(split), "--out", str(out), "--split", "val"]
-    res = CliRunner().invoke(eval_app, [*args, "--device", "cpu", "--offline"])
-    assert res.exit_code == 0, res.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    variants = {"baseline", "full", "full_missing_audio", "no_r", "no_r_missing_audio", "e2e"}
-    assert set(metrics["val"]) >= variants
-    for scores in metrics["val"].values():
-        assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
-    assert "disco-mini" in (out / "report.md").read_text()
+    assert_eval_reports_every_variant(run, split, tmp_path / "eval", "disco-mini")
 
 
 def test_the_disco_recipe_builds_the_papers_plan(tmp_path):

@@ -47,3 +47,21 @@ def write_recipe(path: Path, recipe: dict) -> Path:
         table(name, values)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def assert_eval_reports_every_variant(run: Path, split: Path, out: Path, backbone: str) -> None:
+    """`aiaic-eval` of a run trained with `--stage all` on its val split (offline, CPU): every Table 2
+    variant is scored with a PSNR and SSIM in range, and report.md names the backbone."""
+    from typer.testing import CliRunner
+
+    from aiaic.cli.eval import app as eval_app
+
+    args = ["--run", str(run), "--shards", str(split), "--out", str(out), "--split", "val"]
+    res = CliRunner().invoke(eval_app, [*args, "--device", "cpu", "--offline"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    variants = {"baseline", "full", "full_missing_audio", "no_r", "no_r_missing_audio", "e2e"}
+    assert set(metrics["val"]) >= variants
+    for scores in metrics["val"].values():
+        assert 5.0 < scores["psnr"] < 60.0 and 0.0 < scores["ssim"] <= 1.0
+    assert backbone in (out / "report.md").read_text()
